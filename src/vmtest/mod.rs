@@ -10,3 +10,8 @@ pub struct VmTestArgs {
 pub fn run(_args: &VmTestArgs) -> miette::Result<()> {
     Err(miette::miette!("`hardroot vm-test` is not implemented yet"))
 }
+
+/// A VM test ran and one of its steps failed (exit code 4), as opposed to the driver failing.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("VM test failed: {0}")]
+pub struct TestFailed(pub String);
