@@ -87,7 +87,7 @@ pub struct EvalOptions {
 
 pub fn evaluate(opts: &EvalOptions) -> Result<Config, Vec<Located>> {
     let profile = load_profile(&opts.profile).map_err(|e| vec![e])?;
-    let dirs = resolve::search_dirs(&opts.profile, &opts.module_dirs);
+    let dirs = resolve::search_dirs(&profile, &opts.module_dirs);
     let modules = resolve::load_modules(&profile, &dirs).map_err(|e| vec![e])?;
     let definitions = collect(&profile, &modules).map_err(|e| vec![e])?;
     let active: Vec<&Definition> = definitions
@@ -353,7 +353,7 @@ fn resolve_definition(
     let Some(decl) = decl else { return Ok(None) };
     decl.ty.check(&raw).map(Some).map_err(|e| {
         Located::new(CODE_TYPE, &e.site, format!("{}.{}: {}", m, o, e.message))
-            .label(format!("expected {}", decl.ty.name()))
+            .label(format!("expected {}", e.expected))
             .help(format!(
                 "{}.{} is declared at {}: {}",
                 m, o, decl.site, decl.description

@@ -6,20 +6,22 @@ use crate::source::Site;
 use std::path::{Path, PathBuf};
 
 /// `--modules` folders first (so a user can override a module), then $HARDROOT_MODULES,
-/// then `modules/` beside the profile's folder.
-pub fn search_dirs(profile: &Path, extra: &[PathBuf]) -> Vec<PathBuf> {
+/// then `modules/` beside each profile file's folder (top profile first), so an
+/// imported profile finds its modules wherever it is imported from.
+pub fn search_dirs(profile: &Profile, extra: &[PathBuf]) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = extra.to_vec();
     if let Some(env) = std::env::var_os("HARDROOT_MODULES") {
         dirs.extend(std::env::split_paths(&env));
     }
-    let parent = profile.parent().unwrap_or(Path::new("."));
-    let parent = if parent.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        parent
-    };
-    dirs.push(parent.join("..").join("modules"));
-    dirs.push(parent.join("modules"));
+    for file in &profile.files {
+        let parent = file.path.parent().unwrap_or(Path::new("."));
+        for d in [parent.join("..").join("modules"), parent.join("modules")] {
+            let d = std::fs::canonicalize(&d).unwrap_or(d);
+            if !dirs.contains(&d) {
+                dirs.push(d);
+            }
+        }
+    }
     dirs
 }
 

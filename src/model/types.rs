@@ -43,6 +43,8 @@ pub struct Field {
 pub struct TypeError {
     pub site: Site,
     pub message: String,
+    /// What was expected right here (the innermost type), for the label under the snippet.
+    pub expected: String,
 }
 
 pub const BASE_TYPES: &[&str] = &[
@@ -112,6 +114,7 @@ impl Type {
         TypeError {
             site: site.clone(),
             message: format!("expected {}, found {found}", article(&self.name())),
+            expected: self.name(),
         }
     }
 
@@ -119,6 +122,7 @@ impl Type {
         let fail = |why: String| TypeError {
             site: site.clone(),
             message: why,
+            expected: self.name(),
         };
         let wrong = || self.mismatch(site, &describe(v));
         match self {
@@ -192,6 +196,7 @@ fn check_record(decl: &BTreeMap<String, Field>, raw: &Raw) -> Result<Json, TypeE
         return Err(TypeError {
             site: raw.site().clone(),
             message: "expected a record (a TOML table)".into(),
+            expected: "record".into(),
         });
     };
     let mut map = serde_json::Map::new();
@@ -199,6 +204,10 @@ fn check_record(decl: &BTreeMap<String, Field>, raw: &Raw) -> Result<Json, TypeE
         let field = decl.get(k).ok_or_else(|| TypeError {
             site: ks.clone(),
             message: format!("unknown field `{k}`{}", did_you_mean(k, decl.keys())),
+            expected: format!(
+                "one of the fields {}",
+                decl.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
         })?;
         map.insert(k.clone(), field.ty.check(v)?);
     }
@@ -213,6 +222,7 @@ fn check_record(decl: &BTreeMap<String, Field>, raw: &Raw) -> Result<Json, TypeE
                 field.ty.name(),
                 field.description
             ),
+            expected: format!("a `{name}` field"),
         })?;
         map.insert(name.clone(), field.ty.check(default)?);
     }
@@ -223,6 +233,7 @@ fn check_key(k: &str, site: &Site) -> Result<(), TypeError> {
     token(k).map_err(|m| TypeError {
         site: site.clone(),
         message: format!("table key: {m}"),
+        expected: "token".into(),
     })
 }
 
