@@ -1,0 +1,672 @@
+//! The XMPP profile's service modules (tls, nginx, ejabberd, postgresql),
+//! checked with the real tools: `hardroot build`, then `nginx -t`, a YAML
+//! parser, openssl, and — in a network namespace made by the test — a real
+//! PostgreSQL and ejabberd started from the rendered files.
+//!
+//! Golden files: tests/golden/<module>/<path in the image>. Regenerate with
+//! `HARDROOT_BLESS=1 cargo test --test real_tools_services golden`.
+mod common;
+use common::*;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const MINE: [&str; 4] = ["tls", "nginx", "ejabberd", "postgresql"];
+
+// ---- building ------------------------------------------------------------------
+
+struct Built {
+    _dir: tempfile::TempDir,
+    out: PathBuf,
+}
+
+impl Built {
+    fn file(&self, rel: &str) -> String {
+        let p = self.out.join("overlay").join(rel);
+        std::fs::read_to_string(&p)
+            .unwrap_or_else(|e| panic!("{} not in the overlay: {e}", p.display()))
+    }
+    fn path(&self, rel: &str) -> PathBuf {
+        self.out.join("overlay").join(rel)
+    }
+    fn json(&self, name: &str) -> Value {
+        let text =
+            std::fs::read_to_string(self.out.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+}
+
+/// Modules the profiles import that other branches provide. Until they are
+/// merged, a stand-in with no effect lets these modules be built and checked.
+fn stand_ins(dir: &Path) -> Vec<String> {
+    let mut args = Vec::new();
+    for name in ["system", "test_backdoor"] {
+        if repo()
+            .join("modules")
+            .join(name)
+            .join("module.toml")
+            .exists()
+        {
+            continue;
+        }
+        let m = dir.join("stand-ins").join(name);
+        std::fs::create_dir_all(&m).unwrap();
+        let toml = format!("[module]\ndescription = \"stand-in for {name} (not merged yet)\"\n");
+        std::fs::write(m.join("module.toml"), toml).unwrap();
+        if args.is_empty() {
+            args.push("--modules".to_string());
+            args.push(dir.join("stand-ins").display().to_string());
+        }
+    }
+    args
+}
+
+fn build(profile: &str) -> Built {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let profile = repo().join("profiles").join(profile).display().to_string();
+    let mut args = vec!["build".to_string(), profile];
+    args.extend(stand_ins(dir.path()));
+    args.extend(["-o".to_string(), out.display().to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = hardroot(dir.path(), &args);
+    assert!(
+        o.status.success(),
+        "hardroot build failed:\n{}",
+        text(&o.stderr)
+    );
+    Built { _dir: dir, out }
+}
+
+// ---- small tools -----------------------------------------------------------------
+
+fn run(cmd: &mut Command) -> Output {
+    let o = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (scripts/deps.sh installs the tools)"));
+    assert!(
+        o.status.success(),
+        "{cmd:?} failed:\n{}\n{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    o
+}
+
+/// YAML → JSON with python3-yaml (safe_load: no tags, no code).
+fn yaml(text: &str) -> Value {
+    let mut child = Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 (with python3-yaml) is needed");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        o.status.success(),
+        "YAML does not parse: {}",
+        common::text(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// Lines of a config file without comments and blank lines, whitespace squeezed.
+fn directives(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|l| {
+            l.split('#')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+fn has(lines: &[String], wanted: &str) -> bool {
+    lines.iter().any(|l| l == wanted)
+}
+
+fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    run(Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-384",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=example.org",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert));
+    (cert, key)
+}
+
+// ---- nginx -------------------------------------------------------------------------
+
+/// The rendered nginx.conf with image paths pointing into `dir`.
+fn nginx_conf_for_host(b: &Built, dir: &Path) -> PathBuf {
+    let (cert, key) = self_signed(dir);
+    let conf = b
+        .file("etc/nginx/nginx.conf")
+        .replace(
+            "/etc/hardroot/tls/fullchain.pem",
+            &cert.display().to_string(),
+        )
+        .replace("/etc/hardroot/tls/privkey.pem", &key.display().to_string())
+        .replace(
+            "/etc/hardroot/tls/ffdhe4096.pem",
+            &b.path("etc/hardroot/tls/ffdhe4096.pem")
+                .display()
+                .to_string(),
+        )
+        .replace("/var/log/nginx/", &format!("{}/", dir.display()))
+        .replace(
+            "/run/nginx.pid",
+            &dir.join("nginx.pid").display().to_string(),
+        );
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, conf).unwrap();
+    path
+}
+
+#[test]
+fn nginx_t_accepts_the_rendered_config() {
+    let b = build("xmpp-server.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let conf = nginx_conf_for_host(&b, dir.path());
+    let o = run(Command::new("nginx").arg("-t").arg("-c").arg(&conf));
+    assert!(
+        text(&o.stderr).contains("test is successful"),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
+#[test]
+fn nginx_has_the_guides_tls_headers_redirect_and_rate_limit() {
+    let b = build("xmpp-server.toml");
+    let conf = b.file("etc/nginx/nginx.conf");
+    let d = directives(&conf);
+    for want in [
+        "server_tokens off;",
+        "ssl_protocols TLSv1.2 TLSv1.3;",
+        "ssl_ciphers ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES128-GCM-SHA256;",
+        "ssl_prefer_server_ciphers off;",
+        "ssl_ecdh_curve secp384r1;",
+        "ssl_dhparam /etc/hardroot/tls/ffdhe4096.pem;",
+        "ssl_session_cache shared:SSL:10m;",
+        "ssl_session_timeout 1d;",
+        "ssl_session_tickets off;",
+        "add_header Strict-Transport-Security \"max-age=63072000; includeSubDomains\" always;",
+        "add_header X-Content-Type-Options \"nosniff\" always;",
+        "add_header X-Frame-Options \"SAMEORIGIN\" always;",
+        "add_header Referrer-Policy \"no-referrer\" always;",
+        "add_header Permissions-Policy \"interest-cohort=()\" always;",
+        "listen 80 default_server;",
+        "listen [::]:80 default_server;",
+        "listen 443 ssl http2 default_server;",
+        "listen [::]:443 ssl http2 default_server;",
+        "server_name _;",
+        "return 301 https://$host$request_uri;",
+        "limit_req_zone $binary_remote_addr zone=invites:10m rate=20r/m;",
+        "location /invites/ {",
+        "limit_req zone=invites burst=20 nodelay;",
+        "limit_req_status 429;",
+        "proxy_pass http://127.0.0.1:8444;",
+        "ssl_certificate /etc/hardroot/tls/fullchain.pem;",
+        "ssl_certificate_key /etc/hardroot/tls/privkey.pem;",
+    ] {
+        assert!(has(&d, want), "nginx.conf lacks `{want}`:\n{conf}");
+    }
+    assert!(d.iter().any(|l| {
+        l.starts_with("add_header Content-Security-Policy \"default-src 'self';")
+            && l.ends_with("always;")
+    }));
+    // Every header is sent on errors too; the deprecated one is absent.
+    assert!(
+        d.iter()
+            .filter(|l| l.starts_with("add_header"))
+            .all(|l| l.ends_with(" always;"))
+    );
+    assert!(!conf.contains("X-XSS-Protection"));
+    // Debian's default site (and anything else dropped into conf.d) is never loaded.
+    assert!(!conf.contains("sites-enabled") && !conf.contains("conf.d"));
+    // Backends only on loopback.
+    for l in d.iter().filter(|l| l.starts_with("proxy_pass")) {
+        assert!(
+            l.starts_with("proxy_pass http://127.0.0.1:")
+                || l.starts_with("proxy_pass http://[::1]:"),
+            "{l}"
+        );
+    }
+}
+
+// ---- ejabberd ------------------------------------------------------------------------
+
+fn listener(yml: &Value, port: u64) -> &Value {
+    let all = yml["listen"].as_array().expect("listen is a list");
+    let found: Vec<&Value> = all.iter().filter(|l| l["port"] == port).collect();
+    assert!(!found.is_empty(), "no listener on port {port}");
+    found[0]
+}
+
+#[test]
+fn ejabberd_yml_has_every_setting_of_the_guide() {
+    let b = build("xmpp-server.toml");
+    let y = yaml(&b.file("etc/ejabberd/ejabberd.yml"));
+
+    assert_eq!(y["hosts"], serde_json::json!(["example.org"]));
+    assert_eq!(y["s2s_use_starttls"], "required");
+    assert_eq!(y["auth_password_format"], "scram");
+    assert_eq!(
+        y["disable_sasl_mechanisms"],
+        serde_json::json!(["digest-md5", "X-OAUTH2"])
+    );
+    assert_eq!(y["modules"]["mod_fail2ban"]["c2s_auth_ban_lifetime"], "6h");
+    assert_eq!(y["modules"]["mod_fail2ban"]["c2s_max_auth_failures"], 5);
+    assert!(
+        y["modules"].get("mod_mqtt").is_none(),
+        "mod_mqtt must be off"
+    );
+    assert_eq!(
+        y["certfiles"],
+        serde_json::json!(["/etc/hardroot/tls/combined.pem"])
+    );
+    assert_eq!(y["acme"]["auto"], false);
+
+    let c2s = listener(&y, 5222);
+    assert_eq!(
+        (c2s["module"].as_str(), c2s["starttls_required"].as_bool()),
+        (Some("ejabberd_c2s"), Some(true))
+    );
+    let c2s_tls = listener(&y, 5223);
+    assert_eq!(
+        (c2s_tls["module"].as_str(), c2s_tls["tls"].as_bool()),
+        (Some("ejabberd_c2s"), Some(true))
+    );
+    let s2s = listener(&y, 5269);
+    assert_eq!(s2s["module"], "ejabberd_s2s_in");
+    assert_eq!(
+        s2s["protocol_options"],
+        serde_json::json!(["no_sslv2", "no_sslv3", "no_tlsv1", "no_tlsv1_1"])
+    );
+    let s2s_tls = listener(&y, 5270);
+    assert_eq!(
+        (s2s_tls["module"].as_str(), s2s_tls["tls"].as_bool()),
+        (Some("ejabberd_s2s_in"), Some(true))
+    );
+    let admin = listener(&y, 6443);
+    assert_eq!(
+        (admin["ip"].as_str(), admin["tls"].as_bool()),
+        (Some("172.16.0.10"), Some(true))
+    );
+    assert_eq!(admin["request_handlers"]["/admin"], "ejabberd_web_admin");
+    let backend = listener(&y, 8444);
+    assert_eq!(backend["ip"], "127.0.0.1");
+    assert_eq!(listener(&y, 5443)["tls"], true);
+    assert_eq!(listener(&y, 3478)["transport"], "udp");
+    assert_eq!(listener(&y, 5349)["use_turn"], true);
+
+    let ports: Vec<u64> = y["listen"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l["port"].as_u64())
+        .collect();
+    assert!(
+        !ports.contains(&5280) && !ports.contains(&1883),
+        "5280 and 1883 must not listen: {ports:?}"
+    );
+
+    // Storage: PostgreSQL on loopback; the password is never in the file.
+    assert_eq!(
+        (y["default_db"].as_str(), y["sql_type"].as_str()),
+        (Some("sql"), Some("pgsql"))
+    );
+    assert_eq!(
+        (y["sql_server"].as_str(), y["auth_method"].as_str()),
+        (Some("localhost"), Some("sql"))
+    );
+    assert!(
+        y.get("sql_password").is_none(),
+        "sql_password must not be in the image"
+    );
+    let inc = &y["include_config_file"]["/etc/ejabberd/sql-password.yml"];
+    assert_eq!(inc["allow_only"], serde_json::json!(["sql_password"]));
+}
+
+#[test]
+fn ejabberd_registration_is_off_for_the_server_and_on_for_the_test() {
+    let rule = |p: &str| {
+        yaml(&build(p).file("etc/ejabberd/ejabberd.yml"))["access_rules"]["register"].clone()
+    };
+    assert_eq!(rule("xmpp-server.toml"), serde_json::json!({"deny": "all"}));
+    assert_eq!(rule("xmpp-test.toml"), serde_json::json!({"allow": "all"}));
+}
+
+#[test]
+fn ejabberdctl_cfg_keeps_erlang_on_loopback_without_epmd() {
+    let b = build("xmpp-server.toml");
+    let cfg: BTreeMap<String, String> = directives(&b.file("etc/default/ejabberd"))
+        .iter()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    assert_eq!(
+        cfg.get("INET_DIST_INTERFACE").map(String::as_str),
+        Some("127.0.0.1")
+    );
+    assert_eq!(cfg.get("ERL_DIST_PORT").map(String::as_str), Some("5210"));
+    assert_eq!(
+        cfg.get("ERL_EPMD_ADDRESS").map(String::as_str),
+        Some("127.0.0.1")
+    );
+
+    // Debian's unit Requires=epmd.service: ours replaces it, and epmd is masked.
+    let unit = b.file("etc/systemd/system/ejabberd.service");
+    assert!(
+        !directives(&unit).iter().any(|l| l.contains("epmd")),
+        "{unit}"
+    );
+    let m = b.json("manifest.json");
+    let masked: Vec<&str> = m["units"]["mask"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        masked.contains(&"epmd.service") && masked.contains(&"epmd.socket"),
+        "{masked:?}"
+    );
+}
+
+// ---- postgresql ------------------------------------------------------------------------
+
+#[test]
+fn postgresql_allows_only_scram_on_loopback_and_peer_for_postgres() {
+    let b = build("xmpp-server.toml");
+    let hba: Vec<Vec<String>> = directives(&b.file("etc/postgresql/15/main/pg_hba.conf"))
+        .iter()
+        .map(|l| l.split(' ').map(str::to_string).collect())
+        .collect();
+    let want: Vec<Vec<&str>> = vec![
+        vec!["local", "all", "postgres", "peer"],
+        vec!["host", "all", "all", "127.0.0.1/32", "scram-sha-256"],
+        vec!["host", "all", "all", "::1/128", "scram-sha-256"],
+    ];
+    assert_eq!(hba, want);
+
+    let conf = directives(&b.file("etc/postgresql/15/main/conf.d/50-hardroot.conf"));
+    for want in [
+        "listen_addresses = 'localhost'",
+        "password_encryption = 'scram-sha-256'",
+        "max_wal_senders = 0",
+    ] {
+        assert!(
+            has(&conf, want),
+            "50-hardroot.conf lacks `{want}`: {conf:?}"
+        );
+    }
+}
+
+// ---- tls and secrets ------------------------------------------------------------------------
+
+#[test]
+fn dh_group_is_rfc7919_ffdhe4096_and_no_private_key_is_in_the_overlay() {
+    let b = build("xmpp-server.toml");
+    let o = run(Command::new("openssl")
+        .args(["dhparam", "-noout", "-text", "-in"])
+        .arg(b.path("etc/hardroot/tls/ffdhe4096.pem")));
+    assert!(
+        text(&o.stdout).contains("GROUP: ffdhe4096"),
+        "{}",
+        text(&o.stdout)
+    );
+
+    for entry in walkdir::WalkDir::new(b.out.join("overlay")) {
+        let entry = entry.unwrap();
+        if entry.file_type().is_file() {
+            let bytes = std::fs::read(entry.path()).unwrap();
+            let s = String::from_utf8_lossy(&bytes);
+            assert!(
+                !s.contains("PRIVATE KEY-----"),
+                "{} holds a private key",
+                entry.path().display()
+            );
+            assert!(
+                !s.contains("sql_password:") || entry.path().ends_with("postgresql-roles"),
+                "{}",
+                entry.path().display()
+            );
+        }
+    }
+}
+
+#[test]
+fn acme_covers_the_domain_and_subdomains_with_p384_and_reloads_services() {
+    let b = build("xmpp-server.toml");
+    assert_eq!(
+        b.file("etc/dehydrated/domains.txt").trim(),
+        "example.org conference.example.org upload.example.org proxy.example.org pubsub.example.org"
+    );
+    let conf = directives(&b.file("etc/dehydrated/conf.d/50-hardroot.sh"));
+    assert!(has(&conf, "KEY_ALGO=\"secp384r1\""), "{conf:?}");
+    assert!(
+        has(
+            &conf,
+            "CA=\"https://acme-v02.api.letsencrypt.org/directory\""
+        ),
+        "{conf:?}"
+    );
+    let hook = b.file("usr/lib/hardroot/dehydrated-hook");
+    assert!(
+        hook.contains("systemctl try-reload-or-restart nginx.service")
+            && hook.contains("systemctl try-reload-or-restart ejabberd.service"),
+        "{hook}"
+    );
+
+    let t = build("xmpp-test.toml");
+    let conf = directives(&t.file("etc/dehydrated/conf.d/50-hardroot.sh"));
+    assert!(
+        has(&conf, "CA=\"https://192.168.77.20:14000/dir\""),
+        "{conf:?}"
+    );
+    assert!(
+        t.file("etc/systemd/system/hardroot-acme.service")
+            .contains("Environment=CURL_CA_BUNDLE=/etc/hardroot/tls/pebble-ca.pem")
+    );
+
+    let unit = b.file("etc/systemd/system/hardroot-tls-selfsigned.service");
+    assert!(
+        unit.contains("ConditionPathExists=!/etc/hardroot/tls/fullchain.pem"),
+        "{unit}"
+    );
+    assert!(
+        unit.contains("Before=nginx.service ejabberd.service"),
+        "{unit}"
+    );
+}
+
+#[test]
+fn first_boot_fallback_makes_a_p384_certificate_for_every_name() {
+    let b = build("xmpp-server.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    let install = b
+        .file("usr/lib/hardroot/tls-install")
+        .replace("/etc/hardroot/tls/", &format!("{d}/"));
+    let install_path = dir.path().join("tls-install");
+    std::fs::write(&install_path, install).unwrap();
+    let fallback = b.file("usr/lib/hardroot/tls-selfsigned").replace(
+        "/usr/lib/hardroot/tls-install",
+        &format!("sh {}", install_path.display()),
+    );
+    run(Command::new("sh").arg("-c").arg(fallback));
+
+    let o = run(Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(dir.path().join("fullchain.pem")));
+    let cert = text(&o.stdout);
+    assert!(cert.contains("NIST CURVE: P-384"), "{cert}");
+    for name in [
+        "example.org",
+        "conference.example.org",
+        "upload.example.org",
+        "proxy.example.org",
+        "pubsub.example.org",
+    ] {
+        assert!(
+            cert.contains(&format!("DNS:{name}")),
+            "{name} missing:\n{cert}"
+        );
+    }
+    let mode = |f: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(dir.path().join(f))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(
+        (
+            mode("privkey.pem"),
+            mode("fullchain.pem"),
+            mode("combined.pem")
+        ),
+        (0o600, 0o644, 0o640)
+    );
+    let combined = std::fs::read_to_string(dir.path().join("combined.pem")).unwrap();
+    assert!(combined.contains("BEGIN CERTIFICATE") && combined.contains("PRIVATE KEY"));
+
+    // A key that does not belong to the chain is refused, and nothing changes.
+    let other = tempfile::tempdir().unwrap();
+    let (_, wrong_key) = self_signed(other.path());
+    let o = Command::new("sh")
+        .arg(&install_path)
+        .arg(&wrong_key)
+        .arg(dir.path().join("fullchain.pem"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "a mismatched key was installed");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("combined.pem")).unwrap(),
+        combined
+    );
+}
+
+// ---- exposure table --------------------------------------------------------------------------
+
+#[test]
+fn listeners_follow_the_brief_port_table() {
+    let b = build("xmpp-server.toml");
+    let c = b.json("config.json");
+    let rows = c["firewall"]["listeners"]
+        .as_array()
+        .expect("firewall.listeners");
+    let row = |service: &str, port: u64, proto: &str| -> &Value {
+        rows.iter()
+            .find(|r| r["service"] == service && r["port"] == port && r["proto"] == proto)
+            .unwrap_or_else(|| panic!("no row {service} {port}/{proto}"))
+    };
+    for (service, port, proto, exposure) in [
+        ("nginx", 80, "tcp", "public"),
+        ("nginx", 443, "tcp", "public"),
+        ("ejabberd", 5222, "tcp", "public"),
+        ("ejabberd", 5223, "tcp", "public"),
+        ("ejabberd", 5269, "tcp", "public"),
+        ("ejabberd", 5270, "tcp", "public"),
+        ("ejabberd", 5443, "tcp", "public"),
+        ("ejabberd", 3478, "udp", "public"),
+        ("ejabberd", 5349, "tcp", "public"),
+        ("ejabberd", 5349, "udp", "public"),
+        ("ejabberd", 49152, "tcp", "public"),
+        ("ejabberd", 49152, "udp", "public"),
+        ("ejabberd", 6443, "tcp", "trusted"),
+        ("ejabberd", 8444, "tcp", "localhost"),
+        ("ejabberd", 5210, "tcp", "localhost"),
+        ("postgresql", 5432, "tcp", "localhost"),
+        ("epmd", 4369, "tcp", "blocked"),
+        ("mqtt", 1883, "tcp", "blocked"),
+    ] {
+        assert_eq!(
+            row(service, port, proto)["exposure"],
+            exposure,
+            "{service} {port}/{proto}"
+        );
+    }
+    assert_eq!(row("ejabberd", 49152, "udp")["port_end"], 65535);
+    assert_eq!(
+        row("ejabberd", 6443, "tcp")["bind"],
+        serde_json::json!(["172.16.0.10"])
+    );
+    assert_eq!(
+        row("postgresql", 5432, "tcp")["bind"],
+        serde_json::json!(["127.0.0.1", "::1"])
+    );
+    assert!(!rows.iter().any(|r| r["port"] == 5280), "5280 is off");
+}
+
+// ---- golden files ------------------------------------------------------------------------------
+
+#[test]
+fn golden_files_of_the_service_modules() {
+    let b = build("xmpp-server.toml");
+    let m = b.json("manifest.json");
+    let bless = std::env::var_os("HARDROOT_BLESS").is_some();
+    let mut checked = 0;
+    for e in m["entries"].as_array().unwrap() {
+        let module = e["module"].as_str().unwrap_or("");
+        if e["type"] != "file" || !MINE.contains(&module) {
+            continue;
+        }
+        let rel = e["path"].as_str().unwrap();
+        let golden = repo().join("tests/golden").join(module).join(rel);
+        let now = b.file(rel);
+        if bless {
+            std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
+            std::fs::write(&golden, &now).unwrap();
+        } else {
+            let want = std::fs::read_to_string(&golden).unwrap_or_else(|_| {
+                panic!(
+                    "no golden file {} (HARDROOT_BLESS=1 makes it)",
+                    golden.display()
+                )
+            });
+            assert!(
+                want == now,
+                "{rel} differs from {}; if intended, rerun with HARDROOT_BLESS=1",
+                golden.display()
+            );
+        }
+        checked += 1;
+    }
+    assert!(
+        checked >= 15,
+        "only {checked} files of the service modules were rendered"
+    );
+}
