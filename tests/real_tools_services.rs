@@ -670,3 +670,270 @@ fn golden_files_of_the_service_modules() {
         "only {checked} files of the service modules were rendered"
     );
 }
+
+// ---- live: PostgreSQL, ejabberd and nginx from the rendered files ------------------------------
+
+/// Runs in a network namespace of its own (`unshare -n`): loopback plus the
+/// internal address on lo, so nothing here can reach or disturb the host's
+/// network. The rendered files are used as they are, with image paths moved
+/// into $W. Results go to $W/results for the Rust side to judge.
+const LIVE: &str = r#"
+set -eu
+O=$OVERLAY
+R=$W/results
+mkdir -p $R $W/pg $W/pglog $W/sock $W/etc $W/tls $W/ej/conf $W/ej/spool $W/ej/log $W/ej/run $W/nginx
+chown postgres $W/pg $W/pglog $W/sock
+PGBIN=/usr/lib/postgresql/15/bin
+
+cleanup() {
+    nginx -c $W/nginx/nginx.conf -s stop 2>/dev/null || true
+    [ -f $W/ejctl ] && sh $W/ejctl stop >/dev/null 2>&1 && sh $W/ejctl stopped >/dev/null 2>&1 || true
+    runuser -u postgres -- $PGBIN/pg_ctl -D $W/pg -m fast -w stop >/dev/null 2>&1 || true
+    pkill -u ejabberd -f "$W/ej" 2>/dev/null || true
+}
+trap cleanup EXIT
+
+ip link set lo up
+ip addr add $INTERNAL/32 dev lo
+
+# PostgreSQL: a throwaway cluster with the rendered conf.d file and pg_hba.conf.
+runuser -u postgres -- $PGBIN/initdb -D $W/pg -A peer >/dev/null
+cp $O/etc/postgresql/15/main/pg_hba.conf $O/etc/postgresql/15/main/conf.d/50-hardroot.conf $W/etc/
+chown postgres $W/etc/pg_hba.conf $W/etc/50-hardroot.conf
+cat >> $W/pg/postgresql.conf <<CONF
+unix_socket_directories = '$W/sock'
+log_statement = 'all'
+hba_file = '$W/etc/pg_hba.conf'
+include '$W/etc/50-hardroot.conf'
+CONF
+runuser -u postgres -- $PGBIN/pg_ctl -D $W/pg -l $W/pglog/pg.log -w start >/dev/null
+
+# First-boot roles, twice: the second run must change nothing.
+sed "s#/etc/ejabberd/sql-password.yml#$W/etc/sql-password.yml#g" $O/usr/lib/hardroot/postgresql-roles > $W/roles
+PGHOST=$W/sock sh $W/roles > $R/roles-1.txt
+sha256sum < $W/etc/sql-password.yml > $R/pw-1.sha
+stat -c '%U:%G %a' $W/etc/sql-password.yml > $R/pw-mode.txt
+PGHOST=$W/sock sh $W/roles > $R/roles-2.txt
+sha256sum < $W/etc/sql-password.yml > $R/pw-2.sha
+psql_q() { runuser -u postgres -- psql -X -A -t -h $W/sock -d "$1" -c "$2"; }
+psql_q postgres "SELECT rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolcanlogin FROM pg_roles WHERE rolname = 'ejabberd'" > $R/role.txt
+psql_q postgres "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'ejabberd'" > $R/db-owner.txt
+PW=$(sed 's/^sql_password: "\(.*\)"$/\1/' $W/etc/sql-password.yml)
+# The password must not reach the server log (log every statement to be sure).
+grep -c -- "$PW" $W/pglog/pg.log > $R/pw-in-log.txt || true
+PGPASSWORD=$PW psql -X -A -t -h 127.0.0.1 -U ejabberd -d ejabberd -c 'CREATE TABLE intruder (a int)' > /dev/null 2> $R/create.txt || echo refused >> $R/create.txt
+PGPASSWORD=$PW psql -X -A -t -h 127.0.0.1 -U ejabberd -d postgres -c 'SELECT 1' > /dev/null 2> $R/other-db.txt || echo refused >> $R/other-db.txt
+
+# TLS: the first-boot fallback, group ejabberd for the combined PEM.
+sed "s#/etc/hardroot/tls/#$W/tls/#g" $O/usr/lib/hardroot/tls-install > $W/tls-install
+sed "s#/usr/lib/hardroot/tls-install#sh $W/tls-install#" $O/usr/lib/hardroot/tls-selfsigned | sh > /dev/null
+cp $O/etc/hardroot/tls/ffdhe4096.pem $W/tls/
+
+# ejabberd with the rendered ejabberd.yml and ejabberdctl.cfg.
+sed -e "s#/etc/hardroot/tls/#$W/tls/#g" -e "s#/etc/ejabberd/sql-password.yml#$W/etc/sql-password.yml#" \
+    -e "s#/var/lib/ejabberd/upload#$W/ej/spool/upload#" $O/etc/ejabberd/ejabberd.yml > $W/ej/conf/ejabberd.yml
+sed -e "s#/etc/ejabberd/ejabberd.yml#$W/ej/conf/ejabberd.yml#" -e "s#/run/ejabberd#$W/ej/run#" \
+    -e "s#/etc/ejabberd/modules.d#$W/ej/conf/modules.d#" $O/etc/default/ejabberd > $W/ej/conf/ejabberdctl.cfg
+cp /etc/ejabberd/inetrc $W/ej/conf/
+chgrp ejabberd $W/etc/sql-password.yml
+chown -R ejabberd:ejabberd $W/ej
+echo "exec ejabberdctl --config-dir $W/ej/conf --ctl-config $W/ej/conf/ejabberdctl.cfg --spool $W/ej/spool --logs $W/ej/log \"\$@\"" > $W/ejctl
+sh $W/ejctl start
+sh $W/ejctl started
+sh $W/ejctl register alice example.org alice-pw-1 > $R/register.txt
+psql_q ejabberd "SELECT username, password = 'alice-pw-1', length(serverkey) > 0, length(salt) > 0 FROM users" > $R/users.txt
+
+# TLS versions on c2s (STARTTLS and direct TLS).
+tls() { echo | timeout 20 openssl s_client "$@" > /dev/null 2>&1 && echo yes || echo no; }
+tls -starttls xmpp -xmpphost example.org -connect 127.0.0.1:5222 -tls1_2 > $R/c2s-tls12.txt
+tls -starttls xmpp -xmpphost example.org -connect 127.0.0.1:5222 -tls1_3 > $R/c2s-tls13.txt
+tls -starttls xmpp -xmpphost example.org -connect 127.0.0.1:5222 -tls1_1 -cipher DEFAULT@SECLEVEL=0 > $R/c2s-tls11.txt
+tls -connect 127.0.0.1:5223 -tls1_3 > $R/c2s-direct-tls13.txt
+
+# nginx with the rendered nginx.conf in front of ejabberd's backend.
+sed -e "s#/etc/hardroot/tls/#$W/tls/#g" -e "s#/var/log/nginx/#$W/nginx/#g" -e "s#/run/nginx.pid#$W/nginx/nginx.pid#" \
+    $O/etc/nginx/nginx.conf > $W/nginx/nginx.conf
+nginx -c $W/nginx/nginx.conf
+curl -s -o /dev/null -w '%{http_code} %{redirect_url}\n' http://127.0.0.1/some/path > $R/http.txt
+curl -sk -D $R/headers.txt -o /dev/null https://127.0.0.1/
+i=0
+while [ $i -lt 30 ]; do
+    curl -sk -o /dev/null -w '%{http_code}\n' https://127.0.0.1/invites/x >> $R/invites.txt
+    i=$((i + 1))
+done
+curl -sk -o /dev/null -w '%{http_code}\n' --tls-max 1.1 https://127.0.0.1/ > $R/nginx-tls11.txt 2>/dev/null || echo refused > $R/nginx-tls11.txt
+
+ss -H -ltnu > $R/sockets.txt
+pgrep -x epmd > $R/epmd.txt || echo none > $R/epmd.txt
+"#;
+
+fn missing_tools() -> Vec<&'static str> {
+    [
+        "/usr/lib/postgresql/15/bin/initdb",
+        "/usr/sbin/ejabberdctl",
+        "/usr/sbin/nginx",
+        "/usr/bin/curl",
+        "/usr/bin/unshare",
+    ]
+    .into_iter()
+    .filter(|p| !Path::new(p).exists())
+    .collect()
+}
+
+#[test]
+fn live_postgresql_ejabberd_and_nginx_in_a_network_namespace() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    assert!(
+        root,
+        "this test starts PostgreSQL, ejabberd and nginx in a network namespace: run it as root"
+    );
+    let missing = missing_tools();
+    assert!(
+        missing.is_empty(),
+        "missing {missing:?}: install postgresql ejabberd erlang-p1-pgsql nginx curl (scripts/deps.sh)"
+    );
+
+    let b = build("xmpp-test.toml");
+    let w = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(w.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let o = Command::new("unshare")
+        .args(["-n", "sh", "-c", LIVE])
+        .env("W", w.path())
+        .env("OVERLAY", b.out.join("overlay"))
+        .env("INTERNAL", "192.168.77.10")
+        .output()
+        .unwrap();
+    let res =
+        |f: &str| std::fs::read_to_string(w.path().join("results").join(f)).unwrap_or_default();
+    let log = std::fs::read_to_string(w.path().join("ej/log/ejabberd.log")).unwrap_or_default();
+    assert!(
+        o.status.success(),
+        "live run failed:\n{}\n{}\nejabberd.log:\n{log}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+
+    // PostgreSQL: the role has no powers beyond its rows; idempotent; no secret in the log.
+    assert_eq!(res("role.txt").trim(), "f|f|f|f|t");
+    assert_eq!(res("db-owner.txt").trim(), "postgres");
+    assert_eq!(
+        res("pw-1.sha"),
+        res("pw-2.sha"),
+        "the second run changed the password"
+    );
+    assert_eq!(res("pw-mode.txt").trim(), "root:ejabberd 640");
+    assert_eq!(
+        res("roles-2.txt").trim(),
+        "",
+        "the second run did something: {}",
+        res("roles-2.txt")
+    );
+    assert_eq!(
+        res("pw-in-log.txt").trim(),
+        "0",
+        "the password is in the PostgreSQL log"
+    );
+    assert!(
+        res("create.txt").contains("permission denied"),
+        "{}",
+        res("create.txt")
+    );
+    assert!(
+        res("other-db.txt").contains("refused"),
+        "{}",
+        res("other-db.txt")
+    );
+
+    // ejabberd: started on SQL, stores SCRAM only.
+    assert!(
+        res("register.txt").contains("successfully registered"),
+        "{}",
+        res("register.txt")
+    );
+    assert_eq!(res("users.txt").trim(), "alice|f|t|t");
+    assert_eq!(
+        [
+            res("c2s-tls12.txt"),
+            res("c2s-tls13.txt"),
+            res("c2s-tls11.txt"),
+            res("c2s-direct-tls13.txt")
+        ]
+        .map(|s| s.trim().to_string()),
+        ["yes", "yes", "no", "yes"].map(String::from),
+        "TLS on c2s: 1.2 and 1.3 offered, 1.1 refused"
+    );
+    assert!(
+        !log.contains("[error]") && !log.contains("[critical]"),
+        "ejabberd logged errors:\n{log}"
+    );
+
+    // nginx: redirect, headers, rate limit in front of the ejabberd backend.
+    assert_eq!(res("http.txt").trim(), "301 https://127.0.0.1/some/path");
+    let headers = res("headers.txt").to_lowercase();
+    for h in [
+        "strict-transport-security: max-age=63072000; includesubdomains",
+        "x-content-type-options: nosniff",
+        "x-frame-options: sameorigin",
+        "referrer-policy: no-referrer",
+        "permissions-policy:",
+        "content-security-policy:",
+    ] {
+        assert!(headers.contains(h), "missing header {h}:\n{headers}");
+    }
+    assert!(
+        !headers.contains("x-xss-protection") && headers.contains("server: nginx\r\n"),
+        "{headers}"
+    );
+    let codes: Vec<String> = res("invites.txt").lines().map(str::to_string).collect();
+    assert_eq!(codes.len(), 30);
+    assert!(
+        codes[..21].iter().all(|c| c != "429"),
+        "429 within the burst: {codes:?}"
+    );
+    assert!(
+        codes.iter().any(|c| c == "429"),
+        "no 429 past the burst: {codes:?}"
+    );
+    assert!(
+        res("nginx-tls11.txt").trim() != "200",
+        "nginx answered over TLS 1.1"
+    );
+
+    // Sockets: as the exposure table says; no epmd.
+    let sockets = res("sockets.txt");
+    let listening = |addr: &str| {
+        sockets
+            .lines()
+            .any(|l| l.split_whitespace().nth(4) == Some(addr))
+    };
+    for addr in [
+        "127.0.0.1:5210",
+        "127.0.0.1:8444",
+        "192.168.77.10:6443",
+        "127.0.0.1:5432",
+        "*:5222",
+        "*:5223",
+        "*:5269",
+        "*:5270",
+        "*:5443",
+        "*:3478",
+        "*:5349",
+        "0.0.0.0:443",
+        "[::]:443",
+        "0.0.0.0:80",
+    ] {
+        assert!(listening(addr), "nothing listens on {addr}:\n{sockets}");
+    }
+    for port in [":4369", ":1883", ":5280"] {
+        assert!(
+            !sockets.lines().any(|l| l
+                .split_whitespace()
+                .nth(4)
+                .is_some_and(|a| a.ends_with(port))),
+            "{port} listens:\n{sockets}"
+        );
+    }
+    assert_eq!(res("epmd.txt").trim(), "none");
+}
