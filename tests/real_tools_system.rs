@@ -1382,3 +1382,137 @@ fn rendered_files_match_golden() {
         diffs.join("\n")
     );
 }
+
+// ---------------------------------------------------------------------------
+// crowdsec, run for real from Debian's packages
+// ---------------------------------------------------------------------------
+
+/// Where scripts/deps.sh leaves `apt-get download crowdsec crowdsec-firewall-bouncer`
+/// (the tests themselves never reach a mirror).
+fn deb_dir() -> PathBuf {
+    std::env::var_os("HARDROOT_DEB_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/hardroot/debs"))
+}
+
+fn find_deb(prefix: &str) -> Option<PathBuf> {
+    let mut found: Vec<PathBuf> = fs::read_dir(deb_dir())
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(prefix) && n.ends_with(".deb"))
+        })
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+/// First boot, simulated in private namespaces: the package files and the
+/// overlay laid over the host's /etc and /usr, /var/lib and /var/log written
+/// to a scratch layer. Then the rendered registration script runs, crowdsec
+/// and the bouncer check their configuration, a local API starts on
+/// 127.0.0.1 inside the namespace and `cscli explain` runs sample log lines
+/// through the parsers and scenarios.
+const CROWDSEC_FIRST_BOOT: &str = r#"
+D=$1; B=$2; O=$3; T=$4
+mkdir -p $T/u/etc $T/w/etc $T/u/varlib $T/w/varlib $T/u/varlog $T/w/varlog
+mount -t overlay overlay -o lowerdir=$O/etc:$D/etc:$B/etc:/etc,upperdir=$T/u/etc,workdir=$T/w/etc /etc
+mount -t overlay overlay -o lowerdir=$O/usr:$D/usr:$B/usr:/usr /usr
+mount -t overlay overlay -o lowerdir=/var/lib,upperdir=$T/u/varlib,workdir=$T/w/varlib /var/lib
+mount -t overlay overlay -o lowerdir=/var/log,upperdir=$T/u/varlog,workdir=$T/w/varlog /var/log
+ip link set lo up
+# What the package's postinst leaves: the offline hub and its data files.
+mkdir -p /var/lib/crowdsec/hub /var/lib/crowdsec/data
+for i in blockers collections parsers postoverflows scenarios .index.json; do
+  ln -s /usr/share/crowdsec/hub/$i /var/lib/crowdsec/hub/$i
+done
+cp /usr/share/crowdsec/data/* /var/lib/crowdsec/data/
+bash /usr/lib/hardroot/crowdsec-register
+echo "creds: $(grep -c '^password: ' /etc/crowdsec/local_api_credentials.yaml) $(grep -c '^api_key: ' /etc/crowdsec/bouncers/crowdsec-firewall-bouncer.yaml.local)"
+echo "modes: $(stat -c %a /etc/crowdsec/local_api_credentials.yaml /etc/crowdsec/bouncers/crowdsec-firewall-bouncer.yaml.local | tr '\n' ' ')"
+crowdsec -c /etc/crowdsec/config.yaml -t >/dev/null 2>&1 && echo "crowdsec -t ok"
+crowdsec-firewall-bouncer -c /etc/crowdsec/bouncers/crowdsec-firewall-bouncer.yaml -t >/dev/null 2>&1 && echo "bouncer -t ok"
+crowdsec -c /etc/crowdsec/config.yaml -no-cs >/dev/null 2>&1 &
+lapi=$!
+for i in $(seq 100); do ss -tlnH | grep -q '127.0.0.1:8080 ' && break; sleep 0.1; done
+echo "--- ejabberd failure"
+cscli explain --type ejabberd --log '2024-05-01 12:00:00.123456+00:00 [warning] <0.612.0>@ejabberd_c2s:handle_auth_failure/4:443 (tls|<0.611.0>) Failed c2s PLAIN authentication for alice@example.org from ::ffff:203.0.113.5: Invalid username or password' 2>&1
+echo "--- ejabberd success"
+cscli explain --type ejabberd --log '2024-05-01 12:00:01.000000+00:00 [info] <0.612.0>@ejabberd_c2s:handle_auth_success/4:427 (tls|<0.611.0>) Accepted c2s PLAIN authentication for alice@example.org by sql backend from ::ffff:203.0.113.5' 2>&1
+echo "--- sshd"
+cscli explain --type syslog --log 'Nov 25 12:00:00 xmpp sshd[123]: Invalid user bob from 198.51.100.9 port 4242' 2>&1
+kill $lapi
+"#;
+
+#[test]
+fn crowdsec_first_boot_registers_and_parses_for_real() {
+    if skip_unless_root("crowdsec first boot in namespaces") {
+        return;
+    }
+    let (Some(agent), Some(bouncer)) = (
+        find_deb("crowdsec_"),
+        find_deb("crowdsec-firewall-bouncer_"),
+    ) else {
+        panic!(
+            "no crowdsec .debs in {}: run `apt-get download crowdsec crowdsec-firewall-bouncer` there (scripts/deps.sh)",
+            deb_dir().display()
+        );
+    };
+    need_tool("dpkg-deb", "dpkg");
+    let b = build("profiles/system-only.toml");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (d, bb, scratch) = (
+        tmp.path().join("agent"),
+        tmp.path().join("bouncer"),
+        tmp.path().join("scratch"),
+    );
+    for (deb, dir) in [(&agent, &d), (&bouncer, &bb)] {
+        run_ok(Command::new("dpkg-deb").arg("-x").arg(deb).arg(dir));
+    }
+    let o = run(Command::new("unshare")
+        .args([
+            "--net",
+            "--mount",
+            "bash",
+            "-euc",
+            CROWDSEC_FIRST_BOOT,
+            "bash",
+        ])
+        .args([&d, &bb, &b.overlay(), &scratch]));
+    let out = text(&o.stdout);
+    let all = format!("{out}\n{}", text(&o.stderr));
+    assert!(o.status.success(), "first boot failed:\n{all}");
+    for want in [
+        "creds: 1 1",
+        "modes: 600 600",
+        "crowdsec -t ok",
+        "bouncer -t ok",
+    ] {
+        assert!(out.contains(want), "missing `{want}`:\n{all}");
+    }
+    let section = |name: &str| {
+        out.split(&format!("--- {name}\n"))
+            .nth(1)
+            .and_then(|s| s.split("\n--- ").next())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let fail = section("ejabberd failure");
+    assert!(
+        fail.contains("🟢 hardroot/ejabberd-logs") && fail.contains("🟢 hardroot/ejabberd-bf"),
+        "ejabberd failure not detected:\n{fail}"
+    );
+    let ok = section("ejabberd success");
+    assert!(
+        ok.contains("🔴 hardroot/ejabberd-logs") && !ok.contains("ejabberd-bf"),
+        "a successful login must not count:\n{ok}"
+    );
+    let ssh = section("sshd");
+    assert!(
+        ssh.contains("🟢 crowdsecurity/sshd-logs") && ssh.contains("🟢 crowdsecurity/ssh-bf"),
+        "sshd failure not detected:\n{ssh}"
+    );
+}
