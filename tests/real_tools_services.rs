@@ -364,7 +364,17 @@ fn ejabberd_registration_is_off_for_the_server_and_on_for_the_test() {
         yaml(&build(p).file("etc/ejabberd/ejabberd.yml"))["access_rules"]["register"].clone()
     };
     assert_eq!(rule("xmpp-server.toml"), serde_json::json!({"deny": "all"}));
-    assert_eq!(rule("xmpp-test.toml"), serde_json::json!({"allow": "all"}));
+    assert_eq!(
+        rule("xmpp-test.toml"),
+        serde_json::json!({"deny": "admin", "allow": "all"})
+    );
+    // Rules apply in order: admin names are refused before anyone is allowed.
+    let d = directives(&build("xmpp-test.toml").file("etc/ejabberd/ejabberd.yml"));
+    assert!(
+        d.windows(3)
+            .any(|w| w == ["register:", "deny: admin", "allow: all"]),
+        "{d:?}"
+    );
 }
 
 #[test]
