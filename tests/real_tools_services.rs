@@ -63,11 +63,30 @@ fn stand_ins(dir: &Path) -> Vec<String> {
 }
 
 fn build(profile: &str) -> Built {
+    build_path(
+        &repo().join("profiles").join(profile),
+        tempfile::tempdir().unwrap(),
+    )
+}
+
+/// xmpp-server.toml plus `extra` profile text, built from a temp profile.
+fn build_variant(extra: &str) -> Built {
     let dir = tempfile::tempdir().unwrap();
+    let base = repo().join("profiles/xmpp-server.toml");
+    let text = format!("[profile]\nimports = [\"{}\"]\n\n{extra}", base.display());
+    let profile = dir.path().join("variant.toml");
+    std::fs::write(&profile, text).unwrap();
+    build_path(&profile, dir)
+}
+
+fn build_path(profile: &Path, dir: tempfile::TempDir) -> Built {
     let out = dir.path().join("out");
-    let profile = repo().join("profiles").join(profile).display().to_string();
-    let mut args = vec!["build".to_string(), profile];
+    let mut args = vec!["build".to_string(), profile.display().to_string()];
     args.extend(stand_ins(dir.path()));
+    args.extend([
+        "--modules".to_string(),
+        repo().join("modules").display().to_string(),
+    ]);
     args.extend(["-o".to_string(), out.display().to_string()]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let o = hardroot(dir.path(), &args);
@@ -946,4 +965,43 @@ fn live_postgresql_ejabberd_and_nginx_in_a_network_namespace() {
         );
     }
     assert_eq!(res("epmd.txt").trim(), "none");
+}
+
+#[test]
+fn exposure_options_move_binds_and_rows_together() {
+    let b = build_variant(
+        "[nginx]\nexposure = \"localhost\"\n\n[ejabberd]\nadmin_exposure = \"localhost\"\n",
+    );
+    let d = directives(&b.file("etc/nginx/nginx.conf"));
+    let listens: Vec<&String> = d.iter().filter(|l| l.starts_with("listen ")).collect();
+    assert_eq!(
+        listens,
+        [
+            "listen 127.0.0.1:80 default_server;",
+            "listen [::1]:80 default_server;",
+            "listen 127.0.0.1:443 ssl http2 default_server;",
+            "listen [::1]:443 ssl http2 default_server;"
+        ]
+    );
+    let y = yaml(&b.file("etc/ejabberd/ejabberd.yml"));
+    assert_eq!(listener(&y, 6443)["ip"], "127.0.0.1");
+    let c = b.json("config.json");
+    let rows = c["firewall"]["listeners"].as_array().unwrap();
+    for (service, port) in [("nginx", 80), ("nginx", 443), ("ejabberd", 6443)] {
+        let r = rows
+            .iter()
+            .find(|r| r["service"] == service && r["port"] == port)
+            .unwrap();
+        assert_eq!(r["exposure"], "localhost", "{service} {port}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let conf = nginx_conf_for_host(&b, dir.path());
+    run(Command::new("nginx").arg("-t").arg("-c").arg(&conf));
+
+    let t = build_variant("[nginx]\nexposure = \"trusted\"\n");
+    let d = directives(&t.file("etc/nginx/nginx.conf"));
+    assert!(
+        has(&d, "listen 172.16.0.10:443 ssl http2 default_server;"),
+        "{d:?}"
+    );
 }
