@@ -135,7 +135,22 @@ fn stand_ins(dir: &Path) -> Vec<String> {
 }
 
 fn build(profile: &str) -> Built {
+    build_in(tempfile::tempdir().expect("tempdir"), profile, &[])
+}
+
+/// system-only.toml plus `extra` profile text (e.g. a [force.audit] table).
+fn build_variant(extra: &str) -> Built {
     let tmp = tempfile::tempdir().expect("tempdir");
+    let base = repo().join("profiles/system-only.toml");
+    let profile = tmp.path().join("variant.toml");
+    let text = format!("[profile]\nimports = [\"{}\"]\n\n{extra}", base.display());
+    fs::write(&profile, text).expect("write variant profile");
+    let modules = repo().join("modules").display().to_string();
+    let profile = profile.display().to_string();
+    build_in(tmp, &profile, &["--modules", &modules])
+}
+
+fn build_in(tmp: tempfile::TempDir, profile: &str, extra_args: &[&str]) -> Built {
     let out = tmp.path().join("out");
     let mut args = vec![
         "build".to_string(),
@@ -143,6 +158,7 @@ fn build(profile: &str) -> Built {
         "-o".to_string(),
         out.display().to_string(),
     ];
+    args.extend(extra_args.iter().map(|a| a.to_string()));
     args.extend(stand_ins(tmp.path()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let o = hardroot(&repo(), &args);
@@ -1561,4 +1577,139 @@ fn crowdsec_first_boot_registers_and_parses_for_real() {
         ssh.contains("🟢 crowdsecurity/sshd-logs") && ssh.contains("🟢 crowdsecurity/ssh-bf"),
         "sshd failure not detected:\n{ssh}"
     );
+}
+
+#[test]
+fn audit_certs_flags_a_certificate_about_to_expire() {
+    need_tool("openssl", "openssl");
+    if skip_unless_root("audit-certs in a mount namespace") {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cert = |name: &str, days: &str| -> PathBuf {
+        let c = tmp.path().join(format!("{name}.pem"));
+        let k = tmp.path().join(format!("{name}.key"));
+        run_ok(
+            Command::new("openssl")
+                .args([
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:P-256",
+                    "-nodes",
+                ])
+                .args([
+                    "-subj",
+                    &format!("/CN={name}.example.org"),
+                    "-days",
+                    days,
+                    "-keyout",
+                ])
+                .arg(&k)
+                .arg("-out")
+                .arg(&c),
+        );
+        c
+    };
+    let (fresh, old) = (cert("fresh", "90"), cert("old", "5"));
+    let missing = tmp.path().join("missing.pem");
+    let b = build_variant(&format!(
+        "[force.audit]\ncert_paths = [\"{}\", \"{}\", \"{}\"]\n",
+        fresh.display(),
+        old.display(),
+        missing.display()
+    ));
+    let (o, report) = run_audit(&b, "certs", "", "");
+    assert!(
+        text(&o.stdout).contains("rc=1"),
+        "{report}\n{}",
+        text(&o.stderr)
+    );
+    for want in [
+        format!("ok       {}: valid until", fresh.display()),
+        format!("PROBLEM  {}: expires within 21 days", old.display()),
+        format!("PROBLEM  {}: missing or unreadable", missing.display()),
+        "result: 2 problem(s)".to_string(),
+    ] {
+        assert!(report.contains(&want), "missing `{want}` in:\n{report}");
+    }
+}
+
+#[test]
+fn audit_unowned_finds_files_of_deleted_accounts() {
+    if skip_unless_root("audit-unowned in a mount namespace") {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mnt = tmp.path().join("fs");
+    fs::create_dir_all(&mnt).expect("mkdir");
+    let b = build_variant(&format!(
+        "[force.audit]\nunowned_roots = [\"{}\"]\n",
+        mnt.display()
+    ));
+    // A separate file system (tmpfs) with one file of a UID nobody has.
+    let setup = format!(
+        "mount -t tmpfs tmpfs {m}\ntouch {m}/owned {m}/orphan\nchown 54321:54321 {m}/orphan\n",
+        m = mnt.display()
+    );
+    let (o, report) = run_audit(&b, "unowned", &setup, "");
+    assert!(
+        text(&o.stdout).contains("rc=1"),
+        "{report}\n{}",
+        text(&o.stderr)
+    );
+    let want = format!(
+        "PROBLEM  {}/orphan: owner 54321:54321 does not exist",
+        mnt.display()
+    );
+    assert!(report.contains(&want), "missing `{want}` in:\n{report}");
+    assert!(
+        !report.contains("/owned"),
+        "an owned file was reported:\n{report}"
+    );
+    assert!(report.contains("result: 1 problem(s)"), "{report}");
+}
+
+#[test]
+fn ssh_keys_with_options_or_newlines_are_refused() {
+    // A key line cannot smuggle options (command=, from=) or a second line.
+    for key in [
+        "command=\\\"/bin/sh\\\" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB3ovj0E5ukQyZn4G0OQ0a9kIQnK3dn1e3XfbS5Gr5pP",
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB3ovj0E5ukQyZn4G0OQ0a9kIQnK3dn1e3XfbS5Gr5pP x\\nssh-ed25519 AAAA y",
+        "ssh-dss AAAAB3NzaC1kc3MAAACBAP",
+        "from=10.0.0.1 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB3ovj0E5ukQyZn4G0OQ0a9kIQnK3dn1e3XfbS5Gr5pP",
+    ] {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let profile = tmp.path().join("p.toml");
+        fs::write(
+            &profile,
+            format!("[profile]\nimports = [\"ssh\"]\n[ssh]\nauthorized_keys = [\"{key}\"]\n"),
+        )
+        .expect("write profile");
+        let modules = repo().join("modules");
+        let o = hardroot(
+            tmp.path(),
+            &[
+                "check",
+                "p.toml",
+                "--modules",
+                modules.to_str().unwrap_or_default(),
+            ],
+        );
+        assert!(!o.status.success(), "accepted authorized key {key:?}");
+        let err = text(&o.stderr)
+            .replace('│', " ")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(!err.contains("panicked"), "panicked on {key:?}");
+        assert!(
+            ["does not match the pattern", "a newline", "a double quote"]
+                .iter()
+                .any(|why| err.contains(why)),
+            "refused {key:?} for another reason than its type:\n{err}"
+        );
+    }
 }
