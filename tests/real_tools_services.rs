@@ -1005,3 +1005,161 @@ fn exposure_options_move_binds_and_rows_together() {
         "{d:?}"
     );
 }
+
+// ---- live: ACME with pebble ---------------------------------------------------------------------
+
+/// In a network and mount namespace of its own: the domain's names resolve to
+/// loopback through a private /etc/hosts, pebble (with a CA made here) runs on
+/// the address the test profile names, and the rendered nginx answers the
+/// http-01 challenges for the rendered dehydrated settings and hook.
+const ACME: &str = r#"
+set -eu
+O=$OVERLAY
+R=$W/results
+mkdir -p $R $W/ca $W/tls $W/nginx $W/challenges $W/dehydrated/conf.d $W/dehydrated/base
+cleanup() {
+    nginx -c $W/nginx/nginx.conf -s stop 2>/dev/null || true
+    [ -f $W/pebble.pid ] && kill "$(cat $W/pebble.pid)" 2>/dev/null || true
+}
+trap cleanup EXIT
+
+ip link set lo up
+ip addr add $ACME_IP/32 dev lo
+# Names resolve to this namespace only (a private mount namespace).
+printf '127.0.0.1 localhost\n127.0.0.1 %s\n' "$NAMES" > $W/hosts
+mount --bind $W/hosts /etc/hosts
+
+# A throwaway CA for pebble's own HTTPS endpoint.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=test-ca \
+    -keyout $W/ca/ca.key -out $W/ca/ca.pem 2>/dev/null
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=pebble \
+    -keyout $W/ca/pebble.key -out $W/ca/pebble.csr 2>/dev/null
+printf 'subjectAltName=IP:%s\n' "$ACME_IP" > $W/ca/ext
+openssl x509 -req -in $W/ca/pebble.csr -CA $W/ca/ca.pem -CAkey $W/ca/ca.key -CAcreateserial -days 1 \
+    -extfile $W/ca/ext -out $W/ca/pebble.pem 2>/dev/null
+cat > $W/pebble.json <<JSON
+{"pebble": {"listenAddress": "$ACME_IP:14000", "managementListenAddress": "$ACME_IP:15000",
+  "certificate": "$W/ca/pebble.pem", "privateKey": "$W/ca/pebble.key",
+  "httpPort": 80, "tlsPort": 5001, "ocspResponderURL": "", "externalAccountBindingRequired": false}}
+JSON
+PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=0 pebble -config $W/pebble.json > $W/pebble.log 2>&1 &
+echo $! > $W/pebble.pid
+
+# First boot: the self-signed fallback, then nginx (it serves the challenges).
+sed "s#/etc/hardroot/tls/#$W/tls/#g" $O/usr/lib/hardroot/tls-install > $W/tls-install
+sed "s#/usr/lib/hardroot/tls-install#sh $W/tls-install#" $O/usr/lib/hardroot/tls-selfsigned | sh > /dev/null
+cp $O/etc/hardroot/tls/ffdhe4096.pem $W/tls/
+openssl x509 -in $W/tls/fullchain.pem -noout -issuer > $R/issuer-before.txt
+sed -e "s#/etc/hardroot/tls/#$W/tls/#g" -e "s#/var/log/nginx/#$W/nginx/#g" -e "s#/run/nginx.pid#$W/nginx/nginx.pid#" \
+    -e "s#/var/lib/dehydrated/acme-challenges/#$W/challenges/#" $O/etc/nginx/nginx.conf > $W/nginx/nginx.conf
+nginx -c $W/nginx/nginx.conf
+
+# dehydrated with the rendered settings, hook and domains; systemctl is logged.
+sed -e "s#/var/lib/dehydrated/acme-challenges#$W/challenges#" -e "s#/usr/lib/hardroot/dehydrated-hook#$W/hook#" \
+    $O/etc/dehydrated/conf.d/50-hardroot.sh > $W/dehydrated/conf.d/50-hardroot.sh
+sed -e "s#/usr/lib/hardroot/tls-install#sh $W/tls-install#" -e "s#/etc/hardroot/tls/#$W/tls/#g" \
+    -e "s#systemctl try-reload-or-restart#echo >> $R/reloads.txt#" $O/usr/lib/hardroot/dehydrated-hook > $W/hook
+chmod 755 $W/hook
+cp $O/etc/dehydrated/domains.txt $W/dehydrated/domains.txt
+cat > $W/dehydrated/config <<CONF
+BASEDIR=$W/dehydrated/base
+DOMAINS_TXT=$W/dehydrated/domains.txt
+CONFIG_D=$W/dehydrated/conf.d
+CONF
+export CURL_CA_BUNDLE=$W/ca/pebble-chain.pem
+cp $W/ca/ca.pem $CURL_CA_BUNDLE
+i=0; until curl -s -o /dev/null https://$ACME_IP:14000/dir; do i=$((i+1)); [ $i -lt 50 ] || exit 1; sleep 0.2; done
+D="dehydrated --config $W/dehydrated/config"
+$D --register --accept-terms > $R/register.txt 2>&1
+$D --cron > $R/cron-1.txt 2>&1
+cp $R/reloads.txt $R/reloads-1.txt
+$D --cron > $R/cron-2.txt 2>&1
+cp $R/reloads.txt $R/reloads-2.txt
+openssl x509 -in $W/tls/fullchain.pem -noout -issuer > $R/issuer-after.txt
+openssl x509 -in $W/tls/fullchain.pem -noout -text > $R/cert.txt
+stat -c '%a' $W/tls/privkey.pem $W/tls/fullchain.pem $W/tls/combined.pem > $R/modes.txt
+# What the hook's reload does in the image: nginx now serves the ACME certificate.
+nginx -c $W/nginx/nginx.conf -s reload
+sleep 1
+echo | openssl s_client -connect 127.0.0.1:443 -servername example.org 2>/dev/null | openssl x509 -noout -issuer > $R/served-issuer.txt
+"#;
+
+#[test]
+fn live_acme_with_pebble_replaces_the_fallback_and_reloads() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    assert!(
+        root,
+        "this test starts pebble and nginx in network and mount namespaces: run it as root"
+    );
+    let missing: Vec<&str> = [
+        "/usr/bin/pebble",
+        "/usr/bin/dehydrated",
+        "/usr/sbin/nginx",
+        "/usr/bin/curl",
+    ]
+    .into_iter()
+    .filter(|p| !Path::new(p).exists())
+    .collect();
+    assert!(
+        missing.is_empty(),
+        "missing {missing:?}: install pebble dehydrated nginx curl (scripts/deps.sh)"
+    );
+
+    let b = build("xmpp-test.toml");
+    let names = b.file("etc/dehydrated/domains.txt");
+    let w = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(w.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let o = Command::new("unshare")
+        .args(["-n", "-m", "sh", "-c", ACME])
+        .env("W", w.path())
+        .env("OVERLAY", b.out.join("overlay"))
+        .env("ACME_IP", "192.168.77.20")
+        .env("NAMES", names.trim())
+        .output()
+        .unwrap();
+    let res =
+        |f: &str| std::fs::read_to_string(w.path().join("results").join(f)).unwrap_or_default();
+    let pebble = std::fs::read_to_string(w.path().join("pebble.log")).unwrap_or_default();
+    assert!(
+        o.status.success(),
+        "ACME run failed:\n{}\n{}\ncron:\n{}\npebble:\n{pebble}",
+        text(&o.stdout),
+        text(&o.stderr),
+        res("cron-1.txt")
+    );
+
+    assert!(
+        res("issuer-before.txt").contains("CN = example.org"),
+        "{}",
+        res("issuer-before.txt")
+    );
+    assert!(
+        res("issuer-after.txt").contains("Pebble"),
+        "{}",
+        res("issuer-after.txt")
+    );
+    assert!(
+        res("served-issuer.txt").contains("Pebble"),
+        "nginx still serves: {}",
+        res("served-issuer.txt")
+    );
+    let cert = res("cert.txt");
+    assert!(cert.contains("NIST CURVE: P-384"), "{cert}");
+    for name in names.split_whitespace() {
+        assert!(
+            cert.contains(&format!("DNS:{name}")),
+            "{name} missing:\n{cert}"
+        );
+    }
+    assert_eq!(res("modes.txt"), "600\n644\n640\n");
+    assert_eq!(res("reloads-1.txt"), "nginx.service\nejabberd.service\n");
+    // The second run renews nothing and reloads nothing.
+    assert!(
+        res("cron-2.txt").contains("Skipping renew"),
+        "{}",
+        res("cron-2.txt")
+    );
+    assert_eq!(res("reloads-2.txt"), res("reloads-1.txt"));
+}
