@@ -1713,3 +1713,24 @@ fn ssh_keys_with_options_or_newlines_are_refused() {
         );
     }
 }
+
+#[test]
+fn sysctl_extra_overrides_single_keys_and_keeps_the_rest() {
+    let b = build_variant(
+        "[os_hardening]\nsysctl_extra = { \"kernel.yama.ptrace_scope\" = 2, \"kernel.kptr_restrict\" = 2 }\n",
+    );
+    let conf = b.read("etc/sysctl.d/99-hardening.conf");
+    let lines: Vec<&str> = conf.lines().filter(|l| !l.starts_with('#')).collect();
+    for want in [
+        "kernel.yama.ptrace_scope = 2",
+        "kernel.kptr_restrict = 2",
+        "net.ipv4.tcp_syncookies = 1",
+        "fs.suid_dumpable = 0",
+    ] {
+        assert!(lines.contains(&want), "missing `{want}`:\n{conf}");
+    }
+    assert!(
+        !lines.contains(&"kernel.yama.ptrace_scope = 1"),
+        "overridden key written twice:\n{conf}"
+    );
+}
