@@ -1734,3 +1734,99 @@ fn sysctl_extra_overrides_single_keys_and_keeps_the_rest() {
         "overridden key written twice:\n{conf}"
     );
 }
+
+/// The image stage places `early` files before packages are configured. With
+/// ours in place, crowdsec's and the bouncer's postinst (run here, offline, in
+/// private namespaces, with the host's systemd out of reach) must succeed and
+/// register nothing: no machine, no bouncer, no key written into the image.
+const CROWDSEC_POSTINST: &str = r#"
+D=$1; B=$2; E=$3; T=$4
+mkdir -p $T/u/etc $T/w/etc $T/u/varlib $T/w/varlib $T/u/varlog $T/w/varlog
+mount -t overlay overlay -o lowerdir=$E/etc:$D/etc:$B/etc:/etc,upperdir=$T/u/etc,workdir=$T/w/etc /etc
+mount -t overlay overlay -o lowerdir=$D/usr:$B/usr:/usr /usr
+mount -t overlay overlay -o lowerdir=$D/var/lib:/var/lib,upperdir=$T/u/varlib,workdir=$T/w/varlib /var/lib
+mount -t overlay overlay -o lowerdir=/var/log,upperdir=$T/u/varlog,workdir=$T/w/varlog /var/log
+mount -t tmpfs tmpfs /run/systemd
+mkdir -p /var/lib/crowdsec/data
+export DPKG_MAINTSCRIPT_NAME=postinst
+DPKG_MAINTSCRIPT_PACKAGE=crowdsec sh $D/DEBIAN/postinst configure
+DPKG_MAINTSCRIPT_PACKAGE=crowdsec-firewall-bouncer sh $B/DEBIAN/postinst configure
+echo "postinst ok"
+echo "machines: $(cscli machines list -o raw | tail -n +2 | wc -l)"
+echo "bouncers: $(cscli bouncers list -o raw | tail -n +2 | wc -l)"
+test ! -e /var/lib/crowdsec/pending-registration && echo "no pending registration"
+for f in $(cd $E && find etc -type f); do cmp -s "$E/$f" "/$f" && echo "unchanged: $f"; done
+"#;
+
+#[test]
+fn crowdsec_postinst_registers_nothing_with_the_early_files() {
+    if skip_unless_root("crowdsec postinst in namespaces") {
+        return;
+    }
+    let (Some(agent), Some(bouncer)) = (
+        find_deb("crowdsec_"),
+        find_deb("crowdsec-firewall-bouncer_"),
+    ) else {
+        panic!(
+            "no crowdsec .debs in {}: run `apt-get download crowdsec crowdsec-firewall-bouncer` there (scripts/deps.sh)",
+            deb_dir().display()
+        );
+    };
+    let b = build("profiles/system-only.toml");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (d, bb, early, scratch) = (
+        tmp.path().join("agent"),
+        tmp.path().join("bouncer"),
+        tmp.path().join("early"),
+        tmp.path().join("scratch"),
+    );
+    for (deb, dir) in [(&agent, &d), (&bouncer, &bb)] {
+        run_ok(Command::new("dpkg-deb").arg("-x").arg(deb).arg(dir));
+        run_ok(
+            Command::new("dpkg-deb")
+                .arg("-e")
+                .arg(deb)
+                .arg(dir.join("DEBIAN")),
+        );
+    }
+    let early_files: Vec<String> = b.manifest["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["early"] == true)
+        .filter_map(|e| e["path"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(early_files.len(), 3, "early files: {early_files:?}");
+    for f in &early_files {
+        let to = early.join(f);
+        fs::create_dir_all(to.parent().unwrap_or(&early)).expect("mkdir");
+        fs::copy(b.file(f), &to).expect("copy early file");
+    }
+    let o = run(Command::new("unshare")
+        .args([
+            "--net",
+            "--mount",
+            "bash",
+            "-euc",
+            CROWDSEC_POSTINST,
+            "bash",
+        ])
+        .args([&d, &bb, &early, &scratch]));
+    let out = text(&o.stdout);
+    let all = format!("{out}\n{}", text(&o.stderr));
+    assert!(o.status.success(), "postinst failed:\n{all}");
+    for want in [
+        "postinst ok",
+        "machines: 0",
+        "bouncers: 0",
+        "no pending registration",
+    ] {
+        assert!(out.contains(want), "missing `{want}`:\n{all}");
+    }
+    for f in &early_files {
+        assert!(
+            out.contains(&format!("unchanged: {f}")),
+            "postinst changed {f}:\n{all}"
+        );
+    }
+}
