@@ -770,7 +770,13 @@ echo "exec ejabberdctl --config-dir $W/ej/conf --ctl-config $W/ej/conf/ejabberdc
 sh $W/ejctl start
 sh $W/ejctl started
 sh $W/ejctl register alice example.org alice-pw-1 > $R/register.txt
-psql_q ejabberd "SELECT username, password = 'alice-pw-1', length(serverkey) > 0, length(salt) > 0 FROM users" > $R/users.txt
+# A client over STARTTLS: admin names cannot be claimed, others register and log in (SCRAM).
+xmpp() { python3 $W/xmppc.py 127.0.0.1 5222 example.org "$@" 2>&1 || true; }
+xmpp register admin admin-pw-1 > $R/inband-admin.txt
+xmpp register bob bob-pw-1 > $R/inband-bob.txt
+xmpp login bob bob-pw-1 > $R/login-bob.txt
+xmpp login bob wrong-pw > $R/login-wrong.txt
+psql_q ejabberd "SELECT username, password IN ('alice-pw-1', 'bob-pw-1'), length(serverkey) > 0, length(salt) > 0 FROM users ORDER BY username" > $R/users.txt
 
 # TLS versions on c2s (STARTTLS and direct TLS).
 tls() { echo | timeout 20 openssl s_client "$@" > /dev/null 2>&1 && echo yes || echo no; }
@@ -794,6 +800,82 @@ curl -sk -o /dev/null -w '%{http_code}\n' --tls-max 1.1 https://127.0.0.1/ > $R/
 
 ss -H -ltnu > $R/sockets.txt
 pgrep -x epmd > $R/epmd.txt || echo none > $R/epmd.txt
+"#;
+
+/// The XMPP client the live test uses (python3, standard library only).
+const XMPP_CLIENT: &str = r#"# A minimal XMPP client for the tests: STARTTLS, then in-band registration
+# (XEP-0077) or a SCRAM-SHA-1 login. Prints one result line per step.
+# usage: xmppc.py HOST PORT DOMAIN register|login USER PASSWORD
+import base64, hashlib, hmac, os, re, socket, ssl, sys
+
+host, port, domain, mode, user, pw = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
+HEADER = ("<?xml version='1.0'?><stream:stream to='%s' xmlns='jabber:client' "
+          "xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>" % domain).encode()
+
+
+def read_until(sock, *marks):
+    """Reads until one of the marks (regular expressions) has arrived."""
+    buf = b""
+    while not any(re.search(m, buf.decode(errors="replace")) for m in marks):
+        data = sock.recv(65536)
+        if not data:
+            break
+        buf += data
+    return buf.decode(errors="replace")
+
+
+def starttls():
+    s = socket.create_connection((host, port), timeout=20)
+    s.sendall(HEADER)
+    if "urn:ietf:params:xml:ns:xmpp-tls" not in read_until(s, "</stream:features>"):
+        sys.exit("no STARTTLS offered")
+    s.sendall(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+    if "<proceed" not in read_until(s, "<proceed", "<failure"):
+        sys.exit("STARTTLS refused")
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # the test's certificate is self-signed
+    t = ctx.wrap_socket(s, server_hostname=domain)
+    t.sendall(HEADER)
+    return t, read_until(t, "</stream:features>")
+
+
+def register(t):
+    t.sendall(("<iq type='set' id='r1'><query xmlns='jabber:iq:register'><username>%s</username>"
+               "<password>%s</password></query></iq>" % (user, pw)).encode())
+    r = read_until(t, r"</iq>", r"<iq[^>]*/>")
+    return "registered" if re.search(r"type=['\"]result['\"]", r) else "refused " + r
+
+
+def login(t, features):
+    mechs = re.findall(r"<mechanism>([^<]+)</mechanism>", features)
+    print("mechanisms " + " ".join(sorted(mechs)))
+    nonce = base64.b64encode(os.urandom(18)).decode()
+    first_bare = "n=%s,r=%s" % (user, nonce)
+    t.sendall(("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-1'>%s</auth>"
+               % base64.b64encode(("n,," + first_bare).encode()).decode()).encode())
+    r = read_until(t, "</challenge>", "</failure>")
+    m = re.search(r"<challenge[^>]*>([^<]+)</challenge>", r)
+    if not m:
+        return "refused " + r
+    server_first = base64.b64decode(m.group(1)).decode()
+    f = dict(kv.split("=", 1) for kv in server_first.split(","))
+    salted = hashlib.pbkdf2_hmac("sha1", pw.encode(), base64.b64decode(f["s"]), int(f["i"]))
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha1).digest()
+    without_proof = "c=biws,r=" + f["r"]
+    auth_message = ",".join([first_bare, server_first, without_proof]).encode()
+    signature = hmac.new(hashlib.sha1(client_key).digest(), auth_message, hashlib.sha1).digest()
+    proof = bytes(a ^ b for a, b in zip(client_key, signature))
+    final = without_proof + ",p=" + base64.b64encode(proof).decode()
+    t.sendall(("<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>%s</response>"
+               % base64.b64encode(final.encode()).decode()).encode())
+    r = read_until(t, "<success", "</failure>")
+    return "logged-in" if "<success" in r else "refused " + r
+
+
+t, features = starttls()
+print("tls " + t.version())
+print(register(t) if mode == "register" else login(t, features))
 "#;
 
 fn missing_tools() -> Vec<&'static str> {
@@ -827,6 +909,7 @@ fn live_postgresql_ejabberd_and_nginx_in_a_network_namespace() {
     let w = tempfile::tempdir().unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(w.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(w.path().join("xmppc.py"), XMPP_CLIENT).unwrap();
     let o = Command::new("unshare")
         .args(["-n", "sh", "-c", LIVE])
         .env("W", w.path())
@@ -881,7 +964,31 @@ fn live_postgresql_ejabberd_and_nginx_in_a_network_namespace() {
         "{}",
         res("register.txt")
     );
-    assert_eq!(res("users.txt").trim(), "alice|f|t|t");
+    assert_eq!(res("users.txt").trim(), "alice|f|t|t\nbob|f|t|t");
+    assert!(
+        res("inband-admin.txt").contains("<forbidden"),
+        "admin was claimable: {}",
+        res("inband-admin.txt")
+    );
+    assert!(
+        res("inband-bob.txt").contains("\nregistered"),
+        "{}",
+        res("inband-bob.txt")
+    );
+    let login = res("login-bob.txt");
+    assert!(
+        login.contains("tls TLSv1.3") && login.contains("\nlogged-in"),
+        "{login}"
+    );
+    assert!(
+        !login.contains("DIGEST-MD5") && !login.contains("X-OAUTH2"),
+        "weak mechanisms offered: {login}"
+    );
+    assert!(
+        res("login-wrong.txt").contains("not-authorized"),
+        "{}",
+        res("login-wrong.txt")
+    );
     assert_eq!(
         [
             res("c2s-tls12.txt"),
