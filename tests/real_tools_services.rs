@@ -718,7 +718,8 @@ cleanup() {
     nginx -c $W/nginx/nginx.conf -s stop 2>/dev/null || true
     [ -f $W/ejctl ] && sh $W/ejctl stop >/dev/null 2>&1 && sh $W/ejctl stopped >/dev/null 2>&1 || true
     runuser -u postgres -- $PGBIN/pg_ctl -D $W/pg -m fast -w stop >/dev/null 2>&1 || true
-    pkill -u ejabberd -f "$W/ej" 2>/dev/null || true
+    # By its own pid file only, should `ejabberdctl stop` not have worked.
+    [ -f $W/ej/run/ejabberd.pid ] && kill "$(cat $W/ej/run/ejabberd.pid)" 2>/dev/null || true
 }
 trap cleanup EXIT
 
@@ -800,6 +801,7 @@ curl -sk -o /dev/null -w '%{http_code}\n' --tls-max 1.1 https://127.0.0.1/ > $R/
 
 ss -H -ltnu > $R/sockets.txt
 pgrep -x epmd > $R/epmd.txt || echo none > $R/epmd.txt
+test -s $W/ej/run/ejabberd.pid
 "#;
 
 /// The XMPP client the live test uses (python3, standard library only).
