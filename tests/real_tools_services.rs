@@ -1006,6 +1006,13 @@ fn live_postgresql_ejabberd_and_nginx_in_a_network_namespace() {
         !log.contains("[error]") && !log.contains("[critical]"),
         "ejabberd logged errors:\n{log}"
     );
+    // The line CrowdSec's ejabberd parser reads: mechanism, account and address.
+    assert!(
+        log.lines().any(|l| l
+            .contains("Failed c2s SCRAM-SHA-1 authentication for bob@example.org from ")
+            && l.contains("127.0.0.1")),
+        "no failed-login line with the client address:\n{log}"
+    );
 
     // nginx: redirect, headers, rate limit in front of the ejabberd backend.
     assert_eq!(res("http.txt").trim(), "301 https://127.0.0.1/some/path");
