@@ -785,6 +785,11 @@ tls -starttls xmpp -xmpphost example.org -connect 127.0.0.1:5222 -tls1_2 > $R/c2
 tls -starttls xmpp -xmpphost example.org -connect 127.0.0.1:5222 -tls1_3 > $R/c2s-tls13.txt
 tls -starttls xmpp -xmpphost example.org -connect 127.0.0.1:5222 -tls1_1 -cipher DEFAULT@SECLEVEL=0 > $R/c2s-tls11.txt
 tls -connect 127.0.0.1:5223 -tls1_3 > $R/c2s-direct-tls13.txt
+# HTTPS (upload, BOSH): 1.2 with the ECDSA AEAD suites only.
+tls -connect 127.0.0.1:5443 -tls1_2 > $R/https-tls12.txt
+tls -connect 127.0.0.1:5443 -tls1_1 -cipher DEFAULT@SECLEVEL=0 > $R/https-tls11.txt
+tls -connect 127.0.0.1:5443 -tls1_2 -cipher ECDHE-ECDSA-AES128-SHA > $R/https-cbc.txt
+tls -starttls xmpp -xmpphost example.org -connect 127.0.0.1:5222 -tls1_2 -cipher ECDHE-ECDSA-AES128-SHA > $R/c2s-cbc.txt
 
 # nginx with the rendered nginx.conf in front of ejabberd's backend.
 sed -e "s#/etc/hardroot/tls/#$W/tls/#g" -e "s#/var/log/nginx/#$W/nginx/#g" -e "s#/run/nginx.pid#$W/nginx/nginx.pid#" \
@@ -1012,6 +1017,18 @@ fn live_postgresql_ejabberd_and_nginx_in_a_network_namespace() {
             .contains("Failed c2s SCRAM-SHA-1 authentication for bob@example.org from ")
             && l.contains("127.0.0.1")),
         "no failed-login line with the client address:\n{log}"
+    );
+
+    assert_eq!(
+        [
+            res("https-tls12.txt"),
+            res("https-tls11.txt"),
+            res("https-cbc.txt"),
+            res("c2s-cbc.txt")
+        ]
+        .map(|s| s.trim().to_string()),
+        ["yes", "no", "no", "no"].map(String::from),
+        "5443: TLS 1.2 AEAD only; CBC refused on 5443 and 5222"
     );
 
     // nginx: redirect, headers, rate limit in front of the ejabberd backend.
