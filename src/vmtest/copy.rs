@@ -7,23 +7,23 @@ use std::path::{Component, Path};
 
 /// One command line stays well under what the guest reads comfortably.
 const CHUNK: usize = 256 * 1024;
-const STAGING: &str = "/run/hardroot-copy.b64";
 
 /// Copy a host file or folder to exactly `guest` (its parent is created).
 pub fn to_vm(r: &mut dyn Runner, host: &Path, guest: &str) -> Result<(), String> {
     let (parent, name) = split_guest(guest)?;
     let archive = pack(host, &name)?;
     let encoded = STANDARD.encode(&archive);
-    succeed(r, &format!("rm -f {STAGING}"), 60)?;
+    let staging = staging_file();
+    succeed(r, &format!("rm -f {staging}"), 60)?;
     for chunk in encoded.as_bytes().chunks(CHUNK) {
         // base64 is plain ASCII without quotes: safe inside single quotes.
         let text = String::from_utf8_lossy(chunk);
-        succeed(r, &format!("printf %s '{text}' >> {STAGING}"), 120)?;
+        succeed(r, &format!("printf %s '{text}' >> {staging}"), 120)?;
     }
     let dir = shell_quote(&parent);
     succeed(
         r,
-        &format!("mkdir -p {dir} && base64 -d {STAGING} | tar -x -C {dir} && rm -f {STAGING}"),
+        &format!("mkdir -p {dir} && base64 -d {staging} | tar -x -C {dir} && rm -f {staging}"),
         300,
     )?;
     Ok(())
@@ -42,6 +42,15 @@ pub fn from_vm(r: &mut dyn Runner, guest: &str, host: &Path) -> Result<(), Strin
         return Err(super::machine::failure(&r.label(), &cmd, &out, "failed"));
     }
     unpack(&out.stdout, &name, host)
+}
+
+/// A fresh name per copy: copies from parallel tests on one host never mix.
+fn staging_file() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("/run/hardroot-copy.{}.{nanos}.b64", std::process::id())
 }
 
 fn split_guest(guest: &str) -> Result<(String, String), String> {

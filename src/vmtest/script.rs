@@ -402,3 +402,158 @@ pub fn run(ctx: &Arc<Context>, source: &str, clients: &[Handle<Client>]) -> Resu
         .run_ast_with_scope(&mut scope, &ast)
         .map_err(|e| root_message(&e))
 }
+
+/// The script API against "guests" that are the real backdoor script run on
+/// this host (no QEMU): every verb, error messages, results.json.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vmtest::qemu::Backend;
+
+    struct Fixture {
+        ctx: Arc<Context>,
+        clients: Vec<Handle<Client>>,
+        dir: tempfile::TempDir,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("modules/test_backdoor/backdoor.sh.tera");
+        let work = dir.path().join("work");
+        std::fs::create_dir(&work).unwrap();
+        let backend = Backend::Local {
+            script,
+            work_dir: work,
+        };
+        let mut m = Machine::new("server", backend, Duration::from_secs(30));
+        m.ipv4 = Some("192.168.77.10".into());
+        // A "client" that runs in the host's own namespace is enough to test the API.
+        let client = Client {
+            name: "trusted".into(),
+            ns: String::new(),
+            ipv4: None,
+            ipv6: None,
+        };
+        let ctx = Arc::new(Context {
+            results: Mutex::new(Results::new("unit", "", dir.path())),
+            test_dir: dir.path().to_path_buf(),
+            out_dir: dir.path().to_path_buf(),
+            deadline: Instant::now() + Duration::from_secs(120),
+            machines: vec![Handle::new(m)],
+        });
+        Fixture {
+            ctx,
+            clients: vec![Handle::new(client)],
+            dir,
+        }
+    }
+
+    fn run_script(f: &Fixture, source: &str) -> Result<(), String> {
+        run(&f.ctx, source, &[])
+    }
+
+    #[test]
+    fn verbs_work_and_are_recorded() {
+        let f = fixture();
+        let src = r#"
+            server.start();
+            assert(server.name == "server" && server.ipv4 == "192.168.77.10", "properties");
+            subtest("basics", || {
+                let out = server.succeed("echo hello; echo noise >&2");
+                assert(out == "hello\n", `stdout only: ${out}`);
+                server.fail("exit 1");
+                let r = server.execute("printf 'a\nb'; exit 5");
+                assert(r.code == 5 && r.stdout == "a\nb", `execute: ${r}`);
+                let t = server.execute("sleep 20", 1);
+                assert(t.code == 124, `time limit: ${t}`);
+            });
+            subtest("waits", || {
+                let flag = `${out_dir()}/flag`;
+                server.succeed(`(sleep 1; touch ${flag}) >/dev/null 2>&1 &`);
+                server.wait_until_succeeds(`test -e ${flag}`, 20);
+                server.wait_until_fails(`rm ${flag}`, 20);
+                sleep(0);
+            });
+            subtest("copies", || {
+                server.succeed(`mkdir -p ${out_dir()}/src/d && printf x > ${out_dir()}/src/d/f && chmod 0640 ${out_dir()}/src/d/f`);
+                server.copy_to_vm("src", `${out_dir()}/in-guest`);
+                assert(server.succeed(`stat -c %a ${out_dir()}/in-guest/d/f`) == "640\n", "mode kept");
+                server.copy_from_vm(`${out_dir()}/in-guest`, "back");
+                assert(server.succeed(`cat ${out_dir()}/back/d/f`) == "x", "copied back");
+            });
+            server.reboot();
+            server.succeed("true");
+            server.shutdown();
+            assert(!server.is_up(), "down");
+        "#;
+        run_script(&f, src).unwrap();
+        let res = f.ctx.results();
+        assert_eq!(res.subtests.len(), 3);
+        assert!(res.subtests.iter().all(|s| s.passed));
+        assert!(
+            res.steps.iter().any(|s| s.action == "copy_to_vm"
+                && s.ok
+                && s.subtest.as_deref() == Some("copies"))
+        );
+        assert!(f.dir.path().join("results.json").exists());
+    }
+
+    #[test]
+    fn a_failing_command_fails_the_test_with_its_output_and_line() {
+        let f = fixture();
+        let src = "subtest(\"outer\", || {\n  server.succeed(\"echo visible-out; echo visible-err >&2; exit 3\");\n});";
+        let err = run_script(&f, src).unwrap_err();
+        assert!(
+            err.contains("server: command failed (exit code 3)"),
+            "{err}"
+        );
+        assert!(
+            err.contains("visible-out") && err.contains("visible-err"),
+            "{err}"
+        );
+        assert!(err.contains("test.rhai line 2"), "{err}");
+        let res = f.ctx.results();
+        assert_eq!(res.subtests[0].name, "outer");
+        assert!(!res.subtests[0].passed);
+        assert!(res.steps.iter().any(|s| !s.ok && s.action == "succeed"));
+    }
+
+    #[test]
+    fn fail_and_waits_report_what_they_awaited() {
+        let f = fixture();
+        let err = run_script(&f, r#"server.fail("echo oops")"#).unwrap_err();
+        assert!(
+            err.contains("succeeded but was expected to fail") && err.contains("oops"),
+            "{err}"
+        );
+        let err =
+            run_script(&f, r#"server.wait_until_succeeds("echo try; false", 1)"#).unwrap_err();
+        assert!(
+            err.contains("did not succeed within 1s") && err.contains("try"),
+            "{err}"
+        );
+        let err = run_script(&f, r#"server.succeed("true", -1)"#).unwrap_err();
+        assert!(err.contains("must not be negative"), "{err}");
+    }
+
+    #[test]
+    fn clients_and_asserts() {
+        let f = fixture();
+        // An empty namespace name makes `ip netns exec` fail: the client's error must say so.
+        let err = run(&f.ctx, r#"trusted.succeed("true")"#, &f.clients).unwrap_err();
+        assert!(err.starts_with("trusted: command failed"), "{err}");
+        let err = run_script(&f, r#"assert(1 == 2, "numbers differ")"#).unwrap_err();
+        assert!(err.contains("assertion failed: numbers differ"), "{err}");
+        let err = run_script(&f, "let x = ;").unwrap_err();
+        assert!(err.starts_with("test.rhai:"), "{err}");
+    }
+
+    #[test]
+    fn the_time_limit_stops_a_looping_script() {
+        let mut f = fixture();
+        Arc::get_mut(&mut f.ctx).unwrap().deadline = Instant::now();
+        let err = run_script(&f, "loop { }").unwrap_err();
+        assert!(err.contains("time limit"), "{err}");
+    }
+}
