@@ -280,3 +280,8 @@ fn make_clients(spec: &TestSpec, network: Option<&net::Network>) -> Vec<Handle<C
 fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
+
+/// A VM test ran and one of its steps failed (exit code 4), as opposed to the driver failing.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("VM test failed: {0}")]
+pub struct TestFailed(pub String);
