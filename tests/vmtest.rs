@@ -9,7 +9,7 @@
 //! The image is HARDROOT_TEST_IMAGE (a folder with rootfs.img, vmlinuz,
 //! initrd.img) or is built once by vm-tests/smoke/make-image.sh into a cache
 //! folder named by the hash of that script and the backdoor module.
-use hardroot::vmtest::{AccelChoice, VmTestArgs, run_test};
+use hardroot::vmtest::{AccelChoice, Failure, VmTestArgs, run_test};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -159,6 +159,11 @@ fn a_failing_command_fails_the_test_with_output_and_serial_tail() {
     );
     let out = tmp.path().join("out");
     let err = run_test(&args(&test, &out)).unwrap_err();
+    assert!(
+        matches!(err, Failure::Test(_)),
+        "a failing step is a test failure: {err}"
+    );
+    let err = err.to_string();
     assert!(
         err.contains("server: command failed (exit code 9)"),
         "{err}"

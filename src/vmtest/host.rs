@@ -8,8 +8,12 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Run `argv` for at most `timeout`; exit code 124 means it was killed on timeout
-/// (like coreutils `timeout`, and like the guest side).
+/// (like coreutils `timeout`, and like the guest side). A signal (Ctrl-C) stops it too.
 pub fn run(argv: &[String], timeout: Duration) -> Result<Outcome, String> {
+    run_with(argv, timeout, true)
+}
+
+fn run_with(argv: &[String], timeout: Duration, interruptible: bool) -> Result<Outcome, String> {
     let (prog, args) = argv.split_first().ok_or("empty command")?;
     // Files, not pipes: output of any size, and background children cannot block us.
     let mut out = tempfile::tempfile().map_err(|e| format!("cannot create a temp file: {e}"))?;
@@ -27,10 +31,13 @@ pub fn run(argv: &[String], timeout: Duration) -> Result<Outcome, String> {
         if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
             break status.code().unwrap_or(128);
         }
-        if interrupt::requested() || Instant::now() >= deadline {
+        let interrupted = interruptible && interrupt::requested();
+        if interrupted || Instant::now() >= deadline {
             kill_group(child.id());
             let _ = child.wait();
-            interrupt::check()?;
+            if interrupted {
+                interrupt::check()?;
+            }
             break 124;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -43,9 +50,10 @@ pub fn run(argv: &[String], timeout: Duration) -> Result<Outcome, String> {
 }
 
 /// Run a short administrative command (ip, qemu-img); its failure is an error naming it.
+/// Not cut short by Ctrl-C: cleanup after a signal runs through here.
 pub fn admin(argv: &[&str]) -> Result<String, String> {
     let owned: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
-    let out = run(&owned, Duration::from_secs(60))?;
+    let out = run_with(&owned, Duration::from_secs(60), false)?;
     if out.code != 0 {
         return Err(format!(
             "`{}` failed (exit {}): {}",

@@ -53,14 +53,35 @@ pub enum AccelChoice {
 
 pub fn run(args: &VmTestArgs) -> miette::Result<()> {
     interrupt::install();
-    let outcome = run_test(args).map_err(|e| miette::miette!("{e}"))?;
-    eprintln!(
-        "vm-test {}: passed in {:.1}s (results: {})",
-        outcome.test,
-        outcome.duration_s,
-        outcome.results.display()
-    );
-    Ok(())
+    match run_test(args) {
+        Ok(p) => {
+            eprintln!(
+                "vm-test {}: passed in {:.1}s (results: {})",
+                p.test,
+                p.duration_s,
+                p.results.display()
+            );
+            Ok(())
+        }
+        Err(Failure::Test(msg)) => Err(TestFailed(msg).into()),
+        Err(Failure::Driver(msg)) => Err(miette::miette!("{msg}")),
+    }
+}
+
+/// Why `run_test` did not pass: the test itself failed (exit 4), or the driver
+/// could not run it (exit 3: no image, no QEMU, not root, interrupted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    Test(String),
+    Driver(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Test(m) | Failure::Driver(m) => f.write_str(m),
+        }
+    }
 }
 
 /// What a passed test leaves behind.
@@ -73,7 +94,60 @@ pub struct Passed {
 
 /// Run one test; the error text carries the failure, its output and each
 /// machine's serial tail.
-pub fn run_test(args: &VmTestArgs) -> Result<Passed, String> {
+pub fn run_test(args: &VmTestArgs) -> Result<Passed, Failure> {
+    let started = Instant::now();
+    let ready = prepare(args).map_err(Failure::Driver)?;
+    let Ready {
+        ctx,
+        clients,
+        network,
+        run_dir,
+        spec,
+        out_dir,
+    } = ready;
+    let source = std::fs::read_to_string(spec.dir.join("test.rhai")).map_err(|e| {
+        Failure::Driver(format!(
+            "cannot read {}: {e}",
+            spec.dir.join("test.rhai").display()
+        ))
+    })?;
+    let outcome = script::run(&ctx, &source, &clients);
+    let report = finish(&ctx, &spec, started, outcome.as_ref().err());
+    drop(clients);
+    drop(network);
+    drop(run_dir);
+    match outcome {
+        Ok(()) => report.map_err(Failure::Driver)?,
+        Err(e) if interrupt::requested() => {
+            return Err(Failure::Driver(failure_text(
+                &spec.name, &e, &ctx, args.tail, &out_dir,
+            )));
+        }
+        Err(e) => {
+            return Err(Failure::Test(failure_text(
+                &spec.name, &e, &ctx, args.tail, &out_dir,
+            )));
+        }
+    }
+    Ok(Passed {
+        test: spec.name,
+        duration_s: started.elapsed().as_secs_f64(),
+        results: out_dir.join("results.json"),
+    })
+}
+
+/// Everything set up for the script: machines (not started), network, clients.
+/// Fields drop in this order: machines (in `ctx`) before the network, whose taps QEMU holds.
+struct Ready {
+    ctx: Arc<Context>,
+    clients: Vec<Handle<Client>>,
+    network: Option<net::Network>,
+    run_dir: tempfile::TempDir,
+    spec: TestSpec,
+    out_dir: PathBuf,
+}
+
+fn prepare(args: &VmTestArgs) -> Result<Ready, String> {
     let started = Instant::now();
     let spec = spec::load(&args.test)?;
     let out_dir = args
@@ -114,20 +188,14 @@ pub fn run_test(args: &VmTestArgs) -> Result<Passed, String> {
         deadline: started + Duration::from_secs(spec.timeout_secs),
         machines,
     });
-    let source = std::fs::read_to_string(spec.dir.join("test.rhai"))
-        .map_err(|e| format!("cannot read {}: {e}", spec.dir.join("test.rhai").display()))?;
-    let outcome = script::run(&ctx, &source, &clients);
-    let report = finish(&ctx, &spec, started, outcome.as_ref().err(), args.tail);
-    drop(clients);
-    drop(network);
-    match outcome {
-        Ok(()) => report.map(|_| Passed {
-            test: spec.name,
-            duration_s: started.elapsed().as_secs_f64(),
-            results: out_dir.join("results.json"),
-        }),
-        Err(e) => Err(failure_text(&spec.name, &e, &ctx, args.tail, &out_dir)),
-    }
+    Ok(Ready {
+        ctx,
+        clients,
+        network,
+        run_dir,
+        spec,
+        out_dir,
+    })
 }
 
 /// Stop every machine, record boot times, write results.json.
@@ -136,7 +204,6 @@ fn finish(
     spec: &TestSpec,
     started: Instant,
     err: Option<&String>,
-    _tail: usize,
 ) -> Result<(), String> {
     for h in &ctx.machines {
         h.lock().crash();
