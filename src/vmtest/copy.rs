@@ -50,7 +50,10 @@ fn staging_file() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    format!("\"$HARDROOT_BACKDOOR_WORK/copy.{}.{nanos}.b64\"", std::process::id())
+    format!(
+        "\"$HARDROOT_BACKDOOR_WORK/copy.{}.{nanos}.b64\"",
+        std::process::id()
+    )
 }
 
 fn split_guest(guest: &str) -> Result<(String, String), String> {
