@@ -63,6 +63,7 @@ fn args(test: &Path, out: &Path) -> VmTestArgs {
         image: Some(image()),
         out: Some(out.to_path_buf()),
         accel: AccelChoice::Auto,
+        script: PathBuf::from("test.rhai"),
         tail: 40,
     }
 }
@@ -96,6 +97,7 @@ fn smoke_test_passes_and_records_every_verb() {
         "wait_until_fails",
         "wait_for_unit",
         "wait_for_open_port",
+        "wait_for_console_text",
         "copy_to_vm",
         "copy_from_vm",
         "reboot",

@@ -30,6 +30,8 @@ pub struct Machine {
     /// Seconds from process start to the backdoor's ready marker, one per boot.
     pub boot_secs: Vec<f64>,
     serial_log: Option<PathBuf>,
+    /// Where the current boot starts in the serial log (it is appended across boots).
+    boot_offset: u64,
 }
 
 impl Machine {
@@ -48,6 +50,7 @@ impl Machine {
             disk_made: false,
             boot_secs: Vec::new(),
             serial_log,
+            boot_offset: 0,
         }
     }
 
@@ -61,6 +64,11 @@ impl Machine {
             return Ok(());
         }
         self.make_disk()?;
+        self.boot_offset = self
+            .serial_log
+            .as_ref()
+            .and_then(|p| std::fs::metadata(p).ok())
+            .map_or(0, |m| m.len());
         self.guest = Some(Guest::start(&self.backend).map_err(|e| format!("{}: {e}", self.name))?);
         Ok(())
     }
@@ -121,6 +129,41 @@ impl Machine {
             .as_ref()
             .map(|p| tail_file(p, lines))
             .unwrap_or_default()
+    }
+
+    /// Wait until the serial console of the current boot matches `pattern`.
+    pub fn wait_for_console_text(
+        &mut self,
+        pattern: &str,
+        timeout_secs: u64,
+    ) -> Result<String, String> {
+        let re = regex::Regex::new(pattern)
+            .map_err(|e| format!("bad console pattern {pattern:?}: {e}"))?;
+        let Some(log) = self.serial_log.clone() else {
+            return Err(format!("{} has no serial console", self.name));
+        };
+        if self.guest.is_none() {
+            self.launch()?;
+        }
+        let deadline = Instant::now() + Duration::from_secs(timeout_secs);
+        loop {
+            let bytes = std::fs::read(&log).unwrap_or_default();
+            let start = usize::try_from(self.boot_offset)
+                .unwrap_or(0)
+                .min(bytes.len());
+            let text = String::from_utf8_lossy(&bytes[start..]);
+            if let Some(m) = re.find(&text) {
+                return Ok(m.as_str().to_string());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "{}: the serial console did not show /{pattern}/ within {timeout_secs}s",
+                    self.name
+                ));
+            }
+            interrupt::check()?;
+            std::thread::sleep(Duration::from_millis(250));
+        }
     }
 
     pub fn serial_log(&self) -> Option<&PathBuf> {

@@ -39,6 +39,9 @@ pub struct VmTestArgs {
     /// Accelerator: auto tries KVM briefly and falls back to TCG
     #[arg(long, value_enum, default_value = "auto")]
     pub accel: AccelChoice,
+    /// Run this script of the test folder instead of test.rhai (e.g. bench.rhai)
+    #[arg(long, value_name = "FILE", default_value = "test.rhai")]
+    pub script: PathBuf,
     /// Serial console lines printed per machine when the test fails
     #[arg(long, default_value = "40")]
     pub tail: usize,
@@ -105,12 +108,9 @@ pub fn run_test(args: &VmTestArgs) -> Result<Passed, Failure> {
         spec,
         out_dir,
     } = ready;
-    let source = std::fs::read_to_string(spec.dir.join("test.rhai")).map_err(|e| {
-        Failure::Driver(format!(
-            "cannot read {}: {e}",
-            spec.dir.join("test.rhai").display()
-        ))
-    })?;
+    let script_path = spec.dir.join(&args.script);
+    let source = std::fs::read_to_string(&script_path)
+        .map_err(|e| Failure::Driver(format!("cannot read {}: {e}", script_path.display())))?;
     let outcome = script::run(&ctx, &source, &clients);
     let report = finish(&ctx, &spec, started, outcome.as_ref().err());
     drop(clients);

@@ -246,6 +246,20 @@ fn register_machine(engine: &mut Engine, ctx: &Arc<Context>) {
     engine.register_fn("wait_for_open_port", port);
 
     let c = Arc::clone(ctx);
+    let console = move |h: &mut M, pattern: &str, timeout: INT| -> Fallible<String> {
+        let mut m = h.lock();
+        let name = m.name.clone();
+        c.record(&name, "wait_for_console_text", pattern, || {
+            m.wait_for_console_text(pattern, secs(timeout, "timeout")?)
+        })
+    };
+    let c2 = console.clone();
+    engine.register_fn("wait_for_console_text", move |h: &mut M, p: &str| {
+        c2(h, p, DEFAULT_WAIT_SECS as INT)
+    });
+    engine.register_fn("wait_for_console_text", console);
+
+    let c = Arc::clone(ctx);
     engine.register_fn(
         "copy_to_vm",
         move |h: &mut M, host: &str, guest: &str| -> Fallible<()> {
