@@ -16,9 +16,8 @@ pub fn write_tar_gz(path: &Path, rendered: &Rendered, epoch: i64) -> std::io::Re
         append(&mut tar, e, epoch)?;
     }
     let gz = tar.into_inner()?;
-    let mut file = gz.finish()?;
-    file.flush()?;
-    file.sync_all()
+    // No fsync: like cargo, we rely on the atomic swap of the whole folder, not on durability.
+    gz.finish()?.flush()
 }
 
 fn append<W: Write>(tar: &mut tar::Builder<W>, e: &Entry, epoch: i64) -> std::io::Result<()> {

@@ -186,6 +186,8 @@ fn check_target(set: &SetDef, modules: &[Module]) -> Result<(), Located> {
     Ok(())
 }
 
+static EMPTY: std::sync::LazyLock<tera::Context> = std::sync::LazyLock::new(tera::Context::new);
+
 type Values = BTreeMap<String, BTreeMap<String, OptionValue>>;
 
 fn fixpoint(
@@ -264,9 +266,18 @@ fn round(
 ) -> Result<Values, Vec<Located>> {
     let json = values_json(prev);
     let mut by_option: BTreeMap<&str, Vec<(Json, Origin)>> = BTreeMap::new();
+    // One context per module, not per definition: building one copies the whole config.
+    let mut contexts: BTreeMap<&str, tera::Context> = BTreeMap::new();
     for def in defs {
-        let ctx = context_for(&json, &def.set.module, &profile.name);
-        match resolve_definition(def, modules, &ctx) {
+        let needs_context = def.set.value.has_template() || def.set.when.is_some();
+        let ctx = if needs_context {
+            &*contexts
+                .entry(&def.set.module)
+                .or_insert_with(|| context_for(&json, &def.set.module, &profile.name))
+        } else {
+            &EMPTY
+        };
+        match resolve_definition(def, modules, ctx) {
             Ok(Some(v)) => by_option
                 .entry(def.set.option.as_str())
                 .or_default()

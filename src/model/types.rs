@@ -443,3 +443,132 @@ fn article(name: &str) -> String {
         format!("a {name}")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::SourceFile;
+
+    fn raw(v: Json) -> Raw {
+        let file = SourceFile::new(std::path::Path::new("t.toml"), String::new());
+        Raw::Scalar(v, Site::new(&file, None))
+    }
+
+    fn ok(t: &Type, v: Json) -> bool {
+        t.check(&raw(v)).is_ok()
+    }
+
+    const HOSTILE: &[&str] = &[
+        "a\nPermitRootLogin yes",
+        "a\0b",
+        "a\"; include /etc/shadow; \"",
+        "a\\nb",
+        "x\u{2028}y",
+        "x\u{202E}gnp.exe",
+        "\u{FEFF}bom",
+        "tab\there",
+        "cr\rhere",
+    ];
+
+    #[test]
+    fn strings_refuse_everything_that_could_leave_a_line_or_a_quote() {
+        let s = Type::Str { pattern: None };
+        for h in HOSTILE {
+            assert!(
+                !ok(&s, Json::String(h.to_string())),
+                "string accepted {h:?}"
+            );
+        }
+        assert!(ok(
+            &s,
+            Json::String("default-src 'self'; img-src 'self' data:".into())
+        ));
+        assert!(!ok(&s, Json::String("x".repeat(MAX_LEN + 1))));
+    }
+
+    #[test]
+    fn hostnames_ips_tokens_and_paths_refuse_hostile_values() {
+        for t in [
+            Type::Hostname,
+            Type::Ipv4,
+            Type::Ipv6,
+            Type::Ip,
+            Type::Token,
+            Type::Path,
+            Type::Cidr,
+        ] {
+            for h in HOSTILE
+                .iter()
+                .chain(&["$(reboot)", "{{ x }}", "a b", "exаmple.org"])
+            {
+                assert!(
+                    !ok(&t, Json::String(h.to_string())),
+                    "{} accepted {h:?}",
+                    t.name()
+                );
+            }
+        }
+        assert!(ok(
+            &Type::Hostname,
+            Json::String("conference.example.org".into())
+        ));
+        assert!(!ok(&Type::Hostname, Json::String("-bad.example".into())));
+        assert!(ok(&Type::Path, Json::String("/etc/ssl/certs/x.pem".into())));
+        assert!(!ok(&Type::Path, Json::String("/etc/../shadow".into())));
+        assert!(!ok(&Type::Path, Json::String("relative/path".into())));
+    }
+
+    #[test]
+    fn text_allows_newlines_but_no_other_control_characters() {
+        assert!(ok(
+            &Type::Text,
+            Json::String("line 1\nline 2\twith tab".into())
+        ));
+        assert!(!ok(&Type::Text, Json::String("bell\u{7}".into())));
+    }
+
+    #[test]
+    fn numbers_ports_and_ranges() {
+        assert!(ok(&Type::Port, Json::from(22)));
+        assert!(
+            ok(&Type::Port, Json::String("5222".into())),
+            "templated values arrive as text"
+        );
+        assert!(!ok(&Type::Port, Json::from(0)));
+        assert!(!ok(&Type::Port, Json::from(65536)));
+        assert!(!ok(&Type::Port, Json::String("22; rm".into())));
+        let small = Type::Int {
+            min: Some(1),
+            max: Some(10),
+        };
+        assert!(ok(&small, Json::from(10)) && !ok(&small, Json::from(11)));
+    }
+
+    #[test]
+    fn cidrs_by_family_and_without_host_bits() {
+        assert!(ok(&Type::Cidr4, Json::String("203.0.113.0/24".into())));
+        assert!(!ok(&Type::Cidr4, Json::String("2001:db8::/32".into())));
+        assert!(ok(&Type::Cidr6, Json::String("2001:db8::/32".into())));
+        let e = Type::Cidr
+            .check(&raw(Json::String("10.1.2.3/8".into())))
+            .unwrap_err();
+        assert!(
+            e.message.contains("did you mean `10.0.0.0/8`"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn enums_suggest_the_closest_value() {
+        let t = Type::Enum(vec!["no".into(), "prohibit-password".into()]);
+        let e = t
+            .check(&raw(Json::String("prohibit-pasword".into())))
+            .unwrap_err();
+        assert!(
+            e.message.contains("did you mean `prohibit-password`"),
+            "{}",
+            e.message
+        );
+    }
+}
