@@ -65,6 +65,7 @@ fn args(test: &Path, out: &Path) -> VmTestArgs {
         accel: AccelChoice::Auto,
         script: PathBuf::from("test.rhai"),
         tail: 40,
+        report: None,
     }
 }
 
