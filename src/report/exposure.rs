@@ -47,6 +47,8 @@ struct Declared {
     service: String,
     description: String,
     exposure: String,
+    /// Addresses the service binds; empty = every address.
+    bind: Vec<String>,
 }
 
 impl Declared {
@@ -56,6 +58,22 @@ impl Declared {
 
     fn is_range(&self) -> bool {
         self.port_end > self.port
+    }
+
+    /// Whether the socket accepts connections on the server's address of a
+    /// family: a listener bound to an IPv4 address only cannot be reached
+    /// over IPv6 even where the firewall lets it through. `::` is dual-stack.
+    fn binds_family(&self, v6: bool) -> bool {
+        if self.bind.is_empty() {
+            return true;
+        }
+        self.bind
+            .iter()
+            .any(|b| match b.parse::<std::net::IpAddr>() {
+                Ok(ip) if ip.is_unspecified() => ip.is_ipv6() || !v6,
+                Ok(ip) => !ip.is_loopback() && ip.is_ipv6() == v6,
+                Err(_) => false,
+            })
     }
 }
 
@@ -84,7 +102,11 @@ fn expect(d: &Declared) -> Expect {
 pub fn collect(inputs: &Inputs) -> Matrix {
     let mut notes = Vec::new();
     let declared = declared(inputs, &mut notes);
-    let sockets = inputs.fact("ss.txt").map(|t| facts::sockets(&t));
+    // The acceptance test keeps its first boot's sockets in boot-1/.
+    let sockets = inputs
+        .fact("ss.txt")
+        .or_else(|| inputs.run_file("boot-1/ss.txt"))
+        .map(|t| facts::sockets(&t));
     let measured = measured(inputs, &mut notes);
     if sockets.is_none() {
         notes.push("facts/ss.txt missing: listening sockets only from exposure.json".into());
@@ -139,6 +161,11 @@ fn declared(inputs: &Inputs, notes: &mut Vec<String>) -> Vec<Declared> {
                 service: l.get("service").map(text).unwrap_or_default(),
                 description: l.get("description").map(text).unwrap_or_default(),
                 exposure: l.get("exposure").map(text).unwrap_or_default(),
+                bind: l
+                    .get("bind")
+                    .and_then(Value::as_array)
+                    .map(|b| b.iter().map(text).collect())
+                    .unwrap_or_default(),
             })
         })
         .collect()
@@ -178,8 +205,8 @@ fn row(d: &Declared, measured: Option<&[Value]>, sockets: Option<&[Socket]>) -> 
         description: d.description.clone(),
         exposure: d.exposure.clone(),
         listening: listening_cell(d, &want, m, sockets),
-        trusted: reach_cell(m, "trusted", want.trusted),
-        untrusted: reach_cell(m, "untrusted", want.untrusted),
+        trusted: reach_cell(d, m, "trusted", want.trusted),
+        untrusted: reach_cell(d, m, "untrusted", want.untrusted),
     }
 }
 
@@ -196,15 +223,18 @@ fn listening_cell(
     let Some(is) = is else {
         return Cell::na("not measured");
     };
-    let addrs = found
-        .as_ref()
-        .map(|f| {
-            f.iter()
-                .map(|s| s.addr.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-        .unwrap_or_default();
+    let addrs = match &found {
+        Some(f) => f
+            .iter()
+            .map(|s| s.addr.clone())
+            .collect::<Vec<_>>()
+            .join(", "),
+        None => m
+            .and_then(|m| m.get("listening_on"))
+            .and_then(Value::as_array)
+            .map(|a| a.iter().map(text).collect::<Vec<_>>().join(", "))
+            .unwrap_or_default(),
+    };
     let label = match (is, addrs.is_empty()) {
         (true, false) => format!("yes: {addrs}"),
         (true, true) => "yes".into(),
@@ -222,19 +252,30 @@ fn listening_cell(
     }
 }
 
-fn reach_cell(m: Option<&Value>, who: &str, want: bool) -> Cell {
-    let v4 = m.and_then(|m| m.get(who)).and_then(Value::as_bool);
-    let v6 = m
-        .and_then(|m| m.get(format!("{who}_v6")))
-        .and_then(Value::as_bool);
+/// One client's reachability over v4 and v6. Two shapes are read: flat
+/// (`trusted`, `trusted_v6`) and nested (`reachable.trusted.ipv4`). For a
+/// port range nothing listens, so what counts is whether the firewall let
+/// the probe through (`passes_firewall`, nested shape only).
+fn reach_cell(d: &Declared, m: Option<&Value>, who: &str, want: bool) -> Cell {
+    let key = if d.is_range() {
+        "passes_firewall"
+    } else {
+        "reachable"
+    };
+    let nested = |fam: &str| m?.get(key)?.get(who)?.get(fam)?.as_bool();
+    let flat = |k: String| m?.get(k)?.as_bool();
+    let flat_ok = !d.is_range();
+    let v4 = nested("ipv4").or_else(|| flat_ok.then(|| flat(who.to_string())).flatten());
+    let v6 = nested("ipv6").or_else(|| flat_ok.then(|| flat(format!("{who}_v6"))).flatten());
+    let want_fam = |v6: bool| want && (d.is_range() || d.binds_family(v6));
     let word = |b: bool| if b { "yes" } else { "no" };
     match (v4, v6) {
         (None, None) => Cell::na("not measured"),
-        (Some(a), None) => Cell::judge(word(a), a == want),
-        (None, Some(b)) => Cell::judge(&format!("v6 {}", word(b)), b == want),
+        (Some(a), None) => Cell::judge(word(a), a == want_fam(false)),
+        (None, Some(b)) => Cell::judge(&format!("v6 {}", word(b)), b == want_fam(true)),
         (Some(a), Some(b)) => Cell::judge(
             &format!("v4 {} · v6 {}", word(a), word(b)),
-            a == want && b == want,
+            a == want_fam(false) && b == want_fam(true),
         ),
     }
 }
@@ -296,6 +337,7 @@ mod tests {
             service: "s".into(),
             description: String::new(),
             exposure: exposure.into(),
+            bind: Vec::new(),
         }
     }
 
@@ -338,10 +380,23 @@ mod tests {
 
     #[test]
     fn reachability_judged_per_family() {
+        let ssh = d(22, "tcp", "trusted");
         let m: Value =
             serde_json::json!({"trusted": true, "trusted_v6": false, "untrusted": false});
-        assert_eq!(reach_cell(Some(&m), "trusted", true).state, "bad");
-        assert_eq!(reach_cell(Some(&m), "untrusted", false).state, "ok");
-        assert_eq!(reach_cell(None, "untrusted", false).state, "na");
+        assert_eq!(reach_cell(&ssh, Some(&m), "trusted", true).state, "bad");
+        assert_eq!(reach_cell(&ssh, Some(&m), "untrusted", false).state, "ok");
+        assert_eq!(reach_cell(&ssh, None, "untrusted", false).state, "na");
+        // The nested shape, and a v4-only bind that v6 cannot reach.
+        let mut admin = d(6443, "tcp", "trusted");
+        admin.bind = vec!["192.168.77.10".into()];
+        let m: Value = serde_json::json!({"reachable": {"trusted": {"ipv4": true, "ipv6": false}}});
+        assert_eq!(reach_cell(&admin, Some(&m), "trusted", true).state, "ok");
+        assert_eq!(reach_cell(&ssh, Some(&m), "trusted", true).state, "bad");
+        // A relay range is judged by the firewall, not by a listener.
+        let mut relay = d(49152, "udp", "public");
+        relay.port_end = 65535;
+        let m: Value = serde_json::json!({"reachable": {"untrusted": {"ipv4": false}},
+            "passes_firewall": {"untrusted": {"ipv4": true}}});
+        assert_eq!(reach_cell(&relay, Some(&m), "untrusted", true).state, "ok");
     }
 }

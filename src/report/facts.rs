@@ -146,6 +146,55 @@ fn handshake(line: &str) -> Option<Handshake> {
     })
 }
 
+/// The acceptance test's tls-probe.py output (OUT/tls-PORT.txt):
+/// `HOST:PORT[ STARTTLS] TLSv1.2: accepted, CIPHER` / `...: refused` and
+/// `HOST:PORT[ STARTTLS] TLS 1.2 ciphers accepted: A B` (1.3: `suites`).
+pub fn tls_findings(text: &str) -> Vec<Handshake> {
+    text.lines().flat_map(finding).collect()
+}
+
+fn finding(line: &str) -> Vec<Handshake> {
+    let Some((head, rest)) = line.split_once(": ") else {
+        return Vec::new();
+    };
+    let mut words = head.split_whitespace();
+    let Some(port) = words
+        .next()
+        .and_then(|hp| hp.rsplit_once(':'))
+        .and_then(|(_, p)| p.parse().ok())
+    else {
+        return Vec::new();
+    };
+    let mut what: Vec<&str> = words.collect();
+    let mode = if what.first() == Some(&"STARTTLS") {
+        what.remove(0);
+        "starttls"
+    } else {
+        "tls"
+    };
+    let make = |version: &str, accepted: bool, cipher: Option<&str>| Handshake {
+        port,
+        mode: mode.into(),
+        version: version.into(),
+        accepted,
+        cipher: cipher.map(str::to_string),
+    };
+    match what.as_slice() {
+        [v] if v.starts_with("TLSv") => {
+            let lower = rest.to_lowercase();
+            let accepted = lower.starts_with("accepted");
+            let cipher = rest.split_once(", ").map(|(_, c)| c.trim());
+            vec![make(v, accepted, cipher)]
+        }
+        ["TLS", n, "ciphers" | "suites", "accepted"] => rest
+            .split_whitespace()
+            .filter(|c| *c != "none")
+            .map(|c| make(&format!("TLSv{n}"), true, Some(c)))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// `systemd-analyze blame`: `12.345s unit.service` (or `1min 2.3s unit`).
 pub fn blame(text: &str, top: usize) -> Vec<(String, String)> {
     text.lines()
@@ -198,6 +247,30 @@ mod tests {
         assert_eq!(h.len(), 2);
         assert!(h[0].accepted && h[0].cipher.as_deref() == Some("ECDHE-ECDSA-AES256-GCM-SHA384"));
         assert!(!h[1].accepted && h[1].cipher.is_none());
+    }
+
+    #[test]
+    fn tls_probe_py_lines() {
+        let h = tls_findings(
+            "192.168.77.10:5222 STARTTLS TLSv1: refused\n\
+             192.168.77.10:5222 STARTTLS TLSv1.2: accepted, ECDHE-ECDSA-AES256-GCM-SHA384\n\
+             192.168.77.10:443 TLS 1.2 ciphers accepted: A B\n\
+             192.168.77.10:443 TLS 1.3 suites accepted: none\n\
+             192.168.77.10:443 certificate for x verifies against y: yes\n",
+        );
+        assert_eq!(h.len(), 4);
+        assert_eq!(
+            (h[0].port, h[0].mode.as_str(), h[0].accepted),
+            (5222, "starttls", false)
+        );
+        assert_eq!(
+            h[1].cipher.as_deref(),
+            Some("ECDHE-ECDSA-AES256-GCM-SHA384")
+        );
+        assert_eq!(
+            (h[3].version.as_str(), h[3].cipher.as_deref()),
+            ("TLSv1.2", Some("B"))
+        );
     }
 
     #[test]

@@ -266,12 +266,20 @@ struct TlsPolicy {
 }
 
 fn tls(inputs: &Inputs, notes: &mut Vec<String>) -> Vec<TlsRow> {
-    let Some(text) = inputs.fact("tls.txt") else {
-        notes.push("facts/tls.txt missing: TLS handshakes not probed".into());
+    // Ours (facts/tls.txt) and the acceptance test's tls-probe.py (tls-*.txt).
+    let mut all: Vec<facts::Handshake> = inputs
+        .fact("tls.txt")
+        .map(|t| facts::tls(&t))
+        .unwrap_or_default();
+    for text in inputs.run_files("tls-", ".txt") {
+        all.extend(facts::tls_findings(&text));
+    }
+    if all.is_empty() {
+        notes.push("neither facts/tls.txt nor tls-*.txt: TLS handshakes not probed".into());
         return Vec::new();
-    };
+    }
     let mut ports: BTreeMap<(u32, String), Vec<facts::Handshake>> = BTreeMap::new();
-    for h in facts::tls(&text) {
+    for h in all {
         ports.entry((h.port, h.mode.clone())).or_default().push(h);
     }
     ports

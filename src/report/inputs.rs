@@ -77,6 +77,29 @@ impl Inputs {
         read_text(&self.run.join("facts").join(name))
     }
 
+    /// Any text file of the run folder, by relative path.
+    pub fn run_file(&self, rel: &str) -> Option<String> {
+        read_text(&self.run.join(rel))
+    }
+
+    /// Text files of the run folder whose names start and end so, in name order.
+    pub fn run_files(&self, prefix: &str, suffix: &str) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(&self.run) else {
+            return Vec::new();
+        };
+        let mut paths: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(prefix) && n.ends_with(suffix))
+            })
+            .collect();
+        paths.sort();
+        paths.iter().filter_map(|p| read_text(p)).collect()
+    }
+
     /// A rendered overlay file of the tested image, if the build folder has it.
     pub fn overlay_file(&self, rel: &str) -> Option<String> {
         let dir = self.build.dir.as_ref()?;
@@ -170,6 +193,13 @@ fn copy_if_present(from: &Path, to: &Path) -> Result<usize, String> {
     }
     std::fs::copy(from, to)
         .map_err(|e| format!("cannot copy {} to {}: {e}", from.display(), to.display()))?;
+    // The page shows when the image was made: keep the original's time.
+    if let Ok(t) = std::fs::metadata(from).and_then(|m| m.modified()) {
+        let _ = std::fs::File::options()
+            .write(true)
+            .open(to)
+            .and_then(|f| f.set_modified(t));
+    }
     Ok(1)
 }
 
