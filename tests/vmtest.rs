@@ -63,6 +63,8 @@ fn args(test: &Path, out: &Path) -> VmTestArgs {
         image: Some(image()),
         out: Some(out.to_path_buf()),
         accel: AccelChoice::Auto,
+        module_dirs: Vec::new(),
+        cache: None,
         script: PathBuf::from("test.rhai"),
         tail: 40,
     }
