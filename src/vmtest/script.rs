@@ -93,6 +93,7 @@ pub fn engine(ctx: &Arc<Context>) -> Engine {
     register_runner::<Machine>(&mut engine, ctx, "Machine");
     register_runner::<Client>(&mut engine, ctx, "Client");
     register_machine(&mut engine, ctx);
+    register_addresses(&mut engine);
     register_globals(&mut engine, ctx);
     engine
 }
@@ -172,20 +173,6 @@ fn outcome_map(o: Outcome) -> Map {
 /// Verbs only VMs have: power, units, ports, files.
 fn register_machine(engine: &mut Engine, ctx: &Arc<Context>) {
     type M = Handle<Machine>;
-    engine.register_get("ipv4", |h: &mut M| {
-        h.lock()
-            .ipv4
-            .clone()
-            .map(Dynamic::from)
-            .unwrap_or(Dynamic::UNIT)
-    });
-    engine.register_get("ipv6", |h: &mut M| {
-        h.lock()
-            .ipv6
-            .clone()
-            .map(Dynamic::from)
-            .unwrap_or(Dynamic::UNIT)
-    });
     engine.register_fn("is_up", |h: &mut M| h.lock().is_up());
 
     let c = Arc::clone(ctx);
@@ -289,6 +276,18 @@ fn register_machine(engine: &mut Engine, ctx: &Arc<Context>) {
             )
         },
     );
+}
+
+/// `ipv4` / `ipv6` of machines and clients: the addresses from test.toml
+/// without prefix length, or `()` when test.toml gives none.
+fn register_addresses(engine: &mut Engine) {
+    fn addr(a: &Option<String>) -> Dynamic {
+        a.clone().map(Dynamic::from).unwrap_or(Dynamic::UNIT)
+    }
+    engine.register_get("ipv4", |h: &mut Handle<Machine>| addr(&h.lock().ipv4));
+    engine.register_get("ipv6", |h: &mut Handle<Machine>| addr(&h.lock().ipv6));
+    engine.register_get("ipv4", |h: &mut Handle<Client>| addr(&h.lock().ipv4));
+    engine.register_get("ipv6", |h: &mut Handle<Client>| addr(&h.lock().ipv6));
 }
 
 /// Host paths: relative ones are taken from the test folder (copy_to_vm) or
@@ -446,7 +445,7 @@ mod tests {
         let client = Client {
             name: "trusted".into(),
             ns: String::new(),
-            ipv4: None,
+            ipv4: Some("192.168.77.20".into()),
             ipv6: None,
         };
         let ctx = Arc::new(Context {
@@ -555,6 +554,8 @@ mod tests {
     fn clients_and_asserts() {
         let f = fixture();
         // An empty namespace name makes `ip netns exec` fail: the client's error must say so.
+        let props = r#"assert(trusted.ipv4 == "192.168.77.20" && trusted.ipv6 == () && trusted.name == "trusted", "client properties")"#;
+        run(&f.ctx, props, &f.clients).unwrap();
         let err = run(&f.ctx, r#"trusted.succeed("true")"#, &f.clients).unwrap_err();
         assert!(err.starts_with("trusted: command failed"), "{err}");
         let err = run_script(&f, r#"assert(1 == 2, "numbers differ")"#).unwrap_err();
