@@ -237,6 +237,48 @@ pub struct Client {
     pub ns: String,
     pub ipv4: Option<String>,
     pub ipv6: Option<String>,
+    /// Servers started with `spawn` (e.g. an ACME server on a client host); killed at the end.
+    pub spawned: Vec<std::process::Child>,
+}
+
+impl Client {
+    pub fn new(name: &str, ns: &str, ipv4: Option<String>, ipv6: Option<String>) -> Client {
+        Client {
+            name: name.into(),
+            ns: ns.into(),
+            ipv4,
+            ipv6,
+            spawned: Vec::new(),
+        }
+    }
+
+    /// Start a long-running host command in this client's namespace and return
+    /// at once; its output goes to `log`. It is killed when the test ends.
+    pub fn spawn(&mut self, command: &str, log: &std::path::Path) -> Result<(), String> {
+        use std::os::unix::process::CommandExt;
+        let file = std::fs::File::create(log)
+            .map_err(|e| format!("cannot write {}: {e}", log.display()))?;
+        let err = file.try_clone().map_err(|e| e.to_string())?;
+        let child = std::process::Command::new("ip")
+            .args(["netns", "exec", &self.ns, "bash", "-c", command])
+            .stdin(std::process::Stdio::null())
+            .stdout(file)
+            .stderr(err)
+            .process_group(0)
+            .spawn()
+            .map_err(|e| format!("{}: cannot start {command}: {e}", self.name))?;
+        self.spawned.push(child);
+        Ok(())
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        for child in &mut self.spawned {
+            host::kill_group(child.id());
+            let _ = child.wait();
+        }
+    }
 }
 
 impl Runner for Client {

@@ -332,12 +332,12 @@ fn make_clients(spec: &TestSpec, network: Option<&net::Network>) -> Vec<Handle<C
     spec.clients
         .iter()
         .map(|c| {
-            Handle::new(Client {
-                name: c.name.clone(),
-                ns: net.client_ns(&c.name),
-                ipv4: c.ipv4.map(|n| n.addr().to_string()),
-                ipv6: c.ipv6.map(|n| n.addr().to_string()),
-            })
+            Handle::new(Client::new(
+                &c.name,
+                &net.client_ns(&c.name),
+                c.ipv4.map(|n| n.addr().to_string()),
+                c.ipv6.map(|n| n.addr().to_string()),
+            ))
         })
         .collect()
 }

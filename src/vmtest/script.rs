@@ -94,6 +94,7 @@ pub fn engine(ctx: &Arc<Context>) -> Engine {
     register_runner::<Client>(&mut engine, ctx, "Client");
     register_machine(&mut engine, ctx);
     register_addresses(&mut engine);
+    register_client(&mut engine, ctx);
     register_globals(&mut engine, ctx);
     engine
 }
@@ -278,6 +279,22 @@ fn register_machine(engine: &mut Engine, ctx: &Arc<Context>) {
     );
 }
 
+/// Verbs only client hosts have.
+fn register_client(engine: &mut Engine, ctx: &Arc<Context>) {
+    let c = Arc::clone(ctx);
+    engine.register_fn(
+        "spawn",
+        move |h: &mut Handle<Client>, cmd: &str| -> Fallible<()> {
+            let mut client = h.lock();
+            let name = client.name.clone();
+            let log = c
+                .out_dir
+                .join(format!("{name}.spawn{}.log", client.spawned.len()));
+            c.record(&name, "spawn", cmd, || client.spawn(cmd, &log))
+        },
+    );
+}
+
 /// `ipv4` / `ipv6` of machines and clients: the addresses from test.toml
 /// without prefix length, or `()` when test.toml gives none.
 fn register_addresses(engine: &mut Engine) {
@@ -442,12 +459,7 @@ mod tests {
         let mut m = Machine::new("server", backend, Duration::from_secs(30));
         m.ipv4 = Some("192.168.77.10".into());
         // A "client" that runs in the host's own namespace is enough to test the API.
-        let client = Client {
-            name: "trusted".into(),
-            ns: String::new(),
-            ipv4: Some("192.168.77.20".into()),
-            ipv6: None,
-        };
+        let client = Client::new("trusted", "", Some("192.168.77.20".into()), None);
         let ctx = Arc::new(Context {
             results: Mutex::new(Results::new("unit", "", dir.path())),
             test_dir: dir.path().to_path_buf(),
