@@ -1,9 +1,21 @@
-//! Command line: verbs and their dispatch. Each verb lives in its layer.
-use clap::{Parser, Subcommand};
+//! Command line: verbs and their dispatch. Each verb's work lives in its layer;
+//! this file only parses arguments and prints.
+use crate::diag::{Errors, Located};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
-#[command(name = "hardroot", version, about = "Declarative, reproducible, VM-tested server images")]
+#[command(
+    name = "hardroot",
+    version,
+    about = "Declarative, reproducible, VM-tested server images",
+    long_about = "hardroot turns a profile (profiles/*.toml) and a tree of modules (modules/<name>/) into a \
+                  reproducible root-filesystem overlay, a Debian 12 disk image, and a VM test that proves it.\n\n\
+                  Pipeline: profile → evaluate → render → emit (build) → image → vm-test.",
+    after_help = "Exit codes: 0 success; 1 the profile or a module is wrong (the message names file:line:col); \
+                  2 bad command line; 3 the environment failed (I/O, a missing tool, not root); 4 a VM test failed."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -11,23 +23,139 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Evaluate a profile and write its overlay: OUT/overlay/, overlay.tar.gz, manifest.json, config.json
+    Build(BuildArgs),
+    /// Evaluate a profile and run every assertion; write nothing
+    Check(CheckArgs),
+    /// The reference of every option of every module (like the NixOS options manual)
+    Options(OptionsArgs),
+    /// Why an option has its value, or which module and lines made a file
+    Explain(ExplainArgs),
+    /// Compare two build outputs by their manifests
+    Diff(DiffArgs),
     /// Build a profile into a disk image (overlay + cached Debian base)
     Image(crate::image::ImageArgs),
     /// Boot the image in QEMU and run a test from vm-tests/
     VmTest(crate::vmtest::VmTestArgs),
+    /// Print shell completions: hardroot completions bash > /etc/bash_completion.d/hardroot
+    Completions(CompletionsArgs),
+    /// Print the man page (roff): hardroot man > hardroot.1
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ModuleDirs {
+    /// Extra folder of modules, searched before modules/ beside the profile (repeatable)
+    #[arg(long = "modules", value_name = "DIR")]
+    pub dirs: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The profile, e.g. profiles/xmpp-server.toml
+    pub profile: PathBuf,
+    /// Output folder (replaced atomically; a failed build leaves it as it was)
+    #[arg(short, long, default_value = "out")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub modules: ModuleDirs,
+    /// Print a JSON summary instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    pub profile: PathBuf,
+    #[command(flatten)]
+    pub modules: ModuleDirs,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct OptionsArgs {
+    /// Folders of modules to document [default: ./modules]
+    #[arg(long = "modules", value_name = "DIR")]
+    pub dirs: Vec<PathBuf>,
+    /// Machine-readable reference
+    #[arg(long, conflicts_with = "markdown")]
+    pub json: bool,
+    /// The manual as Markdown (docs/options.md is generated with this)
+    #[arg(long)]
+    pub markdown: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    pub profile: PathBuf,
+    /// An option (`ssh.port`) or a path in the image (`/etc/iptables/rules.v4`)
+    pub what: String,
+    #[command(flatten)]
+    pub modules: ModuleDirs,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The older build output folder
+    pub a: PathBuf,
+    /// The newer build output folder
+    pub b: PathBuf,
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
+        Command::Build(a) => crate::commands::build(a),
+        Command::Check(a) => crate::commands::check(a),
+        Command::Options(a) => crate::commands::options(a),
+        Command::Explain(a) => crate::commands::explain(a),
+        Command::Diff(a) => crate::commands::diff(a),
         Command::Image(a) => crate::image::run(a),
         Command::VmTest(a) => crate::vmtest::run(a),
+        Command::Completions(a) => {
+            clap_complete::generate(
+                a.shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "hardroot",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+        Command::Man => man(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{e:?}");
-            ExitCode::from(1)
+            ExitCode::from(exit_code(&e))
         }
     }
+}
+
+/// 1 for mistakes in profiles and modules, 4 for a failed VM test, 3 for everything the environment did.
+fn exit_code(e: &miette::Report) -> u8 {
+    if e.downcast_ref::<Located>().is_some() || e.downcast_ref::<Errors>().is_some() {
+        1
+    } else if e.downcast_ref::<crate::vmtest::TestFailed>().is_some() {
+        4
+    } else {
+        3
+    }
+}
+
+fn man() -> miette::Result<()> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    clap_mangen::Man::new(cmd)
+        .render(&mut std::io::stdout())
+        .map_err(|e| miette::miette!("cannot write the man page: {e}"))
 }

@@ -1,5 +1,13 @@
 //! hardroot: profile → evaluate → render → emit → image → vm-test.
 //! See ARCHITECTURE.md for what each layer may depend on.
+pub mod build;
 pub mod cli;
+pub mod commands;
+pub mod diag;
+pub mod emit;
+pub mod eval;
 pub mod image;
+pub mod model;
+pub mod render;
+pub mod source;
 pub mod vmtest;

@@ -1,0 +1,57 @@
+{
+  description = "hardroot: declarative, reproducible, VM-tested server images";
+
+  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-24.11";
+
+  outputs = { self, nixpkgs }:
+    let
+      systems = [ "x86_64-linux" "aarch64-linux" ];
+      forAll = f: nixpkgs.lib.genAttrs systems (system: f nixpkgs.legacyPackages.${system});
+      # Every host tool the pipeline and the tests call (scripts/deps.sh installs the same set on Debian).
+      hostTools = pkgs: with pkgs; [
+        mmdebstrap e2fsprogs util-linux qemu_kvm qemu-utils
+        iproute2 iptables openssh nginx systemd curl openssl netcat-openbsd
+        (python3.withPackages (ps: [ ps.pyyaml ]))
+      ];
+    in {
+      packages = forAll (pkgs: {
+        default = pkgs.rustPlatform.buildRustPackage {
+          pname = "hardroot";
+          version = "0.1.0";
+          src = self;
+          cargoLock.lockFile = ./Cargo.lock;
+          # The integration tests need root, QEMU and a Debian mirror; `checks` runs them separately.
+          doCheck = false;
+          postInstall = ''
+            mkdir -p $out/share/hardroot
+            cp -r modules profiles vm-tests $out/share/hardroot/
+          '';
+          meta.mainProgram = "hardroot";
+        };
+      });
+
+      apps = forAll (pkgs: {
+        default = {
+          type = "app";
+          program = "${self.packages.${pkgs.system}.default}/bin/hardroot";
+        };
+      });
+
+      devShells = forAll (pkgs: {
+        default = pkgs.mkShell {
+          packages = [ pkgs.cargo pkgs.rustc pkgs.clippy pkgs.rustfmt ] ++ hostTools pkgs;
+          HARDROOT_MODULES = "./modules";
+        };
+      });
+
+      checks = forAll (pkgs: {
+        # Unit, CLI, corpus and real-tool tests; the image and VM tests need a Debian
+        # mirror and root, so they run through scripts/test.sh outside the sandbox.
+        unit = self.packages.${pkgs.system}.default.overrideAttrs (old: {
+          doCheck = true;
+          nativeCheckInputs = hostTools pkgs;
+          checkFlags = [ "--skip" "image" "--skip" "vm" ];
+        });
+      });
+    };
+}

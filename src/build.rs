@@ -1,0 +1,70 @@
+//! `hardroot build`: evaluate → render → emit, into a staging folder beside OUT.
+use crate::diag::{Located, report};
+use crate::emit::{self, EmitError, Manifest};
+use crate::eval::{Config, evaluate_path};
+use crate::render::{Rendered, render};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    pub profile: PathBuf,
+    pub out: PathBuf,
+    pub module_dirs: Vec<PathBuf>,
+}
+
+#[derive(Debug)]
+pub struct BuildOutput {
+    pub root_hash: String,
+    pub manifest: Manifest,
+    pub config: serde_json::Value,
+    pub warnings: Vec<Located>,
+}
+
+/// Evaluate and render without writing anything (`hardroot check`).
+pub fn check(profile: &Path, module_dirs: &[PathBuf]) -> miette::Result<(Config, Rendered)> {
+    let config = evaluate_path(profile, module_dirs).map_err(report)?;
+    let rendered = render(&config).map_err(report)?;
+    Ok((config, rendered))
+}
+
+pub fn build(opts: &BuildOptions) -> miette::Result<BuildOutput> {
+    let epoch = emit::source_date_epoch()?;
+    let (config, rendered) = check(&opts.profile, &opts.module_dirs)?;
+    let json = config.json();
+    let staging = staging_dir(&opts.out)?;
+    let manifest = emit::write_output(
+        staging.path(),
+        &rendered,
+        &config.profile.name,
+        &json,
+        epoch,
+    )?;
+    let staged = staging.keep();
+    if let Err(e) = emit::replace_dir(&staged, &opts.out) {
+        let _ = std::fs::remove_dir_all(&staged);
+        return Err(e.into());
+    }
+    Ok(BuildOutput {
+        root_hash: manifest.root_hash.clone(),
+        manifest,
+        config: json,
+        warnings: config.warnings,
+    })
+}
+
+/// A fresh folder on the same file system as OUT, so the final rename is atomic.
+pub fn staging_dir(out: &Path) -> Result<tempfile::TempDir, EmitError> {
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).map_err(emit::io(&parent))?;
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
+    tempfile::Builder::new()
+        .prefix(&format!(".{name}.building-"))
+        .tempdir_in(&parent)
+        .map_err(emit::io(&parent))
+}

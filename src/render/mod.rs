@@ -1,0 +1,175 @@
+//! Render: evaluated config → an in-memory tree of files, dirs and symlinks,
+//! plus the package set and the unit lists. Nothing touches the disk here
+//! except reading templates. Depends on `eval` and `model`.
+mod paths;
+mod units;
+
+use crate::diag::Located;
+use crate::eval::{Config, context_for, tmpl_error, truthy};
+use crate::model::module::{Conditional, Module};
+use crate::source::Site;
+use std::collections::BTreeMap;
+
+pub use paths::normalize_target;
+
+pub const CODE_RENDER: &str = "hardroot::render";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    File(Vec<u8>),
+    Dir,
+    Symlink(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Relative to the root, no leading slash: "etc/ssh/sshd_config".
+    pub path: String,
+    pub kind: Kind,
+    pub mode: u32,
+    pub owner: String,
+    pub group: String,
+    pub early: bool,
+    /// Which module made it ("" for implicit parent folders).
+    pub module: String,
+    /// The template, as "modules/<name>/<file>".
+    pub template: Option<String>,
+    pub site: Option<Site>,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct Units {
+    pub enable: Vec<EnabledUnit>,
+    pub mask: Vec<String>,
+    pub disable: Vec<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct EnabledUnit {
+    pub unit: String,
+    pub wanted_by: String,
+}
+
+#[derive(Debug)]
+pub struct Rendered {
+    pub entries: BTreeMap<String, Entry>,
+    pub packages: Vec<String>,
+    pub units: Units,
+}
+
+pub fn render(config: &Config) -> Result<Rendered, Vec<Located>> {
+    let json = config.json();
+    let tera = load_templates(config).map_err(|e| vec![e])?;
+    let mut tree = paths::Tree::default();
+    let mut packages = Vec::new();
+    let mut errors = Vec::new();
+    for m in &config.modules {
+        let ctx = context_for(&json, &m.name, &config.profile.name);
+        if let Err(e) = render_module(m, &tera, &ctx, &mut tree, &mut packages) {
+            errors.push(e);
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let units = units::apply(config, &json, &mut tree).map_err(|e| vec![e])?;
+    let entries = tree.finish().map_err(|e| vec![e])?;
+    packages.sort();
+    packages.dedup();
+    Ok(Rendered {
+        entries,
+        packages,
+        units,
+    })
+}
+
+fn render_module(
+    m: &Module,
+    tera: &tera::Tera,
+    ctx: &tera::Context,
+    tree: &mut paths::Tree,
+    packages: &mut Vec<String>,
+) -> Result<(), Located> {
+    for p in &m.packages {
+        if enabled(p, ctx)? {
+            packages.push(p.item.clone());
+        }
+    }
+    for f in &m.files {
+        if !when(&f.when, ctx, &f.target_site)? {
+            continue;
+        }
+        let name = f
+            .template
+            .as_deref()
+            .map(|t| template_name(&m.name, t))
+            .unwrap_or_default();
+        let content = tera.render(&name, ctx).map_err(|e| {
+            Located::new(
+                CODE_RENDER,
+                &f.target_site,
+                format!("template {name} failed: {}", tmpl_error(&e)),
+            )
+            .label("rendering this file")
+        })?;
+        tree.add(
+            f,
+            &m.name,
+            paths::NewKind::File(content.into_bytes(), format!("modules/{name}")),
+        )?;
+    }
+    for d in &m.dirs {
+        if when(&d.when, ctx, &d.target_site)? {
+            tree.add(d, &m.name, paths::NewKind::Dir)?;
+        }
+    }
+    for l in &m.symlinks {
+        if when(&l.when, ctx, &l.target_site)? {
+            tree.add_link(&l.target, &l.target_site, &l.points_to, &m.name)?;
+        }
+    }
+    Ok(())
+}
+
+pub fn enabled<T>(c: &Conditional<T>, ctx: &tera::Context) -> Result<bool, Located> {
+    when(&c.when, ctx, &c.site)
+}
+
+fn when(cond: &Option<String>, ctx: &tera::Context, site: &Site) -> Result<bool, Located> {
+    match cond {
+        None => Ok(true),
+        Some(expr) => truthy(expr, ctx)
+            .map_err(|e| Located::new(CODE_RENDER, site, format!("`when` condition failed: {e}"))),
+    }
+}
+
+fn template_name(module: &str, template: &str) -> String {
+    format!("{module}/{template}")
+}
+
+/// All templates of all modules in one Tera, named "<module>/<file>", so a syntax
+/// error is reported before anything renders.
+fn load_templates(config: &Config) -> Result<tera::Tera, Located> {
+    let mut sources = Vec::new();
+    for m in &config.modules {
+        for f in &m.files {
+            let Some(t) = &f.template else { continue };
+            let text = paths::read_template(m, t, &f.target_site)?;
+            sources.push((template_name(&m.name, t), text, f.target_site.clone()));
+        }
+    }
+    let mut tera = tera::Tera::default();
+    tera.autoescape_on(vec![]);
+    for (name, text, site) in &sources {
+        // Added one by one so that the error names the template at fault.
+        tera.add_raw_template(name, text).map_err(|e| {
+            Located::new(
+                CODE_RENDER,
+                site,
+                format!("template {name} has a syntax error: {}", tmpl_error(&e)),
+            )
+            .label("template used here")
+        })?;
+    }
+    Ok(tera)
+}
