@@ -15,6 +15,7 @@ fn request(build: &Path, out: &Path) -> ImageRequest {
         cache_dir: cache_dir(),
         rebuild_base: false,
         qcow2: false,
+        disk: false,
         sources: vec![],
         quiet: false,
     }
@@ -113,7 +114,7 @@ fn check_entries(img: &Path, build: &Path) {
     )
     .expect("json");
     for e in manifest["entries"].as_array().expect("entries") {
-        if e["module"].is_null() {
+        if e["module"] == "" {
             continue;
         }
         let path = format!("/{}", e["path"].as_str().expect("path"))
@@ -232,4 +233,86 @@ fn check_outputs(out: &ImageOutput) {
     assert!(!sshd["version"].as_str().unwrap_or("").is_empty());
     assert!(std::fs::metadata(&out.kernel).expect("vmlinuz").len() > 1 << 20);
     assert!(std::fs::metadata(&out.initrd).expect("initrd").len() > 1 << 20);
+}
+
+#[test]
+fn profile_change_reuses_the_base_and_changes_only_the_image() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let before = build(&default_entries(), &[], tmp.path(), "a").expect("first image");
+    let mut changed = default_entries();
+    changed[1].content = "answer = 43\n";
+    let after = build(&changed, &[], tmp.path(), "b").expect("changed image");
+    assert!(after.base_from_cache);
+    assert_eq!(
+        before.cache_key, after.cache_key,
+        "same package set, same base"
+    );
+    assert_ne!(before.rootfs_sha256, after.rootfs_sha256);
+    assert_eq!(
+        debugfs(&after.rootfs, "cat /etc/hardroot-test/app.conf"),
+        "answer = 43\n"
+    );
+}
+
+const FAKE_KEY: &str = "-----BEGIN PRIVATE KEY-----\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n-----END PRIVATE KEY-----\n";
+
+#[test]
+fn private_key_in_the_overlay_is_refused_and_nothing_is_published() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut entries = default_entries();
+    entries[2].content = FAKE_KEY;
+    let err = build(&entries, &[], tmp.path(), "a").expect_err("a private key must be refused");
+    let text = format!("{err}");
+    assert!(
+        text.contains("etc/hardroot-test/owned: contains a PEM private key"),
+        "{text}"
+    );
+    assert!(!tmp.path().join("a/out/rootfs.img").exists());
+}
+
+#[test]
+fn unknown_owner_is_a_clear_error_and_nothing_is_published() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut entries = default_entries();
+    entries[2].owner = "nosuchuser";
+    let err = build(&entries, &[], tmp.path(), "a").expect_err("unknown owner must fail");
+    let text = format!("{err:?}");
+    assert!(
+        text.contains("user `nosuchuser` does not exist in the base image"),
+        "{text}"
+    );
+    assert!(!tmp.path().join("a/out/rootfs.img").exists());
+    let leftovers: Vec<_> = std::fs::read_dir(tmp.path().join("a/out"))
+        .expect("out")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        leftovers.iter().all(|n| n == "logs"),
+        "temp files left in OUT: {leftovers:?}"
+    );
+}
+
+/// Two runs share one cache while one of them bootstraps the base again: both
+/// succeed (file lock), and the freshly bootstrapped base gives the same bytes.
+#[test]
+fn concurrent_runs_with_a_rebuilt_base_give_the_same_image() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dirs: Vec<_> = ["a", "b"].iter().map(|n| tmp.path().join(n)).collect();
+    for d in &dirs {
+        write_build(&d.join("build"), &default_entries(), &[]);
+    }
+    let mut rebuild = request(&dirs[0].join("build"), &dirs[0].join("out"));
+    rebuild.rebuild_base = true;
+    let cached = request(&dirs[1].join("build"), &dirs[1].join("out"));
+    let a = std::thread::spawn(move || build_image(&rebuild));
+    let b = std::thread::spawn(move || build_image(&cached));
+    let a = a.join().expect("thread a").expect("rebuilt image");
+    let b = b.join().expect("thread b").expect("cached image");
+    assert!(!a.base_from_cache);
+    assert_eq!(a.cache_key, b.cache_key);
+    assert_eq!(
+        a.rootfs_sha256, b.rootfs_sha256,
+        "a fresh bootstrap must reproduce the image"
+    );
 }

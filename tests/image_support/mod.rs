@@ -225,7 +225,7 @@ pub fn config() -> Value {
             "variant": "minbase",
             "dpkg_path_exclude": ["/usr/share/doc/*", "/usr/share/man/*", "/usr/share/info/*", "/usr/share/locale/*"],
             "dpkg_path_include": ["/usr/share/doc/*/copyright"],
-            "scrub": ["/etc/ssh/ssh_host_*", "/var/cache/apt/*.bin", "/var/cache/apt/archives/*.deb",
+            "scrub": ["/etc/hostname", "/etc/resolv.conf", "/etc/ssh/ssh_host_*", "/var/cache/apt/*.bin", "/var/cache/apt/archives/*.deb",
                       "/var/cache/debconf/*-old", "/var/lib/dpkg/*-old"],
             "image_free_mib": 256,
             "root_label": "root"
