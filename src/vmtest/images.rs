@@ -68,12 +68,23 @@ impl<'a> Images<'a> {
     }
 }
 
-/// The image stage (crate::image::build_image) is on its own branch and not yet
-/// on main; until it lands, say so and show the way around.
-fn image_stage(build_dir: &Path, _out: &Path, _cache: Option<&Path>) -> Result<ImageDir, Failure> {
-    Err(Failure::Driver(format!(
-        "the image stage is not wired into vm-test on this branch yet (the overlay was built in {}); \
-         build an image folder (`hardroot image PROFILE -o DIR`, or vm-tests/smoke/make-image.sh DIR) and pass --image DIR",
-        build_dir.display()
-    )))
+/// The image stage: the cached Debian base plus this build's overlay
+/// (raw ext4, kernel and initrd are all the machines need).
+fn image_stage(build_dir: &Path, out: &Path, cache: Option<&Path>) -> Result<ImageDir, Failure> {
+    let req = crate::image::ImageRequest {
+        build_dir: build_dir.to_path_buf(),
+        out: out.to_path_buf(),
+        cache_dir: cache.map_or_else(crate::image::cache::default_dir, Path::to_path_buf),
+        rebuild_base: false,
+        qcow2: false,
+        disk: false,
+        sources: Vec::new(),
+        quiet: false,
+    };
+    let img = crate::image::build_image(&req).map_err(|e| Failure::Build(e.into()))?;
+    Ok(ImageDir {
+        rootfs: img.rootfs,
+        kernel: img.kernel,
+        initrd: img.initrd,
+    })
 }
