@@ -283,14 +283,14 @@ fn register_machine(engine: &mut Engine, ctx: &Arc<Context>) {
 fn register_client(engine: &mut Engine, ctx: &Arc<Context>) {
     let c = Arc::clone(ctx);
     engine.register_fn(
-        "spawn",
+        "start_background",
         move |h: &mut Handle<Client>, cmd: &str| -> Fallible<()> {
             let mut client = h.lock();
             let name = client.name.clone();
             let log = c
                 .out_dir
-                .join(format!("{name}.spawn{}.log", client.spawned.len()));
-            c.record(&name, "spawn", cmd, || client.spawn(cmd, &log))
+                .join(format!("{name}.background{}.log", client.spawned.len()));
+            c.record(&name, "start_background", cmd, || client.spawn(cmd, &log))
         },
     );
 }
@@ -568,12 +568,32 @@ mod tests {
         // An empty namespace name makes `ip netns exec` fail: the client's error must say so.
         let props = r#"assert(trusted.ipv4 == "192.168.77.20" && trusted.ipv6 == () && trusted.name == "trusted", "client properties")"#;
         run(&f.ctx, props, &f.clients).unwrap();
+        // Registered (the process itself fails at once: there is no namespace "").
+        run(&f.ctx, r#"trusted.start_background("sleep 1")"#, &f.clients).unwrap();
+        assert!(f.dir.path().join("trusted.background0.log").exists());
         let err = run(&f.ctx, r#"trusted.succeed("true")"#, &f.clients).unwrap_err();
         assert!(err.starts_with("trusted: command failed"), "{err}");
         let err = run_script(&f, r#"assert(1 == 2, "numbers differ")"#).unwrap_err();
         assert!(err.contains("assertion failed: numbers differ"), "{err}");
         let err = run_script(&f, "let x = ;").unwrap_err();
         assert!(err.starts_with("test.rhai:"), "{err}");
+    }
+
+    #[test]
+    fn the_repository_scripts_compile() {
+        let f = fixture();
+        let vm_tests = Path::new(env!("CARGO_MANIFEST_DIR")).join("vm-tests");
+        for dir in std::fs::read_dir(vm_tests).unwrap().flatten() {
+            for script in std::fs::read_dir(dir.path()).unwrap().flatten() {
+                let path = script.path();
+                if path.extension().is_some_and(|e| e == "rhai") {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    if let Err(e) = engine(&f.ctx).compile(&text) {
+                        panic!("{}: {e}", path.display());
+                    }
+                }
+            }
+        }
     }
 
     #[test]
