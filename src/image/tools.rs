@@ -52,17 +52,22 @@ pub fn command(program: &str) -> Command {
 /// Runs to completion; on failure the error carries the end of stderr.
 pub fn run(cmd: &mut Command) -> Result<String> {
     let shown = describe(cmd);
-    let out = cmd.stdin(Stdio::null()).output().map_err(io_err(
+    // output() gives the child an empty stdin unless the caller set one (sfdisk).
+    let out = cmd.output().map_err(io_err(
         "running",
         cmd.get_program().to_string_lossy().to_string(),
     ))?;
     if out.status.success() {
         return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
     }
+    let mut said = String::from_utf8_lossy(&out.stderr).into_owned();
+    if said.trim().is_empty() {
+        said = String::from_utf8_lossy(&out.stdout).into_owned();
+    }
     Err(ImageError::Command {
         command: shown,
         status: out.status.to_string(),
-        hint: tail(&String::from_utf8_lossy(&out.stderr), 20),
+        hint: tail(&said, 20),
     })
 }
 
