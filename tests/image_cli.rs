@@ -75,11 +75,7 @@ fn a_profile_without_the_system_module_is_refused() {
         .output()
         .expect("run");
     assert!(!out.status.success());
-    assert!(
-        text(&out).contains("does not import the"),
-        "{}",
-        text(&out)
-    );
+    assert!(text(&out).contains("does not import the"), "{}", text(&out));
 }
 
 #[test]
@@ -95,11 +91,7 @@ fn disk_without_the_disk_module_fails_before_bootstrapping() {
         .output()
         .expect("run");
     assert!(!out.status.success());
-    assert!(
-        text(&out).contains("--disk needs the"),
-        "{}",
-        text(&out)
-    );
+    assert!(text(&out).contains("--disk needs the"), "{}", text(&out));
     assert!(
         !tmp.path()
             .join("empty-cache/base")
