@@ -39,6 +39,8 @@ pub enum Command {
     VmTest(crate::vmtest::VmTestArgs),
     /// Write the acceptance report (one self-contained HTML page) of a finished VM test
     Report(crate::report::ReportArgs),
+    /// Build (base from cache) and boot a profile interactively: console here, SSH on 127.0.0.1
+    Run(crate::run::RunArgs),
     /// Print shell completions: hardroot completions bash > /etc/bash_completion.d/hardroot
     Completions(CompletionsArgs),
     /// Print the man page (roff): hardroot man > hardroot.1
@@ -125,6 +127,7 @@ pub fn main() -> ExitCode {
         Command::Image(a) => crate::image::run(a),
         Command::VmTest(a) => crate::vmtest::run(a),
         Command::Report(a) => crate::report::run(a),
+        Command::Run(a) => crate::run::run(a),
         Command::Completions(a) => {
             clap_complete::generate(
                 a.shell,

@@ -10,5 +10,6 @@ pub mod image;
 pub mod model;
 pub mod render;
 pub mod report;
+pub mod run;
 pub mod source;
 pub mod vmtest;
