@@ -340,6 +340,7 @@ fn snapshot_copies_the_image_manifests_into_the_run() {
     let req = hardroot::report::Request {
         run: run.path().to_path_buf(),
         images: vec![fixture().join("build")],
+        fresh: true,
         against: None,
         out: run.path().join("r.html"),
     };
@@ -353,6 +354,29 @@ fn snapshot_copies_the_image_manifests_into_the_run() {
     let m = json(&fixture().join("build/manifest.json"));
     let page = std::fs::read_to_string(run.path().join("r.html")).unwrap();
     assert!(page.contains(m["root_hash"].as_str().unwrap()));
+
+    // `hardroot report --image BUILD` later adds to the snapshot: the image
+    // manifest copied at the end of the run stays.
+    let only_build = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        fixture().join("build/config.json"),
+        only_build.path().join("config.json"),
+    )
+    .unwrap();
+    let st = Command::new(env!("CARGO_BIN_EXE_hardroot"))
+        .arg("report")
+        .arg(run.path())
+        .arg("--image")
+        .arg(only_build.path())
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    assert!(run.path().join("build/image-manifest.json").is_file());
+    assert!(run.path().join("build/manifest.json").is_file());
 }
 
 /// Chromium opens the page offline: it renders (a screenshot of real size),

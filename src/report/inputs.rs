@@ -139,13 +139,15 @@ fn build_dir(run: &Path, image: Option<&Path>) -> Option<PathBuf> {
 /// Copies the image's manifests and the rendered files the report compares
 /// against into RUN/build/, so the run folder alone can make the report again.
 /// A build and its image may be two folders: each file comes from the first
-/// folder that has it. RUN/build is replaced, never mixed with an older run.
-pub fn snapshot_build(dirs: &[PathBuf], run: &Path) -> Result<(), String> {
+/// folder that has it. `fresh` (a run that just ended) replaces RUN/build, so
+/// nothing of an older run mixes in; otherwise (`hardroot report --image`)
+/// the files given replace their namesakes and the rest stays.
+pub fn snapshot_build(dirs: &[PathBuf], run: &Path, fresh: bool) -> Result<(), String> {
     let dest = run.join("build");
     if dirs.iter().any(|d| same_dir(d, &dest)) {
         return Ok(());
     }
-    if dest.exists() {
+    if fresh && dest.exists() {
         std::fs::remove_dir_all(&dest)
             .map_err(|e| format!("cannot replace {}: {e}", dest.display()))?;
     }
