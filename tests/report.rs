@@ -428,12 +428,7 @@ fn headless_chromium_renders_the_page() {
         png.len()
     );
 
-    let mut c = Command::new(chromium);
-    base(&mut c);
-    c.arg("--dump-dom")
-        .arg(format!("file://{}", page.display()));
-    let out = c.output().unwrap();
-    let dom = String::from_utf8_lossy(&out.stdout);
+    let (dom, console) = dump_dom(chromium, &base, &page);
     for id in [
         "identity",
         "exposure-table",
@@ -447,11 +442,42 @@ fn headless_chromium_renders_the_page() {
     ] {
         assert!(dom.contains(&format!("id=\"{id}\"")), "the DOM lacks #{id}");
     }
-    let log = String::from_utf8_lossy(&out.stderr);
     assert!(
-        !log.contains("Refused to load"),
-        "the page tried to load something: {log}"
+        !console.contains("Content Security Policy") && !console.contains(":CONSOLE"),
+        "the page tried to load something or logged to the console: {console}"
     );
+
+    // The check can fail: the same page with one outside load is caught by the CSP.
+    let html = std::fs::read_to_string(&page).unwrap();
+    let bad = run.path().join("bad.html");
+    std::fs::write(
+        &bad,
+        html.replace("<body>", "<body><img src=\"http://127.0.0.1:9/x.png\">"),
+    )
+    .unwrap();
+    let (_, console) = dump_dom(chromium, &base, &bad);
+    assert!(
+        console.contains("violates the following Content Security Policy"),
+        "{console}"
+    );
+}
+
+/// The DOM after load, and Chromium's log (console messages, CSP reports).
+fn dump_dom(chromium: &str, base: &dyn Fn(&mut Command), page: &Path) -> (String, String) {
+    let mut c = Command::new(chromium);
+    base(&mut c);
+    c.args(["--enable-logging=stderr", "--v=0", "--dump-dom"])
+        .arg(format!("file://{}", page.display()));
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn html_escape(s: &str) -> String {
