@@ -330,6 +330,26 @@ fn cli_writes_the_page_and_a_missing_run_is_a_clear_error() {
 }
 
 #[test]
+fn manifests_kept_per_machine_by_the_driver_are_read_too() {
+    let run = run_copy();
+    let build = run.path().join("build");
+    std::fs::rename(
+        build.join("manifest.json"),
+        run.path().join("server.manifest.json"),
+    )
+    .unwrap();
+    std::fs::rename(
+        build.join("config.json"),
+        run.path().join("server.config.json"),
+    )
+    .unwrap();
+    let html = render(run.path());
+    let m = json(&run.path().join("server.manifest.json"));
+    assert!(html.contains(m["root_hash"].as_str().unwrap()));
+    assert!(section(&html, "exposure-table").contains("\">ssh</td>"));
+}
+
+#[test]
 fn snapshot_copies_the_image_manifests_into_the_run() {
     let run = run_copy();
     std::fs::remove_dir_all(run.path().join("build")).unwrap();

@@ -48,7 +48,8 @@ impl Inputs {
         let results = read_json(&run.join("results.json"))?
             .ok_or_else(|| format!("{} has no results.json", run.display()))?;
         let mut problems = Vec::new();
-        let build = Build::load(build_dir(run, image).as_deref(), &mut problems);
+        let mut build = Build::load(build_dir(run, image).as_deref(), &mut problems);
+        build.fill_from_machine_files(run, &results, &mut problems);
         let exposure = optional_json(&run.join("exposure.json"), &mut problems);
         let against = match against {
             Some(dir) => {
@@ -121,6 +122,30 @@ impl Build {
             manifest: optional_json(&dir.join("manifest.json"), problems),
             config: optional_json(&dir.join("config.json"), problems),
             image_manifest: optional_json(&dir.join("image-manifest.json"), problems),
+        }
+    }
+}
+
+impl Build {
+    /// The driver also keeps each machine's manifests as OUT/MACHINE.manifest.json
+    /// and OUT/MACHINE.config.json: used for what RUN/build lacks (first machine).
+    fn fill_from_machine_files(&mut self, run: &Path, results: &Value, problems: &mut Vec<String>) {
+        let Some(machine) = results
+            .get("machines")
+            .and_then(Value::as_object)
+            .and_then(|m| m.keys().next())
+        else {
+            return;
+        };
+        let file = |name: &str| run.join(format!("{machine}.{name}"));
+        if self.manifest.is_none() {
+            self.manifest = optional_json(&file("manifest.json"), problems);
+        }
+        if self.config.is_none() {
+            self.config = optional_json(&file("config.json"), problems);
+        }
+        if self.image_manifest.is_none() {
+            self.image_manifest = optional_json(&file("image-manifest.json"), problems);
         }
     }
 }
