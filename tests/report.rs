@@ -270,6 +270,12 @@ fn against_an_older_image_lists_changed_files_and_packages() {
     assert!(packages.contains("telnetd 1</td><td class=\"warn\">removed"));
     assert!(packages.contains("0.0-old → "));
     assert!(html.contains("old-root-hash → "));
+    assert!(!html.contains("diff-files-none") && !html.contains("diff-packages-none"));
+
+    // Against itself: nothing changed, and the page says so.
+    let same = hardroot::report::render(run.path(), None, Some(&fixture())).unwrap();
+    assert!(same.contains("No overlay file added, removed or changed."));
+    assert!(same.contains("No package added, removed or upgraded."));
 }
 
 #[test]
