@@ -316,3 +316,94 @@ fn concurrent_runs_with_a_rebuilt_base_give_the_same_image() {
         "a fresh bootstrap must reproduce the image"
     );
 }
+
+/// `debugfs -R CMD 'disk.img?offset=N'` reads one partition of the disk.
+fn part_debugfs(disk: &Path, parts: &serde_json::Value, name: &str, cmd: &str) -> String {
+    let p = parts
+        .as_array()
+        .expect("partitions")
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("no partition {name}"));
+    let offset = p["start"].as_u64().expect("start") * 512;
+    debugfs(
+        Path::new(&format!("{}?offset={offset}", disk.display())),
+        cmd,
+    )
+}
+
+#[test]
+fn disk_image_has_the_hardened_layout_and_is_reproducible() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut outs = Vec::new();
+    for name in ["a", "b"] {
+        let dir = tmp.path().join(name);
+        write_build(&dir.join("build"), &disk_entries(), &[]);
+        let mut req = request(&dir.join("build"), &dir.join("out"));
+        req.disk = true;
+        outs.push(build_image(&req).expect("disk image"));
+    }
+    let disk = outs[0].disk.clone().expect("disk.img");
+    assert_eq!(
+        outs[0].disk_sha256, outs[1].disk_sha256,
+        "same inputs, same disk bytes"
+    );
+
+    let table = Command::new("sfdisk")
+        .arg("--json")
+        .arg(&disk)
+        .output()
+        .expect("sfdisk");
+    let table: serde_json::Value = serde_json::from_slice(&table.stdout).expect("sfdisk json");
+    let parts = &table["partitiontable"]["partitions"];
+    let names: Vec<&str> = parts
+        .as_array()
+        .expect("parts")
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["root", "home", "var", "var-log", "var-log-audit", "var-tmp"]
+    );
+
+    assert_eq!(
+        part_debugfs(&disk, parts, "root", "cat /etc/fstab"),
+        FSTAB,
+        "disk.img gets the disk fstab"
+    );
+    let names = |dir: &str| -> Vec<String> {
+        part_debugfs(&disk, parts, "root", &format!("ls -p {dir}"))
+            .lines()
+            .filter_map(|l| l.split('/').nth(5).map(str::to_string))
+            .filter(|n| n != "." && n != "..")
+            .collect()
+    };
+    assert_eq!(
+        names("/var"),
+        Vec::<String>::new(),
+        "/var is an empty mount point on root"
+    );
+    assert!(names("/etc").contains(&"fstab".to_string()));
+    assert!(
+        part_debugfs(&disk, parts, "var", "ls /").contains("lib"),
+        "var holds the base's /var"
+    );
+    assert_eq!(
+        part_debugfs(&disk, parts, "var", "cat /lib/hardroot/state"),
+        "on the var partition\n"
+    );
+    assert_eq!(
+        part_debugfs(&disk, parts, "home", "cat /hardroot/readme"),
+        "on the home partition\n"
+    );
+    let audit = part_debugfs(&disk, parts, "var-log-audit", "stat /");
+    assert!(
+        audit.contains("Mode:  0700"),
+        "audit root must be 0700:\n{audit}"
+    );
+    assert!(
+        !debugfs(&outs[0].rootfs, "cat /etc/fstab").contains("LABEL=var"),
+        "rootfs.img keeps the single-filesystem fstab"
+    );
+}

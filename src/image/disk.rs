@@ -114,7 +114,9 @@ pub fn build(
 }
 
 fn layout_key(base: &Base, disk: &DiskSettings, free_mib: u64) -> String {
+    // The first field changes whenever the way partitions are packed changes.
     let text = serde_json::to_string(&(
+        3,
         &base.meta.key,
         &disk.filesystems,
         disk.root_size_mib,
@@ -195,7 +197,8 @@ fn pack_parts(base: &Base, build: &BuildDir, disk: &DiskSettings, dest: &Path) -
         base,
         tmp.path(),
     )?);
-    parts.reverse();
+    // Partition order: root first, then by mount point.
+    parts.sort_by(|a, b| a.mount.cmp(&b.mount));
     let json = serde_json::to_string(&parts).unwrap_or_default();
     let list = tmp.path().join("parts.json");
     std::fs::write(&list, json).map_err(io_err("writing", &list))?;
@@ -241,7 +244,8 @@ fn pack_part(
         label: label.to_string(),
         sde: base.meta.source_date_epoch,
     };
-    if survey.used_bytes + 64 * MIB > size {
+    // ext4 metadata and the journal take a few percent; keep a fifth free.
+    if survey.used_bytes > size / 5 * 4 {
         return Err(input_err(
             format!("/{mount}"),
             format!(

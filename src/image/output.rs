@@ -15,6 +15,10 @@ use tempfile::NamedTempFile;
 pub fn build(req: &ImageRequest) -> Result<ImageOutput> {
     check_host(req)?;
     let build = BuildDir::load(&req.build_dir)?;
+    if req.disk {
+        // Fail before the (long) base build when the layout is missing.
+        disk::settings(&build)?;
+    }
     let bad = hygiene::check(&build.overlay, Scope::Overlay)?;
     if !bad.is_empty() {
         return Err(ImageError::Hygiene { violations: bad });
@@ -40,7 +44,6 @@ pub fn build(req: &ImageRequest) -> Result<ImageOutput> {
     };
     let (base, _lock) = base::ensure(&base_req)?;
     let disk = if req.disk {
-        disk::settings(&build)?;
         Some(disk::build(&cache, &base, &build, &req.out, req.quiet)?)
     } else {
         None
