@@ -9,5 +9,6 @@ pub mod eval;
 pub mod image;
 pub mod model;
 pub mod render;
+pub mod run;
 pub mod source;
 pub mod vmtest;
