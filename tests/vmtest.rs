@@ -271,3 +271,33 @@ fn process_with(needle: &str) -> bool {
             .unwrap_or(false)
     })
 }
+
+/// `hardroot vm-test PROFILE TEST`: core build → image stage (cached base) → boot.
+#[test]
+#[ignore = "boots QEMU; needs root, qemu and mmdebstrap"]
+fn a_profile_is_built_through_the_image_stage_and_booted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let profile = tmp.path().join("profile.toml");
+    std::fs::write(
+        &profile,
+        "[profile]\ndescription = \"base + backdoor\"\nimports = [\"system\", \"test_backdoor\"]\n",
+    )
+    .unwrap();
+    let test = write_test(
+        tmp.path(),
+        "[machines.server]\nmemory = 768\n",
+        "server.start();\n\
+         server.succeed(\"test -x /usr/local/lib/hardroot/backdoor\");\n\
+         server.wait_for_unit(\"multi-user.target\", 600);\n\
+         server.shutdown();\n",
+    );
+    let out = tmp.path().join("out");
+    let mut a = args(&test, &out);
+    a.image = None;
+    a.profile = Some(profile);
+    a.module_dirs = vec![repo().join("modules")];
+    if let Err(e) = run_test(&a) {
+        panic!("vm-test PROFILE failed:\n{e}");
+    }
+    assert_eq!(results(&out)["passed"], true);
+}
