@@ -48,7 +48,10 @@ fn read_profile(
         Some(site) => Located::new(
             "hardroot::import",
             site,
-            format!("cannot open imported profile {}: {e}", path.display()),
+            format!(
+                "cannot open imported profile {}: {e}",
+                crate::source::display_path(path)
+            ),
         ),
         None => super::module::io_error(path, &e),
     })?;

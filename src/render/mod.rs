@@ -5,7 +5,7 @@ mod paths;
 mod units;
 
 use crate::diag::Located;
-use crate::eval::{Config, context_for, tmpl_error, truthy};
+use crate::eval::{Config, context_for, engine, tmpl_error, truthy};
 use crate::model::module::{Conditional, Module};
 use crate::source::Site;
 use std::collections::BTreeMap;
@@ -158,8 +158,7 @@ fn load_templates(config: &Config) -> Result<tera::Tera, Located> {
             sources.push((template_name(&m.name, t), text, f.target_site.clone()));
         }
     }
-    let mut tera = tera::Tera::default();
-    tera.autoescape_on(vec![]);
+    let mut tera = engine();
     for (name, text, site) in &sources {
         // Added one by one so that the error names the template at fault.
         tera.add_raw_template(name, text).map_err(|e| {
