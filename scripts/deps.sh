@@ -7,14 +7,26 @@ packages=(
   mmdebstrap e2fsprogs fdisk qemu-utils qemu-system-x86   # image + vm-test
   iproute2 iptables openssh-server openssh-client nginx     # real-tool validation, test clients
   systemd curl openssl netcat-openbsd python3 python3-yaml  # unit verify, client probes, YAML parse
-  nix-bin                                                   # nix-instantiate --parse flake.nix
+  nix-bin ssh-audit                                         # flake parse check; SSH algorithm audit
 )
+
+# Packages whose maintainer scripts the tests run offline in a scratch root
+# (crowdsec's postinst): fetched as .debs, never installed on the host.
+fetch_debs() {
+  local dir=${HARDROOT_DEB_DIR:-/var/cache/hardroot/debs}
+  mkdir -p "$dir"
+  ls "$dir"/crowdsec_*.deb "$dir"/crowdsec-firewall-bouncer_*.deb >/dev/null 2>&1 && return 0
+  (cd "$dir" && apt-get download crowdsec crowdsec-firewall-bouncer >/dev/null)
+}
 
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+if [ ${#missing[@]} -eq 0 ]; then
+  fetch_debs
+  exit 0
+fi
 
 echo "installing: ${missing[*]}" >&2
 sudo=""
@@ -23,3 +35,4 @@ export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 # Services are installed for their binaries (sshd -t, nginx -t); they need not run on the host.
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fetch_debs

@@ -37,6 +37,15 @@ pub enum Command {
     Image(crate::image::ImageArgs),
     /// Boot the image in QEMU and run a test from vm-tests/
     VmTest(crate::vmtest::VmTestArgs),
+    /// Print shell completions: hardroot completions bash > /etc/bash_completion.d/hardroot
+    Completions(CompletionsArgs),
+    /// Print the man page (roff): hardroot man > hardroot.1
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -113,6 +122,16 @@ pub fn main() -> ExitCode {
         Command::Diff(a) => crate::commands::diff(a),
         Command::Image(a) => crate::image::run(a),
         Command::VmTest(a) => crate::vmtest::run(a),
+        Command::Completions(a) => {
+            clap_complete::generate(
+                a.shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "hardroot",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+        Command::Man => man(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -132,4 +151,11 @@ fn exit_code(e: &miette::Report) -> u8 {
     } else {
         3
     }
+}
+
+fn man() -> miette::Result<()> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    clap_mangen::Man::new(cmd)
+        .render(&mut std::io::stdout())
+        .map_err(|e| miette::miette!("cannot write the man page: {e}"))
 }

@@ -225,3 +225,34 @@ fn diff_shows_changed_files_with_a_unified_diff() {
         "{s}"
     );
 }
+
+#[test]
+fn profile_lists_add_to_module_lists_and_force_replaces_them() {
+    let t = tempfile::tempdir().unwrap();
+    let add = format!(
+        "[profile]\nimports = [\"{}\"]\n[fw]\nlisteners = [{{ service = \"extra\", port = 7000, exposure = \"public\" }}]\n",
+        profile()
+    );
+    std::fs::write(t.path().join("add.toml"), add).unwrap();
+    let o = hardroot(t.path(), &["build", "add.toml", "-o", "add"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let rules =
+        std::fs::read_to_string(t.path().join("add/overlay/etc/iptables/rules.v4")).unwrap();
+    assert!(
+        rules.contains("--dport 8443") && rules.contains("--dport 7000"),
+        "module rows and the profile's row:\n{rules}"
+    );
+    let force = format!(
+        "[profile]\nimports = [\"{}\"]\n[force.fw]\nlisteners = [{{ service = \"only\", port = 7001, exposure = \"public\" }}]\n",
+        profile()
+    );
+    std::fs::write(t.path().join("force.toml"), force).unwrap();
+    let o = hardroot(t.path(), &["build", "force.toml", "-o", "force"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let rules =
+        std::fs::read_to_string(t.path().join("force/overlay/etc/iptables/rules.v4")).unwrap();
+    assert!(
+        rules.contains("--dport 7001") && !rules.contains("--dport 8443"),
+        "force replaces:\n{rules}"
+    );
+}

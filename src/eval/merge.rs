@@ -1,27 +1,41 @@
-//! Merging the definitions of one option: only the highest priority counts;
-//! lists concatenate in definition order, tables merge by key, scalars must agree.
+//! Merging the definitions of one option.
+//!
+//! - Scalars: only the highest priority counts (option default < module default <
+//!   module `[[set]]` < profile < force); equal priority must agree.
+//! - Lists: as in NixOS, ordinary definitions (module `[[set]]` and profile) are
+//!   concatenated in definition order, so a profile can add a listener without
+//!   dropping the modules' rows; defaults apply only when nobody defines the
+//!   option; force replaces everything.
+//! - Tables: key by key, each key by the scalar rule, so a profile can change one
+//!   sysctl of a module's table.
 use super::{CODE_CONFLICT, OptionValue, Origin};
 use crate::diag::Located;
-use crate::model::module::OptionDecl;
+use crate::model::module::{OptionDecl, Priority};
 use crate::model::types::Type;
 use serde_json::{Map, Value as Json};
+use std::collections::BTreeMap;
 
 pub fn merge(decl: &OptionDecl, defs: Vec<(Json, Origin)>) -> Result<OptionValue, Located> {
+    if matches!(decl.ty, Type::Table(_)) {
+        return merge_tables(decl, &defs);
+    }
     let top = defs.iter().map(|(_, o)| o.priority).max();
+    let ordinary = |p: Priority| matches!(p, Priority::Set | Priority::Profile);
+    let concatenates = decl.ty.is_list() && top.is_some_and(ordinary);
     let winners: Vec<(Json, Origin)> = defs
         .into_iter()
-        .filter(|(_, o)| Some(o.priority) == top)
+        .filter(|(_, o)| Some(o.priority) == top || (concatenates && ordinary(o.priority)))
         .collect();
     let origins: Vec<Origin> = winners.iter().map(|(_, o)| o.clone()).collect();
-    let value = match &decl.ty {
-        Type::List(_) => Json::Array(
+    let value = if decl.ty.is_list() {
+        Json::Array(
             winners
                 .into_iter()
                 .flat_map(|(v, _)| v.as_array().cloned().unwrap_or_default())
                 .collect(),
-        ),
-        Type::Table(_) => merge_tables(decl, &winners)?,
-        _ => merge_scalars(decl, &winners)?,
+        )
+    } else {
+        merge_scalars(decl, &winners)?
     };
     Ok(OptionValue { value, origins })
 }
@@ -38,33 +52,41 @@ fn merge_scalars(decl: &OptionDecl, winners: &[(Json, Origin)]) -> Result<Json, 
     Ok(first.clone())
 }
 
-fn merge_tables(decl: &OptionDecl, winners: &[(Json, Origin)]) -> Result<Json, Located> {
-    let mut out: Map<String, Json> = Map::new();
-    let mut owner: Vec<(String, &Origin)> = Vec::new();
-    for (v, o) in winners {
+/// Key by key: the highest priority definition of each key wins; equal ones must agree.
+fn merge_tables(decl: &OptionDecl, defs: &[(Json, Origin)]) -> Result<OptionValue, Located> {
+    let mut keys: BTreeMap<&str, (&Json, &Origin)> = BTreeMap::new();
+    for (v, o) in defs {
         for (k, val) in v.as_object().into_iter().flatten() {
-            match out.get(k) {
-                Some(existing) if existing != val => {
-                    let first = owner
-                        .iter()
-                        .find(|(key, _)| key == k)
-                        .map_or(o, |(_, o)| *o);
+            match keys.get(k.as_str()) {
+                Some((_, old)) if old.priority > o.priority => {}
+                Some((existing, old)) if old.priority == o.priority && *existing != val => {
                     return Err(conflict(
                         decl,
                         &format!("key `{k}`: {existing} and {val}"),
-                        first,
+                        old,
                         o,
                     ));
                 }
-                Some(_) => {}
-                None => {
-                    out.insert(k.clone(), val.clone());
-                    owner.push((k.clone(), o));
+                _ => {
+                    keys.insert(k, (val, o));
                 }
             }
         }
     }
-    Ok(Json::Object(out))
+    let value: Map<String, Json> = keys
+        .iter()
+        .map(|(k, (v, _))| (k.to_string(), (*v).clone()))
+        .collect();
+    let mut origins: Vec<Origin> = Vec::new();
+    for (_, o) in keys.values() {
+        if !origins.iter().any(|x| x.definition == o.definition) {
+            origins.push((*o).clone());
+        }
+    }
+    Ok(OptionValue {
+        value: Json::Object(value),
+        origins,
+    })
 }
 
 fn conflict(decl: &OptionDecl, what: &str, a: &Origin, b: &Origin) -> Located {

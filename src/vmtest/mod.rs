@@ -1,14 +1,351 @@
 //! VM test driver: QEMU machines, backdoor channel, test networks, vm-tests/* scripts.
+//!
+//! `hardroot vm-test PROFILE TEST` boots the machines of `TEST/test.toml`, runs
+//! `TEST/test.rhai` against them, and leaves serial logs and results.json in the
+//! output folder. See docs/testing.md.
+mod channel;
+mod copy;
+mod host;
+pub mod interrupt;
+pub mod machine;
+mod net;
+pub mod protocol;
+pub mod qemu;
+pub mod results;
+pub mod script;
+pub mod spec;
+
+use machine::{Client, Machine};
+use qemu::{Accel, Backend, ImageDir, VmConfig};
+use script::{Context, Handle};
+use spec::{MachineSpec, Source, TestSpec};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 #[derive(Debug, clap::Args)]
+#[command(allow_missing_positional = true)]
 pub struct VmTestArgs {
-    /// Profile of the machine under test
-    pub profile: std::path::PathBuf,
-    /// Test folder, e.g. vm-tests/xmpp-server
-    pub test: std::path::PathBuf,
+    /// Profile of the machine under test (used by machines in test.toml that name no profile or image)
+    pub profile: Option<PathBuf>,
+    /// Test folder, e.g. vm-tests/xmpp-server (holds test.toml and test.rhai)
+    pub test: PathBuf,
+    /// Boot this image folder (rootfs.img, vmlinuz, initrd.img) instead of building PROFILE
+    #[arg(long, value_name = "DIR")]
+    pub image: Option<PathBuf>,
+    /// Output folder for serial logs, results.json and copied files [default: out/vm-test/<test>]
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Accelerator: auto tries KVM briefly and falls back to TCG
+    #[arg(long, value_enum, default_value = "auto")]
+    pub accel: AccelChoice,
+    /// Run this script of the test folder instead of test.rhai (e.g. bench.rhai)
+    #[arg(long, value_name = "FILE", default_value = "test.rhai")]
+    pub script: PathBuf,
+    /// Serial console lines printed per machine when the test fails
+    #[arg(long, default_value = "40")]
+    pub tail: usize,
 }
 
-pub fn run(_args: &VmTestArgs) -> miette::Result<()> {
-    Err(miette::miette!("`hardroot vm-test` is not implemented yet"))
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AccelChoice {
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+pub fn run(args: &VmTestArgs) -> miette::Result<()> {
+    interrupt::install();
+    match run_test(args) {
+        Ok(p) => {
+            eprintln!(
+                "vm-test {}: passed in {:.1}s (results: {})",
+                p.test,
+                p.duration_s,
+                p.results.display()
+            );
+            Ok(())
+        }
+        Err(Failure::Test(msg)) => Err(TestFailed(msg).into()),
+        Err(Failure::Driver(msg)) => Err(miette::miette!("{msg}")),
+    }
+}
+
+/// Why `run_test` did not pass: the test itself failed (exit 4), or the driver
+/// could not run it (exit 3: no image, no QEMU, not root, interrupted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    Test(String),
+    Driver(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Test(m) | Failure::Driver(m) => f.write_str(m),
+        }
+    }
+}
+
+/// What a passed test leaves behind.
+#[derive(Debug)]
+pub struct Passed {
+    pub test: String,
+    pub duration_s: f64,
+    pub results: PathBuf,
+}
+
+/// Run one test; the error text carries the failure, its output and each
+/// machine's serial tail.
+pub fn run_test(args: &VmTestArgs) -> Result<Passed, Failure> {
+    let started = Instant::now();
+    let ready = prepare(args).map_err(Failure::Driver)?;
+    let Ready {
+        ctx,
+        clients,
+        network,
+        run_dir,
+        spec,
+        out_dir,
+    } = ready;
+    let script_path = spec.dir.join(&args.script);
+    let source = std::fs::read_to_string(&script_path)
+        .map_err(|e| Failure::Driver(format!("cannot read {}: {e}", script_path.display())))?;
+    let outcome = script::run(&ctx, &source, &clients);
+    let report = finish(&ctx, &spec, started, outcome.as_ref().err());
+    drop(clients);
+    drop(network);
+    drop(run_dir);
+    match outcome {
+        Ok(()) => report.map_err(Failure::Driver)?,
+        Err(e) if interrupt::requested() => {
+            return Err(Failure::Driver(failure_text(
+                &spec.name, &e, &ctx, args.tail, &out_dir,
+            )));
+        }
+        Err(e) => {
+            return Err(Failure::Test(failure_text(
+                &spec.name, &e, &ctx, args.tail, &out_dir,
+            )));
+        }
+    }
+    Ok(Passed {
+        test: spec.name,
+        duration_s: started.elapsed().as_secs_f64(),
+        results: out_dir.join("results.json"),
+    })
+}
+
+/// Everything set up for the script: machines (not started), network, clients.
+/// Fields drop in this order: machines (in `ctx`) before the network, whose taps QEMU holds.
+struct Ready {
+    ctx: Arc<Context>,
+    clients: Vec<Handle<Client>>,
+    network: Option<net::Network>,
+    run_dir: tempfile::TempDir,
+    spec: TestSpec,
+    out_dir: PathBuf,
+}
+
+fn prepare(args: &VmTestArgs) -> Result<Ready, String> {
+    let started = Instant::now();
+    let spec = spec::load(&args.test)?;
+    let out_dir = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("out/vm-test").join(&spec.name));
+    prepare_out_dir(&out_dir)?;
+    // Sockets and disks: a short path (unix sockets cap at 108 bytes), removed at the end.
+    let run_dir = tempfile::Builder::new()
+        .prefix("hr-vm-")
+        .tempdir()
+        .map_err(|e| format!("cannot make a temp folder: {e}"))?;
+    let images = resolve_images(&spec, args)?;
+    let accel = choose_accel(args.accel, &images, run_dir.path());
+
+    // Declared before the machines: dropped after them (QEMU holds the taps).
+    let mut network = if spec.network {
+        Some(net::Network::create(&spec.clients)?)
+    } else {
+        None
+    };
+    let machines = make_machines(
+        &spec,
+        &images,
+        accel,
+        run_dir.path(),
+        &out_dir,
+        network.as_mut(),
+    )?;
+    let clients = make_clients(&spec, network.as_ref());
+
+    let mut results = results::Results::new(&spec.name, &spec.description, &out_dir);
+    results.accel = format!("{accel:?}").to_lowercase();
+    let ctx = Arc::new(Context {
+        results: Mutex::new(results),
+        test_dir: spec.dir.clone(),
+        out_dir: out_dir.clone(),
+        deadline: started + Duration::from_secs(spec.timeout_secs),
+        machines,
+    });
+    Ok(Ready {
+        ctx,
+        clients,
+        network,
+        run_dir,
+        spec,
+        out_dir,
+    })
+}
+
+/// Stop every machine, record boot times, write results.json.
+fn finish(
+    ctx: &Context,
+    spec: &TestSpec,
+    started: Instant,
+    err: Option<&String>,
+) -> Result<(), String> {
+    for h in &ctx.machines {
+        h.lock().crash();
+    }
+    let mut res = ctx.results();
+    for h in &ctx.machines {
+        let m = h.lock();
+        let info = res.machines.entry(m.name.clone()).or_default();
+        info.serial_log = m.serial_log().map(|p| p.display().to_string());
+        info.boot_to_ready_s = m.boot_secs.iter().map(|s| results::round(*s)).collect();
+    }
+    res.passed = Some(err.is_none());
+    res.error = err.cloned();
+    res.duration_s = results::round(started.elapsed().as_secs_f64());
+    let saved = res.save();
+    if let Err(e) = &saved {
+        eprintln!("warning: {e} ({})", spec.name);
+    }
+    saved
+}
+
+fn failure_text(test: &str, err: &str, ctx: &Context, tail: usize, out_dir: &Path) -> String {
+    let mut msg = format!("vm-test {test} failed:\n{err}\n");
+    for h in &ctx.machines {
+        let m = h.lock();
+        let Some(log) = m.serial_log() else { continue };
+        msg.push_str(&format!(
+            "\n--- last {tail} lines of {}'s serial console ({}) ---\n",
+            m.name,
+            log.display()
+        ));
+        msg.push_str(&m.serial_tail(tail));
+        msg.push('\n');
+    }
+    msg.push_str(&format!("\nresults and logs: {}", out_dir.display()));
+    msg
+}
+
+fn prepare_out_dir(out: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    // Serial logs are appended across a machine's boots; start each test fresh.
+    let entries =
+        std::fs::read_dir(out).map_err(|e| format!("cannot read {}: {e}", out.display()))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".serial.log") || name.ends_with(".qemu.log") || name == "results.json" {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    Ok(())
+}
+
+/// One image folder per machine, in spec order.
+fn resolve_images(spec: &TestSpec, args: &VmTestArgs) -> Result<Vec<ImageDir>, String> {
+    spec.machines.iter().map(|m| image_for(m, args)).collect()
+}
+
+fn image_for(m: &MachineSpec, args: &VmTestArgs) -> Result<ImageDir, String> {
+    match (&m.source, &args.image, &args.profile) {
+        (Source::Image(dir), _, _) | (Source::Default, Some(dir), _) => ImageDir::open(dir),
+        (Source::Profile(p), _, _) | (Source::Default, None, Some(p)) => build_image(p),
+        (Source::Default, None, None) => Err(format!(
+            "machine {} names no profile or image in test.toml, and neither PROFILE nor --image was given",
+            m.name
+        )),
+    }
+}
+
+fn build_image(profile: &Path) -> Result<ImageDir, String> {
+    Err(format!(
+        "cannot build an image for {}: the image stage (crate::image::build_image) is not wired in yet; \
+         build an image folder by hand (vm-tests/smoke/make-image.sh DIR) and pass --image DIR",
+        profile.display()
+    ))
+}
+
+fn choose_accel(choice: AccelChoice, images: &[ImageDir], scratch: &Path) -> Accel {
+    match (choice, images.first()) {
+        (AccelChoice::Kvm, _) => Accel::Kvm,
+        (AccelChoice::Tcg, _) | (AccelChoice::Auto, None) => Accel::Tcg,
+        (AccelChoice::Auto, Some(img)) => qemu::probe_accel(&img.kernel, scratch),
+    }
+}
+
+fn make_machines(
+    spec: &TestSpec,
+    images: &[ImageDir],
+    accel: Accel,
+    run_dir: &Path,
+    out_dir: &Path,
+    mut network: Option<&mut net::Network>,
+) -> Result<Vec<Handle<Machine>>, String> {
+    let mut out = Vec::new();
+    for (i, (m, image)) in spec.machines.iter().zip(images).enumerate() {
+        let net = match network.as_deref_mut() {
+            Some(n) => Some((n.ns.clone(), n.add_tap()?)),
+            None => None,
+        };
+        let cfg = VmConfig {
+            name: m.name.clone(),
+            image: image.clone(),
+            memory_mib: m.memory_mib,
+            cpus: m.cpus,
+            accel,
+            run_dir: run_dir.to_path_buf(),
+            serial_log: absolute(&out_dir.join(format!("{}.serial.log", m.name))),
+            qemu_log: absolute(&out_dir.join(format!("{}.qemu.log", m.name))),
+            net,
+            // Locally administered, unique per machine of this test.
+            mac: format!("52:54:00:12:34:{:02x}", 0x10 + i),
+        };
+        let mut machine = Machine::new(
+            &m.name,
+            Backend::Qemu(Box::new(cfg)),
+            Duration::from_secs(m.boot_timeout_secs),
+        );
+        machine.ipv4 = m.ipv4.map(|n| n.addr().to_string());
+        machine.ipv6 = m.ipv6.map(|n| n.addr().to_string());
+        out.push(Handle::new(machine));
+    }
+    Ok(out)
+}
+
+fn make_clients(spec: &TestSpec, network: Option<&net::Network>) -> Vec<Handle<Client>> {
+    let Some(net) = network else {
+        return Vec::new();
+    };
+    spec.clients
+        .iter()
+        .map(|c| {
+            Handle::new(Client {
+                name: c.name.clone(),
+                ns: net.client_ns(&c.name),
+                ipv4: c.ipv4.map(|n| n.addr().to_string()),
+                ipv6: c.ipv6.map(|n| n.addr().to_string()),
+            })
+        })
+        .collect()
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
 /// A VM test ran and one of its steps failed (exit code 4), as opposed to the driver failing.

@@ -1,0 +1,529 @@
+//! One running guest: a QEMU process (or, for the driver's own tests, the
+//! backdoor script run on the host) plus the channel to its backdoor.
+use super::channel::Channel;
+use super::interrupt;
+use super::protocol::Outcome;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The files a machine boots from (direct kernel boot, no bootloader).
+#[derive(Debug, Clone)]
+pub struct ImageDir {
+    pub rootfs: PathBuf,
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+}
+
+impl ImageDir {
+    pub fn open(dir: &Path) -> Result<ImageDir, String> {
+        let dir = std::fs::canonicalize(dir).map_err(|e| {
+            format!(
+                "image folder {}: {e} (build one with vm-tests/smoke/make-image.sh DIR)",
+                dir.display()
+            )
+        })?;
+        let img = ImageDir {
+            rootfs: dir.join("rootfs.img"),
+            kernel: dir.join("vmlinuz"),
+            initrd: dir.join("initrd.img"),
+        };
+        for f in [&img.rootfs, &img.kernel, &img.initrd] {
+            if !f.is_file() {
+                return Err(format!(
+                    "image folder {} has no {} (it needs rootfs.img, vmlinuz, initrd.img)",
+                    dir.display(),
+                    f.file_name()
+                        .map(|n| n.to_string_lossy())
+                        .unwrap_or_default()
+                ));
+            }
+        }
+        Ok(img)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    Kvm,
+    Tcg,
+}
+
+impl Accel {
+    fn args(self) -> [&'static str; 4] {
+        match self {
+            Accel::Kvm => ["-accel", "kvm", "-cpu", "host"],
+            Accel::Tcg => ["-accel", "tcg", "-cpu", "max"],
+        }
+    }
+}
+
+/// Everything needed to start one machine's QEMU.
+#[derive(Debug, Clone)]
+pub struct VmConfig {
+    pub name: String,
+    pub image: ImageDir,
+    pub memory_mib: u64,
+    pub cpus: u64,
+    pub accel: Accel,
+    /// Sockets and the copy-on-write disk live here (short paths: unix sockets cap at 108 bytes).
+    pub run_dir: PathBuf,
+    /// Serial console log, appended across boots; QEMU's own messages go beside it.
+    pub serial_log: PathBuf,
+    pub qemu_log: PathBuf,
+    /// Network namespace and tap device, when the test has a network.
+    pub net: Option<(String, String)>,
+    pub mac: String,
+}
+
+impl VmConfig {
+    pub fn disk(&self) -> PathBuf {
+        self.run_dir.join(format!("{}.qcow2", self.name))
+    }
+    fn backdoor_socket(&self) -> PathBuf {
+        self.run_dir.join(format!("{}.bd", self.name))
+    }
+    fn qmp_socket(&self) -> PathBuf {
+        self.run_dir.join(format!("{}.qmp", self.name))
+    }
+
+    /// The QEMU command line. The NIC sits at a fixed PCI slot so that the guest
+    /// names it `ens3` on every boot.
+    pub fn qemu_args(&self) -> Vec<String> {
+        let mut a: Vec<String> = Vec::new();
+        let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
+        push(&[
+            "-name",
+            &self.name,
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-no-reboot",
+        ]);
+        push(&self.accel.args());
+        push(&[
+            "-m",
+            &self.memory_mib.to_string(),
+            "-smp",
+            &self.cpus.to_string(),
+        ]);
+        push(&[
+            "-kernel",
+            &path(&self.image.kernel),
+            "-initrd",
+            &path(&self.image.initrd),
+        ]);
+        // panic=-1: a kernel panic "reboots", and -no-reboot turns that into a prompt QEMU exit.
+        push(&["-append", "root=/dev/vda rw console=ttyS0 panic=-1"]);
+        let drive = format!(
+            "file={},if=none,id=disk0,format=qcow2,cache=unsafe",
+            path(&self.disk())
+        );
+        push(&[
+            "-drive",
+            &drive,
+            "-device",
+            "virtio-blk-pci,drive=disk0,addr=0x4",
+        ]);
+        let bd = format!("socket,id=bd,path={}", path(&self.backdoor_socket()));
+        push(&["-device", "virtio-serial-pci,addr=0x5", "-chardev", &bd]);
+        push(&[
+            "-device",
+            "virtserialport,chardev=bd,name=org.test.backdoor",
+        ]);
+        let serial = format!("file,id=ser0,path={},append=on", path(&self.serial_log));
+        push(&["-chardev", &serial, "-serial", "chardev:ser0"]);
+        push(&[
+            "-qmp",
+            &format!("unix:{},server=on,wait=off", path(&self.qmp_socket())),
+        ]);
+        // Entropy at boot: ssh-keygen and friends would otherwise wait for it under TCG.
+        push(&["-device", "virtio-rng-pci,addr=0x6"]);
+        if let Some((_, tap)) = &self.net {
+            let netdev = format!("tap,id=n0,ifname={tap},script=no,downscript=no");
+            let nic = format!("virtio-net-pci,netdev=n0,mac={},addr=0x3", self.mac);
+            push(&["-netdev", &netdev, "-device", &nic]);
+        }
+        a
+    }
+}
+
+fn path(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+/// How a guest is run.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    Qemu(Box<VmConfig>),
+    /// The backdoor script run directly on the host (tests of the driver without QEMU).
+    Local {
+        script: PathBuf,
+        work_dir: PathBuf,
+    },
+}
+
+/// A running guest.
+pub struct Guest {
+    child: Child,
+    channel: Channel,
+    qmp: Option<PathBuf>,
+    qemu_log: Option<PathBuf>,
+    pub started: Instant,
+}
+
+impl Guest {
+    pub fn start(backend: &Backend) -> Result<Guest, String> {
+        match backend {
+            Backend::Qemu(cfg) => start_qemu(cfg),
+            Backend::Local { script, work_dir } => start_local(script, work_dir),
+        }
+    }
+
+    /// Wait for the backdoor's ready marker; returns the guest's uptime then.
+    pub fn wait_ready(&mut self, timeout: Duration) -> Result<f64, String> {
+        let deadline = Instant::now() + timeout;
+        let (child, log) = (&mut self.child, &self.qemu_log);
+        self.channel
+            .wait_ready(deadline, &mut || alive(child, log.as_deref()))
+    }
+
+    pub fn run(&mut self, command: &str, limit_secs: u64) -> Result<Outcome, String> {
+        let (child, log) = (&mut self.child, &self.qemu_log);
+        self.channel
+            .run(command, limit_secs, &mut || alive(child, log.as_deref()))
+    }
+
+    pub fn send_only(&mut self, command: &str) -> Result<(), String> {
+        self.channel.send_only(command)
+    }
+
+    /// Wait until the process ends by itself (poweroff, reboot with -no-reboot).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().map_err(|e| e.to_string())? {
+                return Ok(status);
+            }
+            interrupt::check()?;
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "timed out after {}s waiting for the machine to power off",
+                    timeout.as_secs()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stop at once: QMP `quit` (QEMU exits cleanly, flushing nothing the test needs),
+    /// then SIGKILL if QEMU did not go.
+    pub fn hard_stop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        if let Some(qmp) = &self.qmp {
+            let _ = qmp_quit(qmp);
+            if self.wait_exit(Duration::from_secs(3)).is_ok() {
+                return;
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Guest {
+    fn drop(&mut self) {
+        self.hard_stop();
+    }
+}
+
+fn alive(child: &mut Child, qemu_log: Option<&Path>) -> Result<(), String> {
+    match child.try_wait() {
+        Ok(None) => Ok(()),
+        Ok(Some(status)) => {
+            let said = qemu_log.map(|p| tail_file(p, 10)).unwrap_or_default();
+            Err(format!(
+                "the machine's process exited ({status}){}",
+                if said.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {said}")
+                }
+            ))
+        }
+        Err(e) => Err(format!("cannot check the machine's process: {e}")),
+    }
+}
+
+fn start_qemu(cfg: &VmConfig) -> Result<Guest, String> {
+    let sock = cfg.backdoor_socket();
+    let _ = std::fs::remove_file(&sock);
+    let _ = std::fs::remove_file(cfg.qmp_socket());
+    // Listen before QEMU starts: QEMU connects as a client and fails if nobody listens.
+    let listener = UnixListener::bind(&sock)
+        .map_err(|e| format!("cannot listen on {}: {e}", sock.display()))?;
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&cfg.qemu_log)
+        .map_err(|e| format!("cannot write {}: {e}", cfg.qemu_log.display()))?;
+    let mut cmd = match &cfg.net {
+        Some((ns, _)) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, "qemu-system-x86_64"]);
+            c
+        }
+        None => Command::new("qemu-system-x86_64"),
+    };
+    cmd.args(cfg.qemu_args())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log)
+        // Own process group: Ctrl-C on the terminal reaches only us, and we stop QEMU in order.
+        .process_group(0);
+    let mut child = cmd.spawn().map_err(|e| {
+        format!("cannot start qemu-system-x86_64: {e} (apt-get install qemu-system-x86)")
+    })?;
+    let stream = match accept(&listener, &mut child, &cfg.qemu_log) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
+    };
+    Ok(Guest {
+        child,
+        channel: Channel::new(stream),
+        qmp: Some(cfg.qmp_socket()),
+        qemu_log: Some(cfg.qemu_log.clone()),
+        started: Instant::now(),
+    })
+}
+
+fn accept(
+    listener: &UnixListener,
+    child: &mut Child,
+    qemu_log: &Path,
+) -> Result<UnixStream, String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                stream.set_nonblocking(false).map_err(|e| e.to_string())?;
+                return Ok(stream);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(format!("accepting QEMU's backdoor connection failed: {e}")),
+        }
+        alive(child, Some(qemu_log)).map_err(|e| format!("QEMU did not start: {e}"))?;
+        interrupt::check()?;
+        if Instant::now() >= deadline {
+            return Err("timed out waiting for QEMU to connect to the backdoor socket".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn start_local(script: &Path, work_dir: &Path) -> Result<Guest, String> {
+    let (host, guest) = UnixStream::pair().map_err(|e| e.to_string())?;
+    let guest_out = guest.try_clone().map_err(|e| e.to_string())?;
+    let child = Command::new("bash")
+        .arg(script)
+        .env("HARDROOT_BACKDOOR_PORT", "-")
+        .env("HARDROOT_BACKDOOR_WORK", work_dir)
+        .stdin(Stdio::from(std::os::fd::OwnedFd::from(guest)))
+        .stdout(Stdio::from(std::os::fd::OwnedFd::from(guest_out)))
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+    Ok(Guest {
+        child,
+        channel: Channel::new(host),
+        qmp: None,
+        qemu_log: None,
+        started: Instant::now(),
+    })
+}
+
+fn qmp_quit(socket: &Path) -> Result<(), String> {
+    let stream = UnixStream::connect(socket).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .map_err(|e| e.to_string())?;
+    let mut writer = stream.try_clone().map_err(|e| e.to_string())?;
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).map_err(|e| e.to_string())?; // greeting
+    writer
+        .write_all(b"{\"execute\":\"qmp_capabilities\"}\n")
+        .map_err(|e| e.to_string())?;
+    reader.read_line(&mut line).map_err(|e| e.to_string())?;
+    writer
+        .write_all(b"{\"execute\":\"quit\"}\n")
+        .map_err(|e| e.to_string())
+}
+
+/// The last `lines` lines of a log file (empty when it cannot be read).
+pub fn tail_file(path: &Path, lines: usize) -> String {
+    let Ok(bytes) = std::fs::read(path) else {
+        return String::new();
+    };
+    let start = bytes.len().saturating_sub(256 * 1024);
+    let text = String::from_utf8_lossy(&bytes[start..]);
+    let all: Vec<&str> = text.lines().collect();
+    strip_ansi(&all[all.len().saturating_sub(lines)..].join("\n"))
+}
+
+/// systemd colours its console status lines; error messages read better without.
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\u{1b}' {
+            out.push(c);
+            continue;
+        }
+        // CSI: ESC [ parameters... final byte in @..~
+        if chars.next() == Some('[') {
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) {
+                    break;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// KVM when it really boots a kernel here, else TCG. Nested KVM on the build
+/// machines aborts or hangs, so /dev/kvm existing proves nothing: boot the
+/// kernel without a root fs and look for its panic (seconds under KVM).
+pub fn probe_accel(kernel: &Path, scratch: &Path) -> Accel {
+    static CHOICE: OnceLock<Accel> = OnceLock::new();
+    *CHOICE.get_or_init(|| {
+        let choice = if kvm_boots(kernel, scratch) {
+            Accel::Kvm
+        } else {
+            Accel::Tcg
+        };
+        eprintln!(
+            "vm-test: using {}",
+            if choice == Accel::Kvm {
+                "KVM"
+            } else {
+                "TCG (-accel tcg -cpu max; KVM is absent or broken)"
+            }
+        );
+        choice
+    })
+}
+
+fn kvm_boots(kernel: &Path, scratch: &Path) -> bool {
+    if std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_err()
+    {
+        return false;
+    }
+    let log = scratch.join("kvm-probe.log");
+    let argv: Vec<String> = [
+        "qemu-system-x86_64",
+        "-accel",
+        "kvm",
+        "-cpu",
+        "host",
+        "-m",
+        "256",
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-no-reboot",
+        "-kernel",
+        &path(kernel),
+        "-append",
+        "console=ttyS0 panic=-1",
+        "-serial",
+        &format!("file:{}", path(&log)),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let Ok(out) = super::host::run(&argv, Duration::from_secs(20)) else {
+        return false;
+    };
+    out.code == 0 && std::fs::read_to_string(&log).is_ok_and(|s| s.contains("Kernel panic"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(net: bool) -> VmConfig {
+        VmConfig {
+            name: "server".into(),
+            image: ImageDir {
+                rootfs: "/i/rootfs.img".into(),
+                kernel: "/i/vmlinuz".into(),
+                initrd: "/i/initrd.img".into(),
+            },
+            memory_mib: 1024,
+            cpus: 2,
+            accel: Accel::Tcg,
+            run_dir: "/tmp/run".into(),
+            serial_log: "/out/server.serial.log".into(),
+            qemu_log: "/out/server.qemu.log".into(),
+            net: net.then(|| ("hr-1-a".to_string(), "tap0".to_string())),
+            mac: "52:54:00:00:00:01".into(),
+        }
+    }
+
+    #[test]
+    fn command_line_has_backdoor_serial_qmp_and_fixed_nic_slot() {
+        let a = cfg(true).qemu_args().join(" ");
+        assert!(a.contains("-accel tcg -cpu max"));
+        assert!(a.contains("-no-reboot"));
+        assert!(a.contains("socket,id=bd,path=/tmp/run/server.bd"));
+        assert!(a.contains("virtserialport,chardev=bd,name=org.test.backdoor"));
+        assert!(a.contains("file,id=ser0,path=/out/server.serial.log,append=on"));
+        assert!(a.contains("-qmp unix:/tmp/run/server.qmp,server=on,wait=off"));
+        assert!(a.contains("tap,id=n0,ifname=tap0,script=no,downscript=no"));
+        assert!(a.contains("virtio-net-pci,netdev=n0,mac=52:54:00:00:00:01,addr=0x3"));
+        assert!(a.contains("file=/tmp/run/server.qcow2,if=none"));
+    }
+
+    #[test]
+    fn no_network_no_nic() {
+        assert!(!cfg(false).qemu_args().join(" ").contains("netdev"));
+    }
+
+    #[test]
+    fn missing_image_files_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("vmlinuz"), "").unwrap();
+        let err = ImageDir::open(dir.path()).unwrap_err();
+        assert!(err.contains("rootfs.img"), "{err}");
+    }
+
+    #[test]
+    fn tail_keeps_last_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("log");
+        std::fs::write(&f, "a\nb\nc\n").unwrap();
+        assert_eq!(tail_file(&f, 2), "b\nc");
+        assert_eq!(tail_file(&dir.path().join("none"), 2), "");
+        std::fs::write(&f, "[\u{1b}[0;32m  OK  \u{1b}[0m] Started\n").unwrap();
+        assert_eq!(tail_file(&f, 1), "[  OK  ] Started");
+    }
+}

@@ -1,0 +1,1298 @@
+//! The XMPP profile's service modules (tls, nginx, ejabberd, postgresql),
+//! checked with the real tools: `hardroot build`, then `nginx -t`, a YAML
+//! parser, openssl, and — in a network namespace made by the test — a real
+//! PostgreSQL and ejabberd started from the rendered files.
+//!
+//! Golden files: tests/golden/<module>/<path in the image>. Regenerate with
+//! `HARDROOT_BLESS=1 cargo test --test real_tools_services golden`.
+mod common;
+use common::*;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const MINE: [&str; 4] = ["tls", "nginx", "ejabberd", "postgresql"];
+
+// ---- building ------------------------------------------------------------------
+
+struct Built {
+    _dir: tempfile::TempDir,
+    out: PathBuf,
+}
+
+impl Built {
+    fn file(&self, rel: &str) -> String {
+        let p = self.out.join("overlay").join(rel);
+        std::fs::read_to_string(&p)
+            .unwrap_or_else(|e| panic!("{} not in the overlay: {e}", p.display()))
+    }
+    fn path(&self, rel: &str) -> PathBuf {
+        self.out.join("overlay").join(rel)
+    }
+    fn json(&self, name: &str) -> Value {
+        let text =
+            std::fs::read_to_string(self.out.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+}
+
+/// Modules the profiles import that other branches provide. Until they are
+/// merged, a stand-in with no effect lets these modules be built and checked.
+fn stand_ins(dir: &Path) -> Vec<String> {
+    let mut args = Vec::new();
+    for name in ["system", "test_backdoor"] {
+        if repo()
+            .join("modules")
+            .join(name)
+            .join("module.toml")
+            .exists()
+        {
+            continue;
+        }
+        let m = dir.join("stand-ins").join(name);
+        std::fs::create_dir_all(&m).unwrap();
+        let toml = format!("[module]\ndescription = \"stand-in for {name} (not merged yet)\"\n");
+        std::fs::write(m.join("module.toml"), toml).unwrap();
+        if args.is_empty() {
+            args.push("--modules".to_string());
+            args.push(dir.join("stand-ins").display().to_string());
+        }
+    }
+    args
+}
+
+fn build(profile: &str) -> Built {
+    build_path(
+        &repo().join("profiles").join(profile),
+        tempfile::tempdir().unwrap(),
+    )
+}
+
+/// xmpp-server.toml plus `extra` profile text, built from a temp profile.
+fn build_variant(extra: &str) -> Built {
+    let dir = tempfile::tempdir().unwrap();
+    let base = repo().join("profiles/xmpp-server.toml");
+    let text = format!("[profile]\nimports = [\"{}\"]\n\n{extra}", base.display());
+    let profile = dir.path().join("variant.toml");
+    std::fs::write(&profile, text).unwrap();
+    build_path(&profile, dir)
+}
+
+fn build_path(profile: &Path, dir: tempfile::TempDir) -> Built {
+    let out = dir.path().join("out");
+    let mut args = vec!["build".to_string(), profile.display().to_string()];
+    args.extend(stand_ins(dir.path()));
+    args.extend([
+        "--modules".to_string(),
+        repo().join("modules").display().to_string(),
+    ]);
+    args.extend(["-o".to_string(), out.display().to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = hardroot(dir.path(), &args);
+    assert!(
+        o.status.success(),
+        "hardroot build failed:\n{}",
+        text(&o.stderr)
+    );
+    Built { _dir: dir, out }
+}
+
+// ---- small tools -----------------------------------------------------------------
+
+fn run(cmd: &mut Command) -> Output {
+    let o = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (scripts/deps.sh installs the tools)"));
+    assert!(
+        o.status.success(),
+        "{cmd:?} failed:\n{}\n{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    o
+}
+
+/// YAML → JSON with python3-yaml (safe_load: no tags, no code).
+fn yaml(text: &str) -> Value {
+    let mut child = Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 (with python3-yaml) is needed");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        o.status.success(),
+        "YAML does not parse: {}",
+        common::text(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// Lines of a config file without comments and blank lines, whitespace squeezed.
+fn directives(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|l| {
+            l.split('#')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+fn has(lines: &[String], wanted: &str) -> bool {
+    lines.iter().any(|l| l == wanted)
+}
+
+fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    run(Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-384",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=example.org",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert));
+    (cert, key)
+}
+
+// ---- nginx -------------------------------------------------------------------------
+
+/// The rendered nginx.conf with image paths pointing into `dir`.
+fn nginx_conf_for_host(b: &Built, dir: &Path) -> PathBuf {
+    let (cert, key) = self_signed(dir);
+    let conf = b
+        .file("etc/nginx/nginx.conf")
+        .replace(
+            "/etc/hardroot/tls/fullchain.pem",
+            &cert.display().to_string(),
+        )
+        .replace("/etc/hardroot/tls/privkey.pem", &key.display().to_string())
+        .replace(
+            "/etc/hardroot/tls/ffdhe4096.pem",
+            &b.path("etc/hardroot/tls/ffdhe4096.pem")
+                .display()
+                .to_string(),
+        )
+        .replace("/var/log/nginx/", &format!("{}/", dir.display()))
+        .replace(
+            "/run/nginx.pid",
+            &dir.join("nginx.pid").display().to_string(),
+        );
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, conf).unwrap();
+    path
+}
+
+#[test]
+fn nginx_t_accepts_the_rendered_config() {
+    let b = build("xmpp-server.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let conf = nginx_conf_for_host(&b, dir.path());
+    let o = run(Command::new("nginx").arg("-t").arg("-c").arg(&conf));
+    assert!(
+        text(&o.stderr).contains("test is successful"),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
+#[test]
+fn nginx_has_the_guides_tls_headers_redirect_and_rate_limit() {
+    let b = build("xmpp-server.toml");
+    let conf = b.file("etc/nginx/nginx.conf");
+    let d = directives(&conf);
+    for want in [
+        "server_tokens off;",
+        "ssl_protocols TLSv1.2 TLSv1.3;",
+        "ssl_ciphers ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES128-GCM-SHA256;",
+        "ssl_prefer_server_ciphers off;",
+        "ssl_ecdh_curve secp384r1;",
+        "ssl_dhparam /etc/hardroot/tls/ffdhe4096.pem;",
+        "ssl_session_cache shared:SSL:10m;",
+        "ssl_session_timeout 1d;",
+        "ssl_session_tickets off;",
+        "add_header Strict-Transport-Security \"max-age=63072000; includeSubDomains\" always;",
+        "add_header X-Content-Type-Options \"nosniff\" always;",
+        "add_header X-Frame-Options \"SAMEORIGIN\" always;",
+        "add_header Referrer-Policy \"no-referrer\" always;",
+        "add_header Permissions-Policy \"interest-cohort=()\" always;",
+        "listen 80 default_server;",
+        "listen [::]:80 default_server;",
+        "listen 443 ssl http2 default_server;",
+        "listen [::]:443 ssl http2 default_server;",
+        "server_name _;",
+        "return 301 https://$host$request_uri;",
+        "limit_req_zone $binary_remote_addr zone=invites:10m rate=20r/m;",
+        "location /invites/ {",
+        "limit_req zone=invites burst=20 nodelay;",
+        "limit_req_status 429;",
+        "proxy_pass http://127.0.0.1:8444;",
+        "ssl_certificate /etc/hardroot/tls/fullchain.pem;",
+        "ssl_certificate_key /etc/hardroot/tls/privkey.pem;",
+    ] {
+        assert!(has(&d, want), "nginx.conf lacks `{want}`:\n{conf}");
+    }
+    assert!(d.iter().any(|l| {
+        l.starts_with("add_header Content-Security-Policy \"default-src 'self';")
+            && l.ends_with("always;")
+    }));
+    // Every header is sent on errors too; the deprecated one is absent.
+    assert!(
+        d.iter()
+            .filter(|l| l.starts_with("add_header"))
+            .all(|l| l.ends_with(" always;"))
+    );
+    assert!(!conf.contains("X-XSS-Protection"));
+    // Debian's default site (and anything else dropped into conf.d) is never loaded.
+    assert!(!conf.contains("sites-enabled") && !conf.contains("conf.d"));
+    // Backends only on loopback.
+    for l in d.iter().filter(|l| l.starts_with("proxy_pass")) {
+        assert!(
+            l.starts_with("proxy_pass http://127.0.0.1:")
+                || l.starts_with("proxy_pass http://[::1]:"),
+            "{l}"
+        );
+    }
+}
+
+// ---- ejabberd ------------------------------------------------------------------------
+
+fn listener(yml: &Value, port: u64) -> &Value {
+    let all = yml["listen"].as_array().expect("listen is a list");
+    let found: Vec<&Value> = all.iter().filter(|l| l["port"] == port).collect();
+    assert!(!found.is_empty(), "no listener on port {port}");
+    found[0]
+}
+
+#[test]
+fn ejabberd_yml_has_every_setting_of_the_guide() {
+    let b = build("xmpp-server.toml");
+    let y = yaml(&b.file("etc/ejabberd/ejabberd.yml"));
+
+    assert_eq!(y["hosts"], serde_json::json!(["example.org"]));
+    assert_eq!(y["s2s_use_starttls"], "required");
+    assert_eq!(y["auth_password_format"], "scram");
+    assert_eq!(
+        y["disable_sasl_mechanisms"],
+        serde_json::json!(["digest-md5", "X-OAUTH2"])
+    );
+    assert_eq!(y["modules"]["mod_fail2ban"]["c2s_auth_ban_lifetime"], "6h");
+    assert_eq!(y["modules"]["mod_fail2ban"]["c2s_max_auth_failures"], 5);
+    assert!(
+        y["modules"].get("mod_mqtt").is_none(),
+        "mod_mqtt must be off"
+    );
+    assert_eq!(
+        y["certfiles"],
+        serde_json::json!(["/etc/hardroot/tls/combined.pem"])
+    );
+    assert_eq!(y["acme"]["auto"], false);
+
+    let c2s = listener(&y, 5222);
+    assert_eq!(
+        (c2s["module"].as_str(), c2s["starttls_required"].as_bool()),
+        (Some("ejabberd_c2s"), Some(true))
+    );
+    let c2s_tls = listener(&y, 5223);
+    assert_eq!(
+        (c2s_tls["module"].as_str(), c2s_tls["tls"].as_bool()),
+        (Some("ejabberd_c2s"), Some(true))
+    );
+    let s2s = listener(&y, 5269);
+    assert_eq!(s2s["module"], "ejabberd_s2s_in");
+    assert_eq!(
+        s2s["protocol_options"],
+        serde_json::json!(["no_sslv2", "no_sslv3", "no_tlsv1", "no_tlsv1_1"])
+    );
+    let s2s_tls = listener(&y, 5270);
+    assert_eq!(
+        (s2s_tls["module"].as_str(), s2s_tls["tls"].as_bool()),
+        (Some("ejabberd_s2s_in"), Some(true))
+    );
+    let admin = listener(&y, 6443);
+    assert_eq!(
+        (admin["ip"].as_str(), admin["tls"].as_bool()),
+        (Some("172.16.0.10"), Some(true))
+    );
+    assert_eq!(admin["request_handlers"]["/admin"], "ejabberd_web_admin");
+    let backend = listener(&y, 8444);
+    assert_eq!(backend["ip"], "127.0.0.1");
+    assert_eq!(listener(&y, 5443)["tls"], true);
+    assert_eq!(listener(&y, 3478)["transport"], "udp");
+    assert_eq!(listener(&y, 5349)["use_turn"], true);
+
+    let ports: Vec<u64> = y["listen"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l["port"].as_u64())
+        .collect();
+    assert!(
+        !ports.contains(&5280) && !ports.contains(&1883),
+        "5280 and 1883 must not listen: {ports:?}"
+    );
+
+    // Storage: PostgreSQL on loopback; the password is never in the file.
+    assert_eq!(
+        (y["default_db"].as_str(), y["sql_type"].as_str()),
+        (Some("sql"), Some("pgsql"))
+    );
+    assert_eq!(
+        (y["sql_server"].as_str(), y["auth_method"].as_str()),
+        (Some("localhost"), Some("sql"))
+    );
+    assert!(
+        y.get("sql_password").is_none(),
+        "sql_password must not be in the image"
+    );
+    let inc = &y["include_config_file"]["/etc/ejabberd/sql-password.yml"];
+    assert_eq!(inc["allow_only"], serde_json::json!(["sql_password"]));
+}
+
+#[test]
+fn ejabberd_registration_is_off_for_the_server_and_on_for_the_test() {
+    let rule = |p: &str| {
+        yaml(&build(p).file("etc/ejabberd/ejabberd.yml"))["access_rules"]["register"].clone()
+    };
+    assert_eq!(rule("xmpp-server.toml"), serde_json::json!({"deny": "all"}));
+    assert_eq!(
+        rule("xmpp-test.toml"),
+        serde_json::json!({"deny": "admin", "allow": "all"})
+    );
+    // Rules apply in order: admin names are refused before anyone is allowed.
+    let d = directives(&build("xmpp-test.toml").file("etc/ejabberd/ejabberd.yml"));
+    assert!(
+        d.windows(3)
+            .any(|w| w == ["register:", "deny: admin", "allow: all"]),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn ejabberdctl_cfg_keeps_erlang_on_loopback_without_epmd() {
+    let b = build("xmpp-server.toml");
+    let cfg: BTreeMap<String, String> = directives(&b.file("etc/default/ejabberd"))
+        .iter()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    assert_eq!(
+        cfg.get("INET_DIST_INTERFACE").map(String::as_str),
+        Some("127.0.0.1")
+    );
+    assert_eq!(cfg.get("ERL_DIST_PORT").map(String::as_str), Some("5210"));
+    assert_eq!(
+        cfg.get("ERL_EPMD_ADDRESS").map(String::as_str),
+        Some("127.0.0.1")
+    );
+
+    // Debian's unit Requires=epmd.service: ours replaces it, and epmd is masked.
+    let unit = b.file("etc/systemd/system/ejabberd.service");
+    assert!(
+        !directives(&unit).iter().any(|l| l.contains("epmd")),
+        "{unit}"
+    );
+    let m = b.json("manifest.json");
+    let masked: Vec<&str> = m["units"]["mask"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        masked.contains(&"epmd.service") && masked.contains(&"epmd.socket"),
+        "{masked:?}"
+    );
+}
+
+// ---- postgresql ------------------------------------------------------------------------
+
+#[test]
+fn postgresql_allows_only_scram_on_loopback_and_peer_for_postgres() {
+    let b = build("xmpp-server.toml");
+    let hba: Vec<Vec<String>> = directives(&b.file("etc/postgresql/15/main/pg_hba.conf"))
+        .iter()
+        .map(|l| l.split(' ').map(str::to_string).collect())
+        .collect();
+    let want: Vec<Vec<&str>> = vec![
+        vec!["local", "all", "postgres", "peer"],
+        vec!["host", "all", "all", "127.0.0.1/32", "scram-sha-256"],
+        vec!["host", "all", "all", "::1/128", "scram-sha-256"],
+    ];
+    assert_eq!(hba, want);
+
+    let conf = directives(&b.file("etc/postgresql/15/main/conf.d/50-hardroot.conf"));
+    for want in [
+        "listen_addresses = 'localhost'",
+        "password_encryption = 'scram-sha-256'",
+        "max_wal_senders = 0",
+    ] {
+        assert!(
+            has(&conf, want),
+            "50-hardroot.conf lacks `{want}`: {conf:?}"
+        );
+    }
+}
+
+// ---- tls and secrets ------------------------------------------------------------------------
+
+#[test]
+fn dh_group_is_rfc7919_ffdhe4096_and_no_private_key_is_in_the_overlay() {
+    let b = build("xmpp-server.toml");
+    let o = run(Command::new("openssl")
+        .args(["dhparam", "-noout", "-text", "-in"])
+        .arg(b.path("etc/hardroot/tls/ffdhe4096.pem")));
+    assert!(
+        text(&o.stdout).contains("GROUP: ffdhe4096"),
+        "{}",
+        text(&o.stdout)
+    );
+
+    for entry in walkdir::WalkDir::new(b.out.join("overlay")) {
+        let entry = entry.unwrap();
+        if entry.file_type().is_file() {
+            let bytes = std::fs::read(entry.path()).unwrap();
+            let s = String::from_utf8_lossy(&bytes);
+            assert!(
+                !s.contains("PRIVATE KEY-----"),
+                "{} holds a private key",
+                entry.path().display()
+            );
+            assert!(
+                !s.contains("sql_password:") || entry.path().ends_with("postgresql-roles"),
+                "{}",
+                entry.path().display()
+            );
+        }
+    }
+}
+
+#[test]
+fn acme_covers_the_domain_and_subdomains_with_p384_and_reloads_services() {
+    let b = build("xmpp-server.toml");
+    assert_eq!(
+        b.file("etc/dehydrated/domains.txt").trim(),
+        "example.org conference.example.org upload.example.org proxy.example.org pubsub.example.org"
+    );
+    let conf = directives(&b.file("etc/dehydrated/conf.d/50-hardroot.sh"));
+    assert!(has(&conf, "KEY_ALGO=\"secp384r1\""), "{conf:?}");
+    assert!(
+        has(
+            &conf,
+            "CA=\"https://acme-v02.api.letsencrypt.org/directory\""
+        ),
+        "{conf:?}"
+    );
+    let hook = b.file("usr/lib/hardroot/dehydrated-hook");
+    assert!(
+        hook.contains("systemctl try-reload-or-restart nginx.service")
+            && hook.contains("systemctl try-reload-or-restart ejabberd.service"),
+        "{hook}"
+    );
+
+    let t = build("xmpp-test.toml");
+    let conf = directives(&t.file("etc/dehydrated/conf.d/50-hardroot.sh"));
+    assert!(
+        has(&conf, "CA=\"https://192.168.77.20:14000/dir\""),
+        "{conf:?}"
+    );
+    assert!(
+        t.file("etc/systemd/system/hardroot-acme.service")
+            .contains("Environment=CURL_CA_BUNDLE=/etc/hardroot/tls/pebble-ca.pem")
+    );
+
+    let unit = b.file("etc/systemd/system/hardroot-tls-selfsigned.service");
+    assert!(
+        unit.contains("ConditionPathExists=!/etc/hardroot/tls/fullchain.pem"),
+        "{unit}"
+    );
+    assert!(
+        unit.contains("Before=nginx.service ejabberd.service"),
+        "{unit}"
+    );
+}
+
+#[test]
+fn first_boot_fallback_makes_a_p384_certificate_for_every_name() {
+    let b = build("xmpp-server.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    let install = b
+        .file("usr/lib/hardroot/tls-install")
+        .replace("/etc/hardroot/tls/", &format!("{d}/"));
+    let install_path = dir.path().join("tls-install");
+    std::fs::write(&install_path, install).unwrap();
+    let fallback = b.file("usr/lib/hardroot/tls-selfsigned").replace(
+        "/usr/lib/hardroot/tls-install",
+        &format!("sh {}", install_path.display()),
+    );
+    run(Command::new("sh").arg("-c").arg(fallback));
+
+    let o = run(Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(dir.path().join("fullchain.pem")));
+    let cert = text(&o.stdout);
+    assert!(cert.contains("NIST CURVE: P-384"), "{cert}");
+    for name in [
+        "example.org",
+        "conference.example.org",
+        "upload.example.org",
+        "proxy.example.org",
+        "pubsub.example.org",
+    ] {
+        assert!(
+            cert.contains(&format!("DNS:{name}")),
+            "{name} missing:\n{cert}"
+        );
+    }
+    let mode = |f: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(dir.path().join(f))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(
+        (
+            mode("privkey.pem"),
+            mode("fullchain.pem"),
+            mode("combined.pem")
+        ),
+        (0o600, 0o644, 0o640)
+    );
+    let combined = std::fs::read_to_string(dir.path().join("combined.pem")).unwrap();
+    assert!(combined.contains("BEGIN CERTIFICATE") && combined.contains("PRIVATE KEY"));
+
+    // A key that does not belong to the chain is refused, and nothing changes.
+    let other = tempfile::tempdir().unwrap();
+    let (_, wrong_key) = self_signed(other.path());
+    let o = Command::new("sh")
+        .arg(&install_path)
+        .arg(&wrong_key)
+        .arg(dir.path().join("fullchain.pem"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "a mismatched key was installed");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("combined.pem")).unwrap(),
+        combined
+    );
+}
+
+// ---- exposure table --------------------------------------------------------------------------
+
+#[test]
+fn listeners_follow_the_brief_port_table() {
+    let b = build("xmpp-server.toml");
+    let c = b.json("config.json");
+    let rows = c["firewall"]["listeners"]
+        .as_array()
+        .expect("firewall.listeners");
+    let row = |service: &str, port: u64, proto: &str| -> &Value {
+        rows.iter()
+            .find(|r| r["service"] == service && r["port"] == port && r["proto"] == proto)
+            .unwrap_or_else(|| panic!("no row {service} {port}/{proto}"))
+    };
+    for (service, port, proto, exposure) in [
+        ("nginx", 80, "tcp", "public"),
+        ("nginx", 443, "tcp", "public"),
+        ("ejabberd", 5222, "tcp", "public"),
+        ("ejabberd", 5223, "tcp", "public"),
+        ("ejabberd", 5269, "tcp", "public"),
+        ("ejabberd", 5270, "tcp", "public"),
+        ("ejabberd", 5443, "tcp", "public"),
+        ("ejabberd", 3478, "udp", "public"),
+        ("ejabberd", 5349, "tcp", "public"),
+        ("ejabberd", 5349, "udp", "public"),
+        ("ejabberd", 49152, "tcp", "public"),
+        ("ejabberd", 49152, "udp", "public"),
+        ("ejabberd", 6443, "tcp", "trusted"),
+        ("ejabberd", 8444, "tcp", "localhost"),
+        ("ejabberd", 5210, "tcp", "localhost"),
+        ("postgresql", 5432, "tcp", "localhost"),
+        ("epmd", 4369, "tcp", "blocked"),
+        ("mqtt", 1883, "tcp", "blocked"),
+    ] {
+        assert_eq!(
+            row(service, port, proto)["exposure"],
+            exposure,
+            "{service} {port}/{proto}"
+        );
+    }
+    assert_eq!(row("ejabberd", 49152, "udp")["port_end"], 65535);
+    assert_eq!(
+        row("ejabberd", 6443, "tcp")["bind"],
+        serde_json::json!(["172.16.0.10"])
+    );
+    assert_eq!(
+        row("postgresql", 5432, "tcp")["bind"],
+        serde_json::json!(["127.0.0.1", "::1"])
+    );
+    assert!(!rows.iter().any(|r| r["port"] == 5280), "5280 is off");
+}
+
+// ---- golden files ------------------------------------------------------------------------------
+
+#[test]
+fn golden_files_of_the_service_modules() {
+    let b = build("xmpp-server.toml");
+    let m = b.json("manifest.json");
+    let bless = std::env::var_os("HARDROOT_BLESS").is_some();
+    let mut checked = 0;
+    for e in m["entries"].as_array().unwrap() {
+        let module = e["module"].as_str().unwrap_or("");
+        if e["type"] != "file" || !MINE.contains(&module) {
+            continue;
+        }
+        let rel = e["path"].as_str().unwrap();
+        let golden = repo().join("tests/golden").join(module).join(rel);
+        let now = b.file(rel);
+        if bless {
+            std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
+            std::fs::write(&golden, &now).unwrap();
+        } else {
+            let want = std::fs::read_to_string(&golden).unwrap_or_else(|_| {
+                panic!(
+                    "no golden file {} (HARDROOT_BLESS=1 makes it)",
+                    golden.display()
+                )
+            });
+            assert!(
+                want == now,
+                "{rel} differs from {}; if intended, rerun with HARDROOT_BLESS=1",
+                golden.display()
+            );
+        }
+        checked += 1;
+    }
+    assert!(
+        checked >= 15,
+        "only {checked} files of the service modules were rendered"
+    );
+}
+
+// ---- live: PostgreSQL, ejabberd and nginx from the rendered files ------------------------------
+
+/// Runs in a network namespace of its own (`unshare -n`): loopback plus the
+/// internal address on lo, so nothing here can reach or disturb the host's
+/// network. The rendered files are used as they are, with image paths moved
+/// into $W. Results go to $W/results for the Rust side to judge.
+const LIVE: &str = r#"
+set -eu
+O=$OVERLAY
+R=$W/results
+mkdir -p $R $W/pg $W/pglog $W/sock $W/etc $W/tls $W/ej/conf $W/ej/spool $W/ej/log $W/ej/run $W/nginx
+chown postgres $W/pg $W/pglog $W/sock
+PGBIN=/usr/lib/postgresql/15/bin
+
+cleanup() {
+    nginx -c $W/nginx/nginx.conf -s stop 2>/dev/null || true
+    [ -f $W/ejctl ] && sh $W/ejctl stop >/dev/null 2>&1 && sh $W/ejctl stopped >/dev/null 2>&1 || true
+    runuser -u postgres -- $PGBIN/pg_ctl -D $W/pg -m fast -w stop >/dev/null 2>&1 || true
+    # By its own pid file only, should `ejabberdctl stop` not have worked.
+    [ -f $W/ej/run/ejabberd.pid ] && kill "$(cat $W/ej/run/ejabberd.pid)" 2>/dev/null || true
+}
+trap cleanup EXIT
+
+ip link set lo up
+ip addr add $INTERNAL/32 dev lo
+
+# PostgreSQL: a throwaway cluster with the rendered conf.d file and pg_hba.conf.
+runuser -u postgres -- $PGBIN/initdb -D $W/pg -A peer >/dev/null
+cp $O/etc/postgresql/15/main/pg_hba.conf $O/etc/postgresql/15/main/conf.d/50-hardroot.conf $W/etc/
+chown postgres $W/etc/pg_hba.conf $W/etc/50-hardroot.conf
+cat >> $W/pg/postgresql.conf <<CONF
+unix_socket_directories = '$W/sock'
+log_statement = 'all'
+hba_file = '$W/etc/pg_hba.conf'
+include '$W/etc/50-hardroot.conf'
+CONF
+runuser -u postgres -- $PGBIN/pg_ctl -D $W/pg -l $W/pglog/pg.log -w start >/dev/null
+
+# First-boot roles, twice: the second run must change nothing.
+sed "s#/etc/ejabberd/sql-password.yml#$W/etc/sql-password.yml#g" $O/usr/lib/hardroot/postgresql-roles > $W/roles
+PGHOST=$W/sock sh $W/roles > $R/roles-1.txt
+sha256sum < $W/etc/sql-password.yml > $R/pw-1.sha
+stat -c '%U:%G %a' $W/etc/sql-password.yml > $R/pw-mode.txt
+PGHOST=$W/sock sh $W/roles > $R/roles-2.txt
+sha256sum < $W/etc/sql-password.yml > $R/pw-2.sha
+psql_q() { runuser -u postgres -- psql -X -A -t -h $W/sock -d "$1" -c "$2"; }
+psql_q postgres "SELECT rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolcanlogin FROM pg_roles WHERE rolname = 'ejabberd'" > $R/role.txt
+psql_q postgres "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'ejabberd'" > $R/db-owner.txt
+PW=$(sed 's/^sql_password: "\(.*\)"$/\1/' $W/etc/sql-password.yml)
+# The password must not reach the server log (log every statement to be sure).
+grep -c -- "$PW" $W/pglog/pg.log > $R/pw-in-log.txt || true
+PGPASSWORD=$PW psql -X -A -t -h 127.0.0.1 -U ejabberd -d ejabberd -c 'CREATE TABLE intruder (a int)' > /dev/null 2> $R/create.txt || echo refused >> $R/create.txt
+PGPASSWORD=$PW psql -X -A -t -h 127.0.0.1 -U ejabberd -d postgres -c 'SELECT 1' > /dev/null 2> $R/other-db.txt || echo refused >> $R/other-db.txt
+
+# TLS: the first-boot fallback, group ejabberd for the combined PEM.
+sed "s#/etc/hardroot/tls/#$W/tls/#g" $O/usr/lib/hardroot/tls-install > $W/tls-install
+sed "s#/usr/lib/hardroot/tls-install#sh $W/tls-install#" $O/usr/lib/hardroot/tls-selfsigned | sh > /dev/null
+cp $O/etc/hardroot/tls/ffdhe4096.pem $W/tls/
+
+# ejabberd with the rendered ejabberd.yml and ejabberdctl.cfg.
+sed -e "s#/etc/hardroot/tls/#$W/tls/#g" -e "s#/etc/ejabberd/sql-password.yml#$W/etc/sql-password.yml#" \
+    -e "s#/var/lib/ejabberd/upload#$W/ej/spool/upload#" $O/etc/ejabberd/ejabberd.yml > $W/ej/conf/ejabberd.yml
+sed -e "s#/etc/ejabberd/ejabberd.yml#$W/ej/conf/ejabberd.yml#" -e "s#/run/ejabberd#$W/ej/run#" \
+    -e "s#/etc/ejabberd/modules.d#$W/ej/conf/modules.d#" $O/etc/default/ejabberd > $W/ej/conf/ejabberdctl.cfg
+cp /etc/ejabberd/inetrc $W/ej/conf/
+chgrp ejabberd $W/etc/sql-password.yml
+chown -R ejabberd:ejabberd $W/ej
+echo "exec ejabberdctl --config-dir $W/ej/conf --ctl-config $W/ej/conf/ejabberdctl.cfg --spool $W/ej/spool --logs $W/ej/log \"\$@\"" > $W/ejctl
+sh $W/ejctl start
+sh $W/ejctl started
+sh $W/ejctl register alice example.org alice-pw-1 > $R/register.txt
+# A client over STARTTLS: admin names cannot be claimed, others register and log in (SCRAM).
+xmpp() { python3 $W/xmppc.py 127.0.0.1 5222 example.org "$@" 2>&1 || true; }
+xmpp register admin admin-pw-1 > $R/inband-admin.txt
+xmpp register bob bob-pw-1 > $R/inband-bob.txt
+xmpp login bob bob-pw-1 > $R/login-bob.txt
+xmpp login bob wrong-pw > $R/login-wrong.txt
+psql_q ejabberd "SELECT username, password IN ('alice-pw-1', 'bob-pw-1'), length(serverkey) > 0, length(salt) > 0 FROM users ORDER BY username" > $R/users.txt
+
+# TLS versions on c2s (STARTTLS and direct TLS).
+tls() { echo | timeout 20 openssl s_client "$@" > /dev/null 2>&1 && echo yes || echo no; }
+tls -starttls xmpp -xmpphost example.org -connect 127.0.0.1:5222 -tls1_2 > $R/c2s-tls12.txt
+tls -starttls xmpp -xmpphost example.org -connect 127.0.0.1:5222 -tls1_3 > $R/c2s-tls13.txt
+tls -starttls xmpp -xmpphost example.org -connect 127.0.0.1:5222 -tls1_1 -cipher DEFAULT@SECLEVEL=0 > $R/c2s-tls11.txt
+tls -connect 127.0.0.1:5223 -tls1_3 > $R/c2s-direct-tls13.txt
+# HTTPS (upload, BOSH): 1.2 with the ECDSA AEAD suites only.
+tls -connect 127.0.0.1:5443 -tls1_2 > $R/https-tls12.txt
+tls -connect 127.0.0.1:5443 -tls1_1 -cipher DEFAULT@SECLEVEL=0 > $R/https-tls11.txt
+tls -connect 127.0.0.1:5443 -tls1_2 -cipher ECDHE-ECDSA-AES128-SHA > $R/https-cbc.txt
+tls -starttls xmpp -xmpphost example.org -connect 127.0.0.1:5222 -tls1_2 -cipher ECDHE-ECDSA-AES128-SHA > $R/c2s-cbc.txt
+
+# nginx with the rendered nginx.conf in front of ejabberd's backend.
+sed -e "s#/etc/hardroot/tls/#$W/tls/#g" -e "s#/var/log/nginx/#$W/nginx/#g" -e "s#/run/nginx.pid#$W/nginx/nginx.pid#" \
+    $O/etc/nginx/nginx.conf > $W/nginx/nginx.conf
+nginx -c $W/nginx/nginx.conf
+curl -s -o /dev/null -w '%{http_code} %{redirect_url}\n' http://127.0.0.1/some/path > $R/http.txt
+curl -sk -D $R/headers.txt -o /dev/null https://127.0.0.1/
+i=0
+while [ $i -lt 30 ]; do
+    curl -sk -o /dev/null -w '%{http_code}\n' https://127.0.0.1/invites/x >> $R/invites.txt
+    i=$((i + 1))
+done
+curl -sk -o /dev/null -w '%{http_code}\n' --tls-max 1.1 https://127.0.0.1/ > $R/nginx-tls11.txt 2>/dev/null || echo refused > $R/nginx-tls11.txt
+
+ss -H -ltnu > $R/sockets.txt
+pgrep -x epmd > $R/epmd.txt || echo none > $R/epmd.txt
+test -s $W/ej/run/ejabberd.pid
+"#;
+
+/// The XMPP client the live test uses (python3, standard library only).
+const XMPP_CLIENT: &str = r#"# A minimal XMPP client for the tests: STARTTLS, then in-band registration
+# (XEP-0077) or a SCRAM-SHA-1 login. Prints one result line per step.
+# usage: xmppc.py HOST PORT DOMAIN register|login USER PASSWORD
+import base64, hashlib, hmac, os, re, socket, ssl, sys
+
+host, port, domain, mode, user, pw = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
+HEADER = ("<?xml version='1.0'?><stream:stream to='%s' xmlns='jabber:client' "
+          "xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>" % domain).encode()
+
+
+def read_until(sock, *marks):
+    """Reads until one of the marks (regular expressions) has arrived."""
+    buf = b""
+    while not any(re.search(m, buf.decode(errors="replace")) for m in marks):
+        data = sock.recv(65536)
+        if not data:
+            break
+        buf += data
+    return buf.decode(errors="replace")
+
+
+def starttls():
+    s = socket.create_connection((host, port), timeout=20)
+    s.sendall(HEADER)
+    if "urn:ietf:params:xml:ns:xmpp-tls" not in read_until(s, "</stream:features>"):
+        sys.exit("no STARTTLS offered")
+    s.sendall(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+    if "<proceed" not in read_until(s, "<proceed", "<failure"):
+        sys.exit("STARTTLS refused")
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # the test's certificate is self-signed
+    t = ctx.wrap_socket(s, server_hostname=domain)
+    t.sendall(HEADER)
+    return t, read_until(t, "</stream:features>")
+
+
+def register(t):
+    t.sendall(("<iq type='set' id='r1'><query xmlns='jabber:iq:register'><username>%s</username>"
+               "<password>%s</password></query></iq>" % (user, pw)).encode())
+    r = read_until(t, r"</iq>", r"<iq[^>]*/>")
+    return "registered" if re.search(r"type=['\"]result['\"]", r) else "refused " + r
+
+
+def login(t, features):
+    mechs = re.findall(r"<mechanism>([^<]+)</mechanism>", features)
+    print("mechanisms " + " ".join(sorted(mechs)))
+    nonce = base64.b64encode(os.urandom(18)).decode()
+    first_bare = "n=%s,r=%s" % (user, nonce)
+    t.sendall(("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-1'>%s</auth>"
+               % base64.b64encode(("n,," + first_bare).encode()).decode()).encode())
+    r = read_until(t, "</challenge>", "</failure>")
+    m = re.search(r"<challenge[^>]*>([^<]+)</challenge>", r)
+    if not m:
+        return "refused " + r
+    server_first = base64.b64decode(m.group(1)).decode()
+    f = dict(kv.split("=", 1) for kv in server_first.split(","))
+    salted = hashlib.pbkdf2_hmac("sha1", pw.encode(), base64.b64decode(f["s"]), int(f["i"]))
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha1).digest()
+    without_proof = "c=biws,r=" + f["r"]
+    auth_message = ",".join([first_bare, server_first, without_proof]).encode()
+    signature = hmac.new(hashlib.sha1(client_key).digest(), auth_message, hashlib.sha1).digest()
+    proof = bytes(a ^ b for a, b in zip(client_key, signature))
+    final = without_proof + ",p=" + base64.b64encode(proof).decode()
+    t.sendall(("<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>%s</response>"
+               % base64.b64encode(final.encode()).decode()).encode())
+    r = read_until(t, "<success", "</failure>")
+    return "logged-in" if "<success" in r else "refused " + r
+
+
+t, features = starttls()
+print("tls " + t.version())
+print(register(t) if mode == "register" else login(t, features))
+"#;
+
+fn missing_tools() -> Vec<&'static str> {
+    [
+        "/usr/lib/postgresql/15/bin/initdb",
+        "/usr/sbin/ejabberdctl",
+        "/usr/sbin/nginx",
+        "/usr/bin/curl",
+        "/usr/bin/unshare",
+    ]
+    .into_iter()
+    .filter(|p| !Path::new(p).exists())
+    .collect()
+}
+
+#[test]
+fn live_postgresql_ejabberd_and_nginx_in_a_network_namespace() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    assert!(
+        root,
+        "this test starts PostgreSQL, ejabberd and nginx in a network namespace: run it as root"
+    );
+    let missing = missing_tools();
+    assert!(
+        missing.is_empty(),
+        "missing {missing:?}: install postgresql ejabberd erlang-p1-pgsql nginx curl (scripts/deps.sh)"
+    );
+
+    let b = build("xmpp-test.toml");
+    let w = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(w.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(w.path().join("xmppc.py"), XMPP_CLIENT).unwrap();
+    let o = Command::new("unshare")
+        .args(["-n", "sh", "-c", LIVE])
+        .env("W", w.path())
+        .env("OVERLAY", b.out.join("overlay"))
+        .env("INTERNAL", "192.168.77.10")
+        .output()
+        .unwrap();
+    let res =
+        |f: &str| std::fs::read_to_string(w.path().join("results").join(f)).unwrap_or_default();
+    let log = std::fs::read_to_string(w.path().join("ej/log/ejabberd.log")).unwrap_or_default();
+    assert!(
+        o.status.success(),
+        "live run failed:\n{}\n{}\nejabberd.log:\n{log}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+
+    // PostgreSQL: the role has no powers beyond its rows; idempotent; no secret in the log.
+    assert_eq!(res("role.txt").trim(), "f|f|f|f|t");
+    assert_eq!(res("db-owner.txt").trim(), "postgres");
+    assert_eq!(
+        res("pw-1.sha"),
+        res("pw-2.sha"),
+        "the second run changed the password"
+    );
+    assert_eq!(res("pw-mode.txt").trim(), "root:ejabberd 640");
+    assert_eq!(
+        res("roles-2.txt").trim(),
+        "",
+        "the second run did something: {}",
+        res("roles-2.txt")
+    );
+    assert_eq!(
+        res("pw-in-log.txt").trim(),
+        "0",
+        "the password is in the PostgreSQL log"
+    );
+    assert!(
+        res("create.txt").contains("permission denied"),
+        "{}",
+        res("create.txt")
+    );
+    assert!(
+        res("other-db.txt").contains("refused"),
+        "{}",
+        res("other-db.txt")
+    );
+
+    // ejabberd: started on SQL, stores SCRAM only.
+    assert!(
+        res("register.txt").contains("successfully registered"),
+        "{}",
+        res("register.txt")
+    );
+    assert_eq!(res("users.txt").trim(), "alice|f|t|t\nbob|f|t|t");
+    assert!(
+        res("inband-admin.txt").contains("<forbidden"),
+        "admin was claimable: {}",
+        res("inband-admin.txt")
+    );
+    assert!(
+        res("inband-bob.txt").contains("\nregistered"),
+        "{}",
+        res("inband-bob.txt")
+    );
+    let login = res("login-bob.txt");
+    assert!(
+        login.contains("tls TLSv1.3") && login.contains("\nlogged-in"),
+        "{login}"
+    );
+    assert!(
+        !login.contains("DIGEST-MD5") && !login.contains("X-OAUTH2"),
+        "weak mechanisms offered: {login}"
+    );
+    assert!(
+        res("login-wrong.txt").contains("not-authorized"),
+        "{}",
+        res("login-wrong.txt")
+    );
+    assert_eq!(
+        [
+            res("c2s-tls12.txt"),
+            res("c2s-tls13.txt"),
+            res("c2s-tls11.txt"),
+            res("c2s-direct-tls13.txt")
+        ]
+        .map(|s| s.trim().to_string()),
+        ["yes", "yes", "no", "yes"].map(String::from),
+        "TLS on c2s: 1.2 and 1.3 offered, 1.1 refused"
+    );
+    assert!(
+        !log.contains("[error]") && !log.contains("[critical]"),
+        "ejabberd logged errors:\n{log}"
+    );
+    // The line CrowdSec's ejabberd parser reads: mechanism, account and address.
+    assert!(
+        log.lines().any(|l| l
+            .contains("Failed c2s SCRAM-SHA-1 authentication for bob@example.org from ")
+            && l.contains("127.0.0.1")),
+        "no failed-login line with the client address:\n{log}"
+    );
+
+    assert_eq!(
+        [
+            res("https-tls12.txt"),
+            res("https-tls11.txt"),
+            res("https-cbc.txt"),
+            res("c2s-cbc.txt")
+        ]
+        .map(|s| s.trim().to_string()),
+        ["yes", "no", "no", "no"].map(String::from),
+        "5443: TLS 1.2 AEAD only; CBC refused on 5443 and 5222"
+    );
+
+    // nginx: redirect, headers, rate limit in front of the ejabberd backend.
+    assert_eq!(res("http.txt").trim(), "301 https://127.0.0.1/some/path");
+    let headers = res("headers.txt").to_lowercase();
+    for h in [
+        "strict-transport-security: max-age=63072000; includesubdomains",
+        "x-content-type-options: nosniff",
+        "x-frame-options: sameorigin",
+        "referrer-policy: no-referrer",
+        "permissions-policy:",
+        "content-security-policy:",
+    ] {
+        assert!(headers.contains(h), "missing header {h}:\n{headers}");
+    }
+    assert!(
+        !headers.contains("x-xss-protection") && headers.contains("server: nginx\r\n"),
+        "{headers}"
+    );
+    let codes: Vec<String> = res("invites.txt").lines().map(str::to_string).collect();
+    assert_eq!(codes.len(), 30);
+    assert!(
+        codes[..21].iter().all(|c| c != "429"),
+        "429 within the burst: {codes:?}"
+    );
+    assert!(
+        codes.iter().any(|c| c == "429"),
+        "no 429 past the burst: {codes:?}"
+    );
+    assert!(
+        res("nginx-tls11.txt").trim() != "200",
+        "nginx answered over TLS 1.1"
+    );
+
+    // Sockets: as the exposure table says; no epmd.
+    let sockets = res("sockets.txt");
+    let listening = |addr: &str| {
+        sockets
+            .lines()
+            .any(|l| l.split_whitespace().nth(4) == Some(addr))
+    };
+    for addr in [
+        "127.0.0.1:5210",
+        "127.0.0.1:8444",
+        "192.168.77.10:6443",
+        "127.0.0.1:5432",
+        "*:5222",
+        "*:5223",
+        "*:5269",
+        "*:5270",
+        "*:5443",
+        "*:3478",
+        "*:5349",
+        "0.0.0.0:443",
+        "[::]:443",
+        "0.0.0.0:80",
+    ] {
+        assert!(listening(addr), "nothing listens on {addr}:\n{sockets}");
+    }
+    for port in [":4369", ":1883", ":5280"] {
+        assert!(
+            !sockets.lines().any(|l| l
+                .split_whitespace()
+                .nth(4)
+                .is_some_and(|a| a.ends_with(port))),
+            "{port} listens:\n{sockets}"
+        );
+    }
+    assert_eq!(res("epmd.txt").trim(), "none");
+}
+
+#[test]
+fn exposure_options_move_binds_and_rows_together() {
+    let b = build_variant(
+        "[nginx]\nexposure = \"localhost\"\n\n[ejabberd]\nadmin_exposure = \"localhost\"\n",
+    );
+    let d = directives(&b.file("etc/nginx/nginx.conf"));
+    let listens: Vec<&String> = d.iter().filter(|l| l.starts_with("listen ")).collect();
+    assert_eq!(
+        listens,
+        [
+            "listen 127.0.0.1:80 default_server;",
+            "listen [::1]:80 default_server;",
+            "listen 127.0.0.1:443 ssl http2 default_server;",
+            "listen [::1]:443 ssl http2 default_server;"
+        ]
+    );
+    let y = yaml(&b.file("etc/ejabberd/ejabberd.yml"));
+    assert_eq!(listener(&y, 6443)["ip"], "127.0.0.1");
+    let c = b.json("config.json");
+    let rows = c["firewall"]["listeners"].as_array().unwrap();
+    for (service, port) in [("nginx", 80), ("nginx", 443), ("ejabberd", 6443)] {
+        let r = rows
+            .iter()
+            .find(|r| r["service"] == service && r["port"] == port)
+            .unwrap();
+        assert_eq!(r["exposure"], "localhost", "{service} {port}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let conf = nginx_conf_for_host(&b, dir.path());
+    run(Command::new("nginx").arg("-t").arg("-c").arg(&conf));
+
+    let t = build_variant("[nginx]\nexposure = \"trusted\"\n");
+    let d = directives(&t.file("etc/nginx/nginx.conf"));
+    assert!(
+        has(&d, "listen 172.16.0.10:443 ssl http2 default_server;"),
+        "{d:?}"
+    );
+}
+
+// ---- live: ACME with pebble ---------------------------------------------------------------------
+
+/// In a network and mount namespace of its own: the domain's names resolve to
+/// loopback through a private /etc/hosts, pebble (with a CA made here) runs on
+/// the address the test profile names, and the rendered nginx answers the
+/// http-01 challenges for the rendered dehydrated settings and hook.
+const ACME: &str = r#"
+set -eu
+O=$OVERLAY
+R=$W/results
+mkdir -p $R $W/ca $W/tls $W/nginx $W/challenges $W/dehydrated/conf.d $W/dehydrated/base
+cleanup() {
+    nginx -c $W/nginx/nginx.conf -s stop 2>/dev/null || true
+    [ -f $W/pebble.pid ] && kill "$(cat $W/pebble.pid)" 2>/dev/null || true
+}
+trap cleanup EXIT
+
+ip link set lo up
+ip addr add $ACME_IP/32 dev lo
+# Names resolve to this namespace only (a private mount namespace).
+printf '127.0.0.1 localhost\n127.0.0.1 %s\n' "$NAMES" > $W/hosts
+mount --bind $W/hosts /etc/hosts
+
+# A throwaway CA for pebble's own HTTPS endpoint.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=test-ca \
+    -keyout $W/ca/ca.key -out $W/ca/ca.pem 2>/dev/null
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=pebble \
+    -keyout $W/ca/pebble.key -out $W/ca/pebble.csr 2>/dev/null
+printf 'subjectAltName=IP:%s\n' "$ACME_IP" > $W/ca/ext
+openssl x509 -req -in $W/ca/pebble.csr -CA $W/ca/ca.pem -CAkey $W/ca/ca.key -CAcreateserial -days 1 \
+    -extfile $W/ca/ext -out $W/ca/pebble.pem 2>/dev/null
+cat > $W/pebble.json <<JSON
+{"pebble": {"listenAddress": "$ACME_IP:14000", "managementListenAddress": "$ACME_IP:15000",
+  "certificate": "$W/ca/pebble.pem", "privateKey": "$W/ca/pebble.key",
+  "httpPort": 80, "tlsPort": 5001, "ocspResponderURL": "", "externalAccountBindingRequired": false}}
+JSON
+PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=0 pebble -config $W/pebble.json > $W/pebble.log 2>&1 &
+echo $! > $W/pebble.pid
+
+# First boot: the self-signed fallback, then nginx (it serves the challenges).
+sed "s#/etc/hardroot/tls/#$W/tls/#g" $O/usr/lib/hardroot/tls-install > $W/tls-install
+sed "s#/usr/lib/hardroot/tls-install#sh $W/tls-install#" $O/usr/lib/hardroot/tls-selfsigned | sh > /dev/null
+cp $O/etc/hardroot/tls/ffdhe4096.pem $W/tls/
+openssl x509 -in $W/tls/fullchain.pem -noout -issuer > $R/issuer-before.txt
+sed -e "s#/etc/hardroot/tls/#$W/tls/#g" -e "s#/var/log/nginx/#$W/nginx/#g" -e "s#/run/nginx.pid#$W/nginx/nginx.pid#" \
+    -e "s#/var/lib/dehydrated/acme-challenges/#$W/challenges/#" $O/etc/nginx/nginx.conf > $W/nginx/nginx.conf
+nginx -c $W/nginx/nginx.conf
+
+# dehydrated with the rendered settings, hook and domains; systemctl is logged.
+sed -e "s#/var/lib/dehydrated/acme-challenges#$W/challenges#" -e "s#/usr/lib/hardroot/dehydrated-hook#$W/hook#" \
+    $O/etc/dehydrated/conf.d/50-hardroot.sh > $W/dehydrated/conf.d/50-hardroot.sh
+sed -e "s#/usr/lib/hardroot/tls-install#sh $W/tls-install#" -e "s#/etc/hardroot/tls/#$W/tls/#g" \
+    -e "s#systemctl try-reload-or-restart#echo >> $R/reloads.txt#" $O/usr/lib/hardroot/dehydrated-hook > $W/hook
+chmod 755 $W/hook
+cp $O/etc/dehydrated/domains.txt $W/dehydrated/domains.txt
+cat > $W/dehydrated/config <<CONF
+BASEDIR=$W/dehydrated/base
+DOMAINS_TXT=$W/dehydrated/domains.txt
+CONFIG_D=$W/dehydrated/conf.d
+CONF
+export CURL_CA_BUNDLE=$W/ca/pebble-chain.pem
+cp $W/ca/ca.pem $CURL_CA_BUNDLE
+i=0; until curl -s -o /dev/null https://$ACME_IP:14000/dir; do i=$((i+1)); [ $i -lt 50 ] || exit 1; sleep 0.2; done
+D="dehydrated --config $W/dehydrated/config"
+$D --register --accept-terms > $R/register.txt 2>&1
+$D --cron > $R/cron-1.txt 2>&1
+cp $R/reloads.txt $R/reloads-1.txt
+$D --cron > $R/cron-2.txt 2>&1
+cp $R/reloads.txt $R/reloads-2.txt
+openssl x509 -in $W/tls/fullchain.pem -noout -issuer > $R/issuer-after.txt
+openssl x509 -in $W/tls/fullchain.pem -noout -text > $R/cert.txt
+stat -c '%a' $W/tls/privkey.pem $W/tls/fullchain.pem $W/tls/combined.pem > $R/modes.txt
+# What the hook's reload does in the image: nginx now serves the ACME certificate.
+nginx -c $W/nginx/nginx.conf -s reload
+sleep 1
+echo | openssl s_client -connect 127.0.0.1:443 -servername example.org 2>/dev/null | openssl x509 -noout -issuer > $R/served-issuer.txt
+"#;
+
+#[test]
+fn live_acme_with_pebble_replaces_the_fallback_and_reloads() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    assert!(
+        root,
+        "this test starts pebble and nginx in network and mount namespaces: run it as root"
+    );
+    let missing: Vec<&str> = [
+        "/usr/bin/pebble",
+        "/usr/bin/dehydrated",
+        "/usr/sbin/nginx",
+        "/usr/bin/curl",
+    ]
+    .into_iter()
+    .filter(|p| !Path::new(p).exists())
+    .collect();
+    assert!(
+        missing.is_empty(),
+        "missing {missing:?}: install pebble dehydrated nginx curl (scripts/deps.sh)"
+    );
+
+    let b = build("xmpp-test.toml");
+    let names = b.file("etc/dehydrated/domains.txt");
+    let w = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(w.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let o = Command::new("unshare")
+        .args(["-n", "-m", "sh", "-c", ACME])
+        .env("W", w.path())
+        .env("OVERLAY", b.out.join("overlay"))
+        .env("ACME_IP", "192.168.77.20")
+        .env("NAMES", names.trim())
+        .output()
+        .unwrap();
+    let res =
+        |f: &str| std::fs::read_to_string(w.path().join("results").join(f)).unwrap_or_default();
+    let pebble = std::fs::read_to_string(w.path().join("pebble.log")).unwrap_or_default();
+    assert!(
+        o.status.success(),
+        "ACME run failed:\n{}\n{}\ncron:\n{}\npebble:\n{pebble}",
+        text(&o.stdout),
+        text(&o.stderr),
+        res("cron-1.txt")
+    );
+
+    assert!(
+        res("issuer-before.txt").contains("CN = example.org"),
+        "{}",
+        res("issuer-before.txt")
+    );
+    assert!(
+        res("issuer-after.txt").contains("Pebble"),
+        "{}",
+        res("issuer-after.txt")
+    );
+    assert!(
+        res("served-issuer.txt").contains("Pebble"),
+        "nginx still serves: {}",
+        res("served-issuer.txt")
+    );
+    let cert = res("cert.txt");
+    assert!(cert.contains("NIST CURVE: P-384"), "{cert}");
+    for name in names.split_whitespace() {
+        assert!(
+            cert.contains(&format!("DNS:{name}")),
+            "{name} missing:\n{cert}"
+        );
+    }
+    assert_eq!(res("modes.txt"), "600\n644\n640\n");
+    assert_eq!(res("reloads-1.txt"), "nginx.service\nejabberd.service\n");
+    // The second run renews nothing and reloads nothing.
+    assert!(
+        res("cron-2.txt").contains("Skipping renew"),
+        "{}",
+        res("cron-2.txt")
+    );
+    assert_eq!(res("reloads-2.txt"), res("reloads-1.txt"));
+}
