@@ -1,4 +1,10 @@
 //! `hardroot build`: evaluate → render → emit, into a staging folder beside OUT.
+// Input-derived data is never unwrapped or indexed blindly (issue 8): enforced here,
+// not crate-wide, because image/ and vmtest/ are checked by their owners.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
 use crate::diag::{Located, report};
 use crate::emit::{self, EmitError, Manifest};
 use crate::eval::{Config, evaluate_path};

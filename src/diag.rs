@@ -1,5 +1,11 @@
 //! A diagnostic that points into an input file: the shape every layer's
 //! input errors share (file:line:col, the snippet, what was expected).
+// Input-derived data is never unwrapped or indexed blindly (issue 8): enforced here,
+// not crate-wide, because image/ and vmtest/ are checked by their owners.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
 use crate::source::Site;
 use miette::{Diagnostic, LabeledSpan, NamedSource, SourceCode};
 use std::fmt;

@@ -2,6 +2,12 @@
 //! OUT/config.json and one root hash. Same inputs give the same bytes, whatever
 //! the build directory, umask, clock, locale or user. Built beside OUT and swapped
 //! in at the end, so a failed build leaves the previous OUT as it was.
+// Input-derived data is never unwrapped or indexed blindly (issue 8): enforced here,
+// not crate-wide, because image/ and vmtest/ are checked by their owners.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
 mod manifest;
 mod tarball;
 mod write;

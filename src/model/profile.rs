@@ -56,8 +56,9 @@ fn read_profile(
         None => super::module::io_error(path, &e),
     })?;
     if let Some(pos) = stack.iter().position(|s| *s == canonical) {
-        let chain: Vec<String> = stack[pos..]
+        let chain: Vec<String> = stack
             .iter()
+            .skip(pos)
             .chain([&canonical])
             .map(|s| crate::source::display_path(s))
             .collect();

@@ -1,6 +1,12 @@
 //! Render: evaluated config → an in-memory tree of files, dirs and symlinks,
 //! plus the package set and the unit lists. Nothing touches the disk here
 //! except reading templates. Depends on `eval` and `model`.
+// Input-derived data is never unwrapped or indexed blindly (issue 8): enforced here,
+// not crate-wide, because image/ and vmtest/ are checked by their owners.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
 mod paths;
 mod units;
 
