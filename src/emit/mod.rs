@@ -42,6 +42,14 @@ pub enum EmitError {
         help("choose another -o folder, or remove it yourself")
     )]
     NotOurs { path: PathBuf },
+    #[error(
+        "{path} is a symbolic link; refusing to replace it (the output would land wherever it points)"
+    )]
+    #[diagnostic(
+        code(hardroot::out_is_symlink),
+        help("pass the real folder with -o, or remove the link")
+    )]
+    OutIsSymlink { path: PathBuf },
     #[error("SOURCE_DATE_EPOCH={value:?} is not a number of seconds")]
     #[diagnostic(
         code(hardroot::epoch),

@@ -71,6 +71,11 @@ fn set_mtime(path: &Path, epoch: i64) -> std::io::Result<()> {
 pub fn replace_dir(staging: &Path, out: &Path) -> Result<(), EmitError> {
     match fs::symlink_metadata(out) {
         Err(_) => return fs::rename(staging, out).map_err(io(out)),
+        Ok(meta) if meta.file_type().is_symlink() => {
+            return Err(EmitError::OutIsSymlink {
+                path: out.to_path_buf(),
+            });
+        }
         Ok(meta) if meta.is_dir() && !is_ours(out) => {
             return Err(EmitError::NotOurs {
                 path: out.to_path_buf(),
