@@ -35,6 +35,7 @@ pub fn check(profile: &Path, module_dirs: &[PathBuf]) -> miette::Result<(Config,
 
 pub fn build(opts: &BuildOptions) -> miette::Result<BuildOutput> {
     let epoch = emit::source_date_epoch()?;
+    emit::check_out(&opts.out)?; // fail before the work, not after it
     let (config, rendered) = check(&opts.profile, &opts.module_dirs)?;
     let json = config.json();
     let staging = staging_dir(&opts.out)?;
