@@ -210,3 +210,19 @@ fn generated_huge_and_strange_inputs_fail_cleanly() {
     let failures: Vec<String> = cases.into_iter().filter_map(Result::err).collect();
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+#[test]
+fn a_condition_may_test_an_optional_module_with_is_defined() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    std::fs::create_dir_all(d.join("modules/gen")).unwrap();
+    write(&d.join("profile.toml"), USES_GEN);
+    write(
+        &d.join("modules/gen/module.toml"),
+        "[module]\ndescription = \"optional crowdsec\"\n[[files]]\ntarget = \"/etc/x\"\n\
+         template = \"x.tera\"\nwhen = \"crowdsec is defined and crowdsec.enable\"\n",
+    );
+    write(&d.join("modules/gen/x.tera"), "x\n");
+    let o = hardroot(d, &["check", "profile.toml", "--modules", "modules"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+}

@@ -9,6 +9,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
 )]
 mod merge;
+mod recursion;
 mod refs;
 mod resolve;
 mod tmpl;
@@ -23,7 +24,10 @@ use serde_json::{Map, Value as Json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub use tmpl::{context_for, engine, error_chain as tmpl_error, truthy};
+pub use recursion::find_cycle as template_cycle;
+pub use tmpl::{
+    context_for, engine, error_chain as tmpl_error, recursion_message as tmpl_recursion, truthy,
+};
 
 pub const CODE_UNKNOWN: &str = "hardroot::unknown-option";
 pub const CODE_TYPE: &str = "hardroot::type";
@@ -371,7 +375,16 @@ fn resolve_definition(
     let raw: Raw = if def.set.value.has_template() {
         def.set
             .value
-            .map_strings(&mut |s, site| tmpl::render_value(s, ctx, site))?
+            .map_strings(&mut |s, site| tmpl::render_value(s, ctx, site))
+            .map_err(|e| {
+                // Name the option: the site alone does not say which one a list entry belongs to.
+                Located::new(
+                    e.code,
+                    &e.site,
+                    format!("{}: {}", def.set.option, e.message),
+                )
+                .label(e.label.clone())
+            })?
     } else {
         def.set.value.clone()
     };

@@ -62,8 +62,11 @@ fn check_expr(expr: &str, m: &Module, modules: &[Module]) -> Result<(), String> 
             }
         }
     }
+    let guarded: Vec<&str> = names.iter().filter_map(|n| n.strip_prefix('?')).collect();
     names
         .iter()
+        .filter(|n| !n.starts_with('?'))
+        .filter(|n| !guarded.iter().any(|g| is_under(n, g)))
         .try_for_each(|name| check_name(name, expr, m, modules))
 }
 
@@ -91,7 +94,10 @@ fn collect_val(v: &ExprVal, out: &mut Vec<String>) {
             collect(&x.rhs, out);
         }
         ExprVal::Test(t) => {
-            if t.name != "defined" && t.name != "undefined" {
+            if t.name == "defined" || t.name == "undefined" {
+                // `x is defined` guards every other use of `x` in the expression.
+                out.push(format!("?{}", t.ident));
+            } else {
                 out.push(t.ident.clone());
             }
             t.args.iter().for_each(|a| collect(a, out));
@@ -102,6 +108,12 @@ fn collect_val(v: &ExprVal, out: &mut Vec<String>) {
         ExprVal::StringConcat(s) => s.values.iter().for_each(|v| collect_val(v, out)),
         ExprVal::String(_) | ExprVal::Int(_) | ExprVal::Float(_) | ExprVal::Bool(_) => {}
     }
+}
+
+/// "crowdsec.enable" is under "crowdsec"; "crowdsecx" is not.
+fn is_under(name: &str, guard: &str) -> bool {
+    name.strip_prefix(guard)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
 }
 
 /// "cfg.listeners[0].port" → ("cfg", Some("listeners")).

@@ -72,8 +72,11 @@ const ONE_OFF: &str = "expression";
 pub fn render_str(template: &str, ctx: &tera::Context) -> Result<String, String> {
     let mut tera = engine();
     tera.add_raw_template(ONE_OFF, template)
-        .and_then(|()| tera.render(ONE_OFF, ctx))
-        .map_err(|e| error_chain(&e))
+        .map_err(|e| error_chain(&e))?;
+    if let Some(cycle) = super::recursion::find_cycle(&tera) {
+        return Err(recursion_message(&cycle));
+    }
+    tera.render(ONE_OFF, ctx).map_err(|e| error_chain(&e))
 }
 
 pub fn render_value(template: &str, ctx: &tera::Context, site: &Site) -> Result<String, Located> {
@@ -88,6 +91,13 @@ pub fn render_value(template: &str, ctx: &tera::Context, site: &Site) -> Result<
         )
         .label("in this template")
     })
+}
+
+pub fn recursion_message(cycle: &str) -> String {
+    format!(
+        "macros or includes call themselves in a circle ({cycle}); Tera has no recursion \
+         limit, so this would overflow the stack: unroll it or loop with `for`"
+    )
 }
 
 /// Evaluates a Tera expression as a condition.

@@ -199,5 +199,18 @@ fn load_templates(config: &Config) -> Result<tera::Tera, Located> {
             .label("template used here")
         })?;
     }
+    if let Some(cycle) = crate::eval::template_cycle(&tera) {
+        let site = sources
+            .iter()
+            .find(|(name, _, _)| cycle.starts_with(name.as_str()))
+            .or(sources.first())
+            .map(|(_, _, site)| site.clone());
+        if let Some(site) = site {
+            return Err(
+                Located::new(CODE_RENDER, &site, crate::eval::tmpl_recursion(&cycle))
+                    .label("template used here"),
+            );
+        }
+    }
     Ok(tera)
 }
