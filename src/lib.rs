@@ -11,5 +11,6 @@ pub mod fuzzing;
 pub mod image;
 pub mod model;
 pub mod render;
+pub mod run;
 pub mod source;
 pub mod vmtest;
