@@ -11,6 +11,7 @@ pub mod fuzzing;
 pub mod image;
 pub mod model;
 pub mod render;
+pub mod report;
 pub mod run;
 pub mod source;
 pub mod vmtest;
