@@ -37,6 +37,10 @@ pub enum Command {
     Image(crate::image::ImageArgs),
     /// Boot the image in QEMU and run a test from vm-tests/
     VmTest(crate::vmtest::VmTestArgs),
+    /// Write the acceptance report (one self-contained HTML page) of a finished VM test
+    Report(crate::report::ReportArgs),
+    /// Build (base from cache) and boot a profile interactively: console here, SSH on 127.0.0.1
+    Run(crate::run::RunArgs),
     /// Print shell completions: hardroot completions bash > /etc/bash_completion.d/hardroot
     Completions(CompletionsArgs),
     /// Print the man page (roff): hardroot man > hardroot.1
@@ -122,6 +126,8 @@ pub fn main() -> ExitCode {
         Command::Diff(a) => crate::commands::diff(a),
         Command::Image(a) => crate::image::run(a),
         Command::VmTest(a) => crate::vmtest::run(a),
+        Command::Report(a) => crate::report::run(a),
+        Command::Run(a) => crate::run::run(a),
         Command::Completions(a) => {
             clap_complete::generate(
                 a.shell,

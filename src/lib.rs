@@ -6,8 +6,12 @@ pub mod commands;
 pub mod diag;
 pub mod emit;
 pub mod eval;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod image;
 pub mod model;
 pub mod render;
+pub mod report;
+pub mod run;
 pub mod source;
 pub mod vmtest;

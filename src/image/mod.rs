@@ -91,6 +91,13 @@ pub fn build_image(req: &ImageRequest) -> Result<ImageOutput, ImageError> {
 
 pub fn run(args: &ImageArgs) -> miette::Result<()> {
     let started = std::time::Instant::now();
+    let out = build_profile(args)?;
+    print_summary(&out, started.elapsed());
+    Ok(())
+}
+
+/// Overlay (or an existing build folder) → image, as `hardroot image` does; `run` uses it too.
+pub fn build_profile(args: &ImageArgs) -> miette::Result<ImageOutput> {
     let build_dir = match &args.from_build {
         Some(dir) => dir.clone(),
         None => build_overlay(args)?,
@@ -105,9 +112,7 @@ pub fn run(args: &ImageArgs) -> miette::Result<()> {
         sources: args.sources.clone(),
         quiet: args.quiet,
     };
-    let out = build_image(&req)?;
-    print_summary(&out, started.elapsed());
-    Ok(())
+    Ok(build_image(&req)?)
 }
 
 /// The core's build writes OUT/overlay, manifest.json and config.json; the

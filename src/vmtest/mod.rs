@@ -52,6 +52,9 @@ pub struct VmTestArgs {
     /// Serial console lines printed per machine when the test fails
     #[arg(long, default_value = "40")]
     pub tail: usize,
+    /// Also write the acceptance report (one HTML page), passed or failed; see `hardroot report`
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -130,6 +133,12 @@ pub fn run_test(args: &VmTestArgs) -> Result<Passed, Failure> {
         .map_err(|e| Failure::Driver(format!("cannot read {}: {e}", script_path.display())))?;
     let outcome = script::run(&ctx, &source, &clients);
     let report = finish(&ctx, &spec, started, outcome.as_ref().err());
+    crate::report::after_vm_test(
+        args.report.as_deref(),
+        args.image.as_deref(),
+        run_dir.path(),
+        &out_dir,
+    );
     drop(clients);
     drop(network);
     drop(run_dir);

@@ -54,7 +54,7 @@ pub enum Accel {
 }
 
 impl Accel {
-    fn args(self) -> [&'static str; 4] {
+    pub fn args(self) -> [&'static str; 4] {
         match self {
             Accel::Kvm => ["-accel", "kvm", "-cpu", "host"],
             Accel::Tcg => ["-accel", "tcg", "-cpu", "max"],

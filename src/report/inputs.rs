@@ -1,0 +1,234 @@
+//! Finding and reading the report's input files. Only results.json is
+//! required: every other input may be missing (an older run, a test that
+//! stopped early), and the page then says which file it lacked instead of
+//! failing.
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// Rendered files the report compares against (the "asked for" side of the
+/// firewall and TLS rows). Rendered files never hold secrets: keys and
+/// passwords are generated on the machine.
+pub const OVERLAY_FILES: &[&str] = &[
+    "etc/nginx/nginx.conf",
+    "etc/ejabberd/ejabberd.yml",
+    "etc/iptables/rules.v4",
+    "etc/iptables/rules.v6",
+];
+
+const BUILD_FILES: &[&str] = &["manifest.json", "config.json", "image-manifest.json"];
+
+/// Facts files are small; this only guards against reading a runaway file whole.
+const MAX_TEXT: u64 = 8 << 20;
+
+pub struct Inputs {
+    pub run: PathBuf,
+    pub results: Value,
+    pub build: Build,
+    pub exposure: Option<Value>,
+    pub against: Option<Build>,
+    /// Optional inputs that were present but unreadable: shown on the page.
+    pub problems: Vec<String>,
+}
+
+/// One image's identity: a build/image output folder (or its snapshot in RUN/build).
+#[derive(Default)]
+pub struct Build {
+    pub dir: Option<PathBuf>,
+    pub manifest: Option<Value>,
+    pub config: Option<Value>,
+    pub image_manifest: Option<Value>,
+}
+
+impl Inputs {
+    pub fn load(
+        run: &Path,
+        image: Option<&Path>,
+        against: Option<&Path>,
+    ) -> Result<Inputs, String> {
+        let results = read_json(&run.join("results.json"))?
+            .ok_or_else(|| format!("{} has no results.json", run.display()))?;
+        let mut problems = Vec::new();
+        let build = Build::load(build_dir(run, image).as_deref(), &mut problems);
+        let exposure = optional_json(&run.join("exposure.json"), &mut problems);
+        let against = match against {
+            Some(dir) => {
+                let found = build_dir(dir, None).ok_or_else(|| {
+                    format!(
+                        "--against {}: neither it nor its build/ holds a manifest.json; give a `hardroot build`/`image` output or a report run folder",
+                        dir.display()
+                    )
+                })?;
+                Some(Build::load(Some(&found), &mut problems))
+            }
+            None => None,
+        };
+        Ok(Inputs {
+            run: run.to_path_buf(),
+            results,
+            build,
+            exposure,
+            against,
+            problems,
+        })
+    }
+
+    /// A text file of the run's facts/ folder (see docs/testing.md).
+    pub fn fact(&self, name: &str) -> Option<String> {
+        read_text(&self.run.join("facts").join(name))
+    }
+
+    /// Any text file of the run folder, by relative path.
+    pub fn run_file(&self, rel: &str) -> Option<String> {
+        read_text(&self.run.join(rel))
+    }
+
+    /// Text files of the run folder whose names start and end so, in name order.
+    pub fn run_files(&self, prefix: &str, suffix: &str) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(&self.run) else {
+            return Vec::new();
+        };
+        let mut paths: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(prefix) && n.ends_with(suffix))
+            })
+            .collect();
+        paths.sort();
+        paths.iter().filter_map(|p| read_text(p)).collect()
+    }
+
+    /// A rendered overlay file of the tested image, if the build folder has it.
+    pub fn overlay_file(&self, rel: &str) -> Option<String> {
+        let dir = self.build.dir.as_ref()?;
+        read_text(&dir.join("overlay").join(rel))
+    }
+
+    pub fn config(&self, module: &str, option: &str) -> Option<&Value> {
+        self.build.config.as_ref()?.get(module)?.get(option)
+    }
+}
+
+impl Build {
+    fn load(dir: Option<&Path>, problems: &mut Vec<String>) -> Build {
+        let Some(dir) = dir else {
+            return Build::default();
+        };
+        Build {
+            dir: Some(dir.to_path_buf()),
+            manifest: optional_json(&dir.join("manifest.json"), problems),
+            config: optional_json(&dir.join("config.json"), problems),
+            image_manifest: optional_json(&dir.join("image-manifest.json"), problems),
+        }
+    }
+}
+
+/// The folder holding the image's manifests: the one named, else RUN/build
+/// (the snapshot), else RUN itself.
+fn build_dir(run: &Path, image: Option<&Path>) -> Option<PathBuf> {
+    if let Some(dir) = image {
+        return Some(dir.to_path_buf());
+    }
+    [run.join("build"), run.to_path_buf()]
+        .into_iter()
+        .find(|d| BUILD_FILES.iter().any(|f| d.join(f).is_file()))
+}
+
+/// Copies the image's manifests and the rendered files the report compares
+/// against into RUN/build/, so the run folder alone can make the report again.
+/// A build and its image may be two folders: each file comes from the first
+/// folder that has it. RUN/build is replaced, never mixed with an older run.
+pub fn snapshot_build(dirs: &[PathBuf], run: &Path) -> Result<(), String> {
+    let dest = run.join("build");
+    if dirs.iter().any(|d| same_dir(d, &dest)) {
+        return Ok(());
+    }
+    if dest.exists() {
+        std::fs::remove_dir_all(&dest)
+            .map_err(|e| format!("cannot replace {}: {e}", dest.display()))?;
+    }
+    let mut wanted: Vec<(PathBuf, PathBuf)> = BUILD_FILES
+        .iter()
+        .map(|n| (PathBuf::from(n), dest.join(n)))
+        .collect();
+    wanted.extend(
+        OVERLAY_FILES
+            .iter()
+            .map(|r| (Path::new("overlay").join(r), dest.join("overlay").join(r))),
+    );
+    let mut copied = 0;
+    for (rel, to) in &wanted {
+        if let Some(from) = dirs.iter().map(|d| d.join(rel)).find(|p| p.is_file()) {
+            copied += copy_if_present(&from, to)?;
+        }
+    }
+    if copied == 0 {
+        eprintln!(
+            "warning: no manifest.json, config.json or image-manifest.json in {}; the report will lack the image's identity",
+            dirs.iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+fn copy_if_present(from: &Path, to: &Path) -> Result<usize, String> {
+    if !from.is_file() {
+        return Ok(0);
+    }
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    }
+    std::fs::copy(from, to)
+        .map_err(|e| format!("cannot copy {} to {}: {e}", from.display(), to.display()))?;
+    // The page shows when the image was made: keep the original's time.
+    if let Ok(t) = std::fs::metadata(from).and_then(|m| m.modified()) {
+        let _ = std::fs::File::options()
+            .write(true)
+            .open(to)
+            .and_then(|f| f.set_modified(t));
+    }
+    Ok(1)
+}
+
+fn optional_json(path: &Path, problems: &mut Vec<String>) -> Option<Value> {
+    match read_json(path) {
+        Ok(v) => v,
+        Err(e) => {
+            problems.push(e);
+            None
+        }
+    }
+}
+
+/// Ok(None) when the file does not exist; Err when it exists but is not JSON.
+fn read_json(path: &Path) -> Result<Option<Value>, String> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = read_text(path).ok_or_else(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| format!("{} is not valid JSON: {e}", path.display()))
+}
+
+/// Lossy: guest output may hold any bytes; the page shows them escaped.
+pub fn read_text(path: &Path) -> Option<String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).ok()?;
+    let mut bytes = Vec::new();
+    file.take(MAX_TEXT).read_to_end(&mut bytes).ok()?;
+    Some(String::from_utf8_lossy(&bytes).into_owned())
+}

@@ -1,0 +1,199 @@
+//! Section 3: the VM test's subtests and steps (results.json), and on failure
+//! the tail of every machine's serial console.
+use super::identity::text;
+use super::inputs::{Inputs, read_text};
+use serde::Serialize;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+const SERIAL_TAIL: usize = 60;
+
+#[derive(Serialize)]
+pub struct Tests {
+    /// "passed", "failed" or "unfinished" (results.json written mid-run).
+    pub outcome: String,
+    pub error: Option<String>,
+    pub duration_s: f64,
+    pub subtests: Vec<Subtest>,
+    pub steps: Vec<Step>,
+    pub machines: Vec<Machine>,
+    pub failed_steps: usize,
+}
+
+#[derive(Serialize)]
+pub struct Subtest {
+    pub name: String,
+    pub passed: bool,
+    pub duration_s: f64,
+    pub error: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct Step {
+    pub subtest: String,
+    pub target: String,
+    pub action: String,
+    pub detail: String,
+    pub ok: bool,
+    pub duration_s: f64,
+    pub error: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct Machine {
+    pub name: String,
+    pub boots: String,
+    pub serial_file: String,
+    /// Only kept when the test did not pass: a passing run needs no console.
+    pub serial_tail: Option<String>,
+}
+
+pub fn collect(inputs: &Inputs) -> Tests {
+    let r = &inputs.results;
+    let outcome = match r.get("passed").and_then(Value::as_bool) {
+        Some(true) => "passed",
+        Some(false) => "failed",
+        None => "unfinished",
+    };
+    let steps: Vec<Step> = array(r, "steps").iter().map(step).collect();
+    Tests {
+        outcome: outcome.into(),
+        error: r.get("error").and_then(Value::as_str).map(clean),
+        duration_s: r.get("duration_s").and_then(Value::as_f64).unwrap_or(0.0),
+        subtests: array(r, "subtests").iter().map(subtest).collect(),
+        failed_steps: steps.iter().filter(|s| !s.ok).count(),
+        steps,
+        machines: machines(r, &inputs.run, outcome != "passed"),
+    }
+}
+
+fn array<'a>(v: &'a Value, key: &str) -> &'a [Value] {
+    v.get(key)
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
+}
+
+fn subtest(v: &Value) -> Subtest {
+    Subtest {
+        name: v.get("name").map(text).unwrap_or_default(),
+        passed: v.get("passed").and_then(Value::as_bool).unwrap_or(false),
+        duration_s: v.get("duration_s").and_then(Value::as_f64).unwrap_or(0.0),
+        error: v.get("error").and_then(Value::as_str).map(clean),
+    }
+}
+
+fn step(v: &Value) -> Step {
+    let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    Step {
+        subtest: s("subtest"),
+        target: s("target"),
+        action: s("action"),
+        detail: clean(&s("detail")),
+        ok: v.get("ok").and_then(Value::as_bool).unwrap_or(false),
+        duration_s: v.get("duration_s").and_then(Value::as_f64).unwrap_or(0.0),
+        error: v.get("error").and_then(Value::as_str).map(clean),
+    }
+}
+
+fn machines(r: &Value, run: &Path, with_tail: bool) -> Vec<Machine> {
+    let Some(map) = r.get("machines").and_then(Value::as_object) else {
+        return Vec::new();
+    };
+    map.iter()
+        .map(|(name, info)| {
+            let log = serial_log(run, name, info);
+            let boots = array(info, "boot_to_ready_s")
+                .iter()
+                .filter_map(Value::as_f64)
+                .map(|s| format!("{s:.1} s"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            Machine {
+                name: name.clone(),
+                boots: if boots.is_empty() {
+                    "—".into()
+                } else {
+                    boots
+                },
+                serial_file: log
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "—".into()),
+                serial_tail: if with_tail {
+                    log.and_then(|p| read_text(&p))
+                        .map(|t| tail(&t, SERIAL_TAIL))
+                } else {
+                    None
+                },
+            }
+        })
+        .collect()
+}
+
+/// The serial log: the recorded path if it still exists, else NAME.serial.log
+/// in the run folder (a copied run keeps the file, not the path).
+fn serial_log(run: &Path, name: &str, info: &Value) -> Option<PathBuf> {
+    let recorded = info
+        .get("serial_log")
+        .and_then(Value::as_str)
+        .map(PathBuf::from);
+    let local = run.join(format!("{name}.serial.log"));
+    if local.is_file() {
+        return Some(local);
+    }
+    recorded.filter(|p| p.is_file())
+}
+
+pub fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    let start = all.len().saturating_sub(lines);
+    clean(&all[start..].join("\n"))
+}
+
+/// Terminal escapes and control characters out: serial consoles are full of
+/// them, and the page shows text.
+pub fn clean(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' => skip_escape(&mut chars),
+            '\n' | '\t' => out.push(c),
+            '\r' => {}
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// CSI sequences (ESC [ ... final byte in @..~) and two-byte escapes.
+fn skip_escape(chars: &mut std::iter::Peekable<std::str::Chars>) {
+    if chars.peek() != Some(&'[') {
+        chars.next();
+        return;
+    }
+    chars.next();
+    for c in chars.by_ref() {
+        if ('@'..='~').contains(&c) {
+            break;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_strips_escapes_and_controls() {
+        let s = "\u{1b}[0;32m  OK  \u{1b}[0m] Started x.\r\n\u{7}bell";
+        assert_eq!(clean(s), "  OK  ] Started x.\nbell");
+    }
+
+    #[test]
+    fn tail_keeps_the_last_lines() {
+        assert_eq!(tail("a\nb\nc\nd", 2), "c\nd");
+        assert_eq!(tail("a", 5), "a");
+    }
+}

@@ -1,0 +1,440 @@
+//! The acceptance report rendered from a recorded real run
+//! (tests/fixtures/report/run/, made by tests/fixtures/report/record.sh):
+//! its content, its self-containment, and that Chromium renders it.
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/report/run")
+}
+
+/// The recorded run copied to a temp folder: rendering must not depend on
+/// (or write into) the repository's copy.
+fn run_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&fixture(), dir.path());
+    dir
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), &dest).unwrap();
+        }
+    }
+}
+
+fn render(run: &Path) -> String {
+    hardroot::report::render(run, None, None).unwrap()
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The text of the element with this id, tags stripped (enough for our own page).
+fn section<'a>(html: &'a str, id: &str) -> &'a str {
+    let start = html
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no element with id {id}"));
+    let rest = &html[start..];
+    let end = rest.find("</table>").unwrap_or(rest.len());
+    &rest[..end]
+}
+
+#[test]
+fn identity_names_the_image_and_every_package_with_its_version() {
+    let run = run_copy();
+    let html = render(run.path());
+    let m = json(&fixture().join("build/manifest.json"));
+    let im = json(&fixture().join("build/image-manifest.json"));
+    assert!(html.contains(m["root_hash"].as_str().unwrap()));
+    assert!(html.contains(im["rootfs"]["sha256"].as_str().unwrap()));
+    assert!(html.contains(&format!(
+        "hardroot acceptance report: {}",
+        m["profile"].as_str().unwrap()
+    )));
+    let packages = section(&html, "packages");
+    let listed = im["packages"].as_array().unwrap();
+    assert!(listed.len() > 50, "a real image has a real package list");
+    for p in listed {
+        let row = format!(
+            "<td class=\"mono\">{}</td><td class=\"mono\">{}</td>",
+            p["name"].as_str().unwrap(),
+            html_escape(p["version"].as_str().unwrap())
+        );
+        assert!(packages.contains(&row), "package row missing: {row}");
+    }
+}
+
+#[test]
+fn exposure_matrix_has_a_row_per_declared_listener_with_measured_cells() {
+    let run = run_copy();
+    let html = render(run.path());
+    let table = section(&html, "exposure-table");
+    let config = json(&fixture().join("build/config.json"));
+    let declared = config["firewall"]["listeners"].as_array().unwrap();
+    let rows = table.matches("<tr>").count() - 1;
+    let undeclared = table.matches("class=\"bad undeclared\"").count();
+    assert_eq!(rows, declared.len(), "one row per declared listener");
+    // The recorded run measured SSH (trusted) from both clients: the
+    // trusted one got through, the untrusted one did not, and both as declared.
+    let ssh = row_of(table, "<td class=\"num\">22</td><td>tcp</td>");
+    assert!(
+        ssh.contains("<td class=\"ok\">v4 yes · v6 yes</td>"),
+        "{ssh}"
+    );
+    assert!(ssh.contains("<td class=\"ok\">v4 no · v6 no</td>"), "{ssh}");
+    // Every socket of the run (ss.txt) on a port no listener declares is a red row.
+    let ss = std::fs::read_to_string(fixture().join("facts/ss.txt")).unwrap();
+    let mut stray = std::collections::BTreeSet::new();
+    for line in ss.lines() {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        let port: u64 = cols[4].rsplit_once(':').unwrap().1.parse().unwrap();
+        let covered = declared.iter().any(|d| {
+            let (lo, hi) = (d["port"].as_u64().unwrap(), d["port_end"].as_u64().unwrap());
+            d["proto"] == cols[0] && port >= lo && port <= hi.max(lo)
+        });
+        if !covered {
+            stray.insert((cols[0], port));
+        }
+    }
+    assert!(!ss.is_empty());
+    assert_eq!(undeclared, stray.len(), "undeclared rows: {stray:?}");
+}
+
+fn row_of<'a>(table: &'a str, start: &str) -> &'a str {
+    let i = table
+        .find(start)
+        .unwrap_or_else(|| panic!("no row {start}"));
+    let rest = &table[i..];
+    &rest[..rest.find("</tr>").unwrap_or(rest.len())]
+}
+
+#[test]
+fn a_listener_the_matrix_does_not_declare_is_a_red_row() {
+    let run = run_copy();
+    let ss = run.path().join("facts/ss.txt");
+    let mut text = std::fs::read_to_string(&ss).unwrap();
+    text.push_str("tcp LISTEN 0 5 0.0.0.0:31337 0.0.0.0:* users:((\"backdoor-x\",pid=1,fd=3))\n");
+    std::fs::write(&ss, text).unwrap();
+    let html = render(run.path());
+    let table = section(&html, "exposure-table");
+    let row = row_of(table, "<td class=\"num\">31337</td>");
+    assert!(
+        row.contains("backdoor-x") && row.contains("undeclared"),
+        "{row}"
+    );
+    assert!(
+        table[..table.find("31337").unwrap()]
+            .rfind("<tr class=\"bad undeclared\">")
+            .is_some()
+    );
+}
+
+#[test]
+fn every_step_is_listed_and_a_failure_shows_its_output_and_the_serial_tail() {
+    let run = run_copy();
+    let html = render(run.path());
+    let results = json(&fixture().join("results.json"));
+    let steps = results["steps"].as_array().unwrap();
+    assert!(html.contains(&format!("Every step ({}, 0 failed)", steps.len())));
+    assert!(
+        !html.contains("class=\"serial-tail\""),
+        "a passed run shows no console"
+    );
+
+    // The same run, failed at its last step: output and serial tail appear.
+    let mut failed = results.clone();
+    failed["passed"] = false.into();
+    failed["error"] = "server: `false` failed with exit code 1\nstdout: marker-output".into();
+    let last = failed["steps"].as_array_mut().unwrap().last_mut().unwrap();
+    last["ok"] = false.into();
+    last["error"] = "exit code 1: marker-output".into();
+    std::fs::write(run.path().join("results.json"), failed.to_string()).unwrap();
+    let html = render(run.path());
+    assert!(html.contains("Every step (") && html.contains(", 1 failed)"));
+    assert!(html.contains("marker-output"));
+    assert!(html.contains("<span id=\"verdict\" class=\"verdict bad\">failed</span>"));
+    let tail = html
+        .split("class=\"serial-tail\">")
+        .nth(1)
+        .expect("serial tail shown");
+    let serial = std::fs::read_to_string(fixture().join("server.serial.log")).unwrap();
+    let last_line = serial.lines().rev().find(|l| !l.trim().is_empty()).unwrap();
+    let last_words: String = last_line
+        .chars()
+        .filter(|c| c.is_alphanumeric())
+        .take(12)
+        .collect();
+    assert!(
+        tail.chars()
+            .filter(|c| c.is_alphanumeric())
+            .collect::<String>()
+            .contains(&last_words),
+        "the tail ends with the log's last line"
+    );
+}
+
+#[test]
+fn boot_chart_is_inline_and_blame_lists_ten_units() {
+    let run = run_copy();
+    let html = render(run.path());
+    assert!(html.contains(
+        "id=\"boot-plot\" alt=\"systemd-analyze plot\" src=\"data:image/svg+xml;base64,"
+    ));
+    let blame = section(&html, "blame");
+    assert_eq!(blame.matches("<tr>").count() - 1, 10);
+}
+
+#[test]
+fn hardening_values_stand_next_to_what_the_profile_asked() {
+    let run = run_copy();
+    let html = render(run.path());
+    let sshd = section(&html, "sshd");
+    assert!(sshd.contains(
+        "<td class=\"mono\">passwordauthentication</td><td class=\"mono\">no</td><td>ssh module policy</td><td class=\"mono ok\">no</td>"
+    ), "{sshd}");
+    let sysctl = section(&html, "sysctl");
+    assert!(sysctl.contains("<td class=\"mono\">net.ipv4.tcp_syncookies</td><td class=\"mono\">1</td><td>os_hardening.sysctl</td><td class=\"mono ok\">1</td>"));
+    let fw = section(&html, "firewall");
+    assert!(fw.contains("<td>IPv4</td><td>filter</td><td class=\"mono\">INPUT</td>\n    <td>DROP</td><td class=\"ok\">DROP</td>"), "{fw}");
+    assert!(fw.contains("<td>IPv6</td><td>filter</td><td class=\"mono\">INPUT</td>\n    <td>DROP</td><td class=\"ok\">DROP</td>"), "{fw}");
+    let tls = section(&html, "tls");
+    assert!(
+        tls.contains("<div class=\"ok\">TLSv1.1 refused</div>"),
+        "{tls}"
+    );
+    assert!(
+        tls.contains("<div class=\"ok\">TLSv1.3 accepted</div>"),
+        "{tls}"
+    );
+    assert!(
+        tls.contains("<div class=\"mono ok\">ECDHE-ECDSA-AES256-GCM-SHA384</div>"),
+        "{tls}"
+    );
+}
+
+#[test]
+fn a_live_value_that_differs_is_red() {
+    let run = run_copy();
+    let path = run.path().join("facts/sshd-T.txt");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let changed = text.replace("passwordauthentication no", "passwordauthentication yes");
+    assert_ne!(
+        text, changed,
+        "the recorded sshd -T has passwordauthentication"
+    );
+    std::fs::write(&path, changed).unwrap();
+    let html = render(run.path());
+    assert!(section(&html, "sshd").contains("<td class=\"mono bad\">yes</td>"));
+    assert!(!html.contains("id=\"hardening-bad\" class=\"verdict ok\""));
+}
+
+#[test]
+fn against_an_older_image_lists_changed_files_and_packages() {
+    let run = run_copy();
+    let old = tempfile::tempdir().unwrap();
+    let mut m = json(&fixture().join("build/manifest.json"));
+    let entries = m["entries"].as_array_mut().unwrap();
+    let file = entries.iter().position(|e| e["type"] == "file").unwrap();
+    let changed_path = entries[file]["path"].as_str().unwrap().to_string();
+    entries[file]["sha256"] = "00".into();
+    entries.push(serde_json::json!({"path": "etc/only-in-old", "type": "file", "sha256": "11"}));
+    m["root_hash"] = "old-root-hash".into();
+    std::fs::write(old.path().join("manifest.json"), m.to_string()).unwrap();
+    let mut im = json(&fixture().join("build/image-manifest.json"));
+    let pkgs = im["packages"].as_array_mut().unwrap();
+    pkgs[0]["version"] = "0.0-old".into();
+    pkgs.push(serde_json::json!({"name": "telnetd", "version": "1", "architecture": "amd64"}));
+    std::fs::write(old.path().join("image-manifest.json"), im.to_string()).unwrap();
+
+    let html = hardroot::report::render(run.path(), None, Some(old.path())).unwrap();
+    let files = section(&html, "diff-files");
+    let changed = html_escape(&format!("/{changed_path}"));
+    assert!(
+        files.contains(&format!("{changed}</td><td>changed: content")),
+        "{files}"
+    );
+    let gone = html_escape("/etc/only-in-old");
+    assert!(
+        files.contains(&format!("{gone}</td><td class=\"warn\">removed")),
+        "{files}"
+    );
+    let packages = section(&html, "diff-packages");
+    assert!(packages.contains("telnetd 1</td><td class=\"warn\">removed"));
+    assert!(packages.contains("0.0-old → "));
+    assert!(html.contains("old-root-hash → "));
+}
+
+#[test]
+fn the_page_loads_nothing_from_outside() {
+    let run = run_copy();
+    let html = render(run.path());
+    assert!(html.contains(
+        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src &#x27;none&#x27;; style-src &#x27;unsafe-inline&#x27;; img-src data:\">"
+    ) || html.contains(
+        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; img-src data:\">"
+    ));
+    for attr in ["src=\"", "href=\"", "url("] {
+        for (i, _) in html.match_indices(attr) {
+            let value = &html[i + attr.len()..];
+            assert!(
+                value.starts_with("data:"),
+                "{attr} loads something: {}",
+                &value[..value.len().min(80)]
+            );
+        }
+    }
+    assert!(!html.contains("<script"), "no scripts");
+    let re = regex::Regex::new(r"(?i)\bhttps?://").unwrap();
+    assert!(!re.is_match(&html), "no http(s) URL anywhere on the page");
+}
+
+#[test]
+fn cli_writes_the_page_and_a_missing_run_is_a_clear_error() {
+    let run = run_copy();
+    let out = run.path().join("page.html");
+    let st = Command::new(env!("CARGO_BIN_EXE_hardroot"))
+        .args(["report"])
+        .arg(run.path())
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    assert!(
+        std::fs::read_to_string(&out)
+            .unwrap()
+            .starts_with("<!DOCTYPE html>")
+    );
+
+    let empty = tempfile::tempdir().unwrap();
+    let st = Command::new(env!("CARGO_BIN_EXE_hardroot"))
+        .arg("report")
+        .arg(empty.path())
+        .output()
+        .unwrap();
+    assert_eq!(st.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&st.stderr);
+    assert!(err.contains("has no results.json"), "{err}");
+}
+
+#[test]
+fn snapshot_copies_the_image_manifests_into_the_run() {
+    let run = run_copy();
+    std::fs::remove_dir_all(run.path().join("build")).unwrap();
+    let html = render(run.path());
+    assert!(html.contains(&html_escape(
+        "not found (no manifest.json in RUN/build or RUN; pass --image DIR)"
+    )));
+    let req = hardroot::report::Request {
+        run: run.path().to_path_buf(),
+        images: vec![fixture().join("build")],
+        against: None,
+        out: run.path().join("r.html"),
+    };
+    hardroot::report::write(&req).unwrap();
+    assert!(run.path().join("build/manifest.json").is_file());
+    assert!(
+        run.path()
+            .join("build/overlay/etc/iptables/rules.v4")
+            .is_file()
+    );
+    let m = json(&fixture().join("build/manifest.json"));
+    let page = std::fs::read_to_string(run.path().join("r.html")).unwrap();
+    assert!(page.contains(m["root_hash"].as_str().unwrap()));
+}
+
+/// Chromium opens the page offline: it renders (a screenshot of real size),
+/// the DOM has every section, and the page requested nothing.
+#[test]
+fn headless_chromium_renders_the_page() {
+    let Some(chromium) = ["chromium", "chromium-browser"].iter().find(|c| {
+        Command::new(c)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }) else {
+        panic!(
+            "chromium is not installed: scripts/deps.sh installs it (Debian packages chromium chromium-driver)"
+        );
+    };
+    let run = run_copy();
+    let page = run.path().join("report.html");
+    std::fs::write(&page, render(run.path())).unwrap();
+    let profile = tempfile::tempdir().unwrap();
+    let shot = run.path().join("shot.png");
+    let base = |c: &mut Command| {
+        c.args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--no-first-run",
+            "--disable-dev-shm-usage",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()));
+    };
+    let mut c = Command::new(chromium);
+    base(&mut c);
+    c.arg(format!("--screenshot={}", shot.display()))
+        .arg("--window-size=1280,2000")
+        .arg(format!("file://{}", page.display()));
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let png = std::fs::read(&shot).expect("a screenshot was written");
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    assert!(
+        png.len() > 20_000,
+        "the screenshot shows a page, not a blank ({} bytes)",
+        png.len()
+    );
+
+    let mut c = Command::new(chromium);
+    base(&mut c);
+    c.arg("--dump-dom")
+        .arg(format!("file://{}", page.display()));
+    let out = c.output().unwrap();
+    let dom = String::from_utf8_lossy(&out.stdout);
+    for id in [
+        "identity",
+        "exposure-table",
+        "subtests",
+        "boot-plot",
+        "sshd",
+        "sysctl",
+        "firewall",
+        "tls",
+        "diff",
+    ] {
+        assert!(dom.contains(&format!("id=\"{id}\"")), "the DOM lacks #{id}");
+    }
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !log.contains("Refused to load"),
+        "the page tried to load something: {log}"
+    );
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#x27;")
+        .replace('/', "&#x2F;")
+}
