@@ -9,6 +9,7 @@ packages=(
   systemd curl openssl netcat-openbsd python3 python3-yaml  # unit verify, client probes, YAML parse
   nix-bin ssh-audit                                         # flake parse check; SSH algorithm audit
   chromium chromium-driver                                  # the acceptance report renders in headless Chromium
+  postgresql ejabberd erlang-p1-pgsql dehydrated pebble procps  # live service tests (own netns)
 )
 
 # Packages whose maintainer scripts the tests run offline in a scratch root

@@ -1,5 +1,11 @@
 //! A diagnostic that points into an input file: the shape every layer's
 //! input errors share (file:line:col, the snippet, what was expected).
+// Input-derived data is never unwrapped or indexed blindly (issue 8): enforced here,
+// not crate-wide, because image/ and vmtest/ are checked by their owners.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
 use crate::source::Site;
 use miette::{Diagnostic, LabeledSpan, NamedSource, SourceCode};
 use std::fmt;
@@ -77,10 +83,13 @@ impl Diagnostic for Located {
     }
 
     fn source_code(&self) -> Option<&dyn SourceCode> {
-        Some(&self.src)
+        snippet_fits(&self.site).then_some(&self.src as &dyn SourceCode)
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        if !snippet_fits(&self.site) {
+            return None;
+        }
         let span = LabeledSpan::new_with_span(Some(self.label.clone()), self.site.miette_span());
         Some(Box::new(std::iter::once(span)))
     }
@@ -91,6 +100,29 @@ impl Diagnostic for Located {
         }
         Some(Box::new(self.related.iter().map(|r| r as &dyn Diagnostic)))
     }
+}
+
+/// A snippet helps when it is a few readable lines; a 9000-character line or a
+/// 1 MiB multi-line value would bury the message (which names file:line:col anyway).
+fn snippet_fits(site: &Site) -> bool {
+    const MAX_LINE: usize = 400;
+    const MAX_LINES: usize = 30;
+    let text = &site.file.text;
+    if text.is_empty() {
+        return false; // I/O errors: there is no text to show
+    }
+    let start = site.span.start.min(text.len());
+    let end = site.span.end.clamp(start, text.len());
+    let line_start = text
+        .get(..start)
+        .and_then(|t| t.rfind('\n'))
+        .map_or(0, |i| i + 1);
+    let line_end = text
+        .get(end..)
+        .and_then(|t| t.find('\n'))
+        .map_or(text.len(), |i| end + i);
+    let region = text.get(line_start..line_end).unwrap_or("");
+    region.lines().count() <= MAX_LINES && region.lines().all(|l| l.len() <= MAX_LINE)
 }
 
 /// Several input errors at once (all failed assertions, every type error of a round).

@@ -6,6 +6,8 @@ pub mod commands;
 pub mod diag;
 pub mod emit;
 pub mod eval;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod image;
 pub mod model;
 pub mod render;

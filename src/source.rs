@@ -1,4 +1,10 @@
 //! Source files and positions: every value hardroot reads remembers where it came from.
+// Input-derived data is never unwrapped or indexed blindly (issue 8): enforced here,
+// not crate-wide, because image/ and vmtest/ are checked by their owners.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
 use miette::{NamedSource, SourceSpan};
 use std::ops::Range;
 use std::path::{Path, PathBuf};

@@ -244,11 +244,9 @@ fn sigterm_stops_qemu_and_deletes_the_namespaces() {
 }
 
 fn sigterm(pid: u32) {
-    let status = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    // SAFETY: kill(2) on the child this test spawned and has not reaped yet.
+    let rc = unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    assert_eq!(rc, 0);
 }
 
 fn namespaces_of(pid: u32) -> usize {
@@ -271,4 +269,34 @@ fn process_with(needle: &str) -> bool {
             .map(|c| String::from_utf8_lossy(&c).contains(needle))
             .unwrap_or(false)
     })
+}
+
+/// `hardroot vm-test PROFILE TEST`: core build → image stage (cached base) → boot.
+#[test]
+#[ignore = "boots QEMU; needs root, qemu and mmdebstrap"]
+fn a_profile_is_built_through_the_image_stage_and_booted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let profile = tmp.path().join("profile.toml");
+    std::fs::write(
+        &profile,
+        "[profile]\ndescription = \"base + backdoor\"\nimports = [\"system\", \"test_backdoor\"]\n",
+    )
+    .unwrap();
+    let test = write_test(
+        tmp.path(),
+        "[machines.server]\nmemory = 768\n",
+        "server.start();\n\
+         server.succeed(\"test -x /usr/local/lib/hardroot/backdoor\");\n\
+         server.wait_for_unit(\"multi-user.target\", 600);\n\
+         server.shutdown();\n",
+    );
+    let out = tmp.path().join("out");
+    let mut a = args(&test, &out);
+    a.image = None;
+    a.profile = Some(profile);
+    a.module_dirs = vec![repo().join("modules")];
+    if let Err(e) = run_test(&a) {
+        panic!("vm-test PROFILE failed:\n{e}");
+    }
+    assert_eq!(results(&out)["passed"], true);
 }

@@ -1,5 +1,11 @@
 //! The verbs that work on profiles and build outputs (build, check, options,
 //! explain, diff): argument handling and printing; the work is in the layers.
+// Input-derived data is never unwrapped or indexed blindly (issue 8): enforced here,
+// not crate-wide, because image/ and vmtest/ are checked by their owners.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
 mod diff;
 mod explain;
 mod options;

@@ -2,6 +2,12 @@
 //! OUT/config.json and one root hash. Same inputs give the same bytes, whatever
 //! the build directory, umask, clock, locale or user. Built beside OUT and swapped
 //! in at the end, so a failed build leaves the previous OUT as it was.
+// Input-derived data is never unwrapped or indexed blindly (issue 8): enforced here,
+// not crate-wide, because image/ and vmtest/ are checked by their owners.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
 mod manifest;
 mod tarball;
 mod write;
@@ -10,7 +16,7 @@ use crate::render::Rendered;
 use std::path::{Path, PathBuf};
 
 pub use manifest::{Manifest, ManifestEntry, root_hash};
-pub use write::replace_dir;
+pub use write::{check_out, replace_dir};
 
 /// Used when SOURCE_DATE_EPOCH is not set: 2024-01-01T00:00:00Z.
 pub const DEFAULT_EPOCH: i64 = 1_704_067_200;
@@ -36,6 +42,14 @@ pub enum EmitError {
         help("choose another -o folder, or remove it yourself")
     )]
     NotOurs { path: PathBuf },
+    #[error(
+        "{path} is a symbolic link; refusing to replace it (the output would land wherever it points)"
+    )]
+    #[diagnostic(
+        code(hardroot::out_is_symlink),
+        help("pass the real folder with -o, or remove the link")
+    )]
+    OutIsSymlink { path: PathBuf },
     #[error("SOURCE_DATE_EPOCH={value:?} is not a number of seconds")]
     #[diagnostic(
         code(hardroot::epoch),

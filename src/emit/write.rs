@@ -69,22 +69,23 @@ fn set_mtime(path: &Path, epoch: i64) -> std::io::Result<()> {
 /// Puts `staging` where `out` is, atomically: a plain rename when `out` is new,
 /// an exchange (renameat2 RENAME_EXCHANGE) when it exists, then the old one is removed.
 pub fn replace_dir(staging: &Path, out: &Path) -> Result<(), EmitError> {
-    match fs::symlink_metadata(out) {
-        Err(_) => return fs::rename(staging, out).map_err(io(out)),
-        Ok(meta) if meta.is_dir() && !is_ours(out) => {
-            return Err(EmitError::NotOurs {
-                path: out.to_path_buf(),
-            });
-        }
-        Ok(meta) if !meta.is_dir() => {
-            return Err(EmitError::NotOurs {
-                path: out.to_path_buf(),
-            });
-        }
-        Ok(_) => {}
+    if !check_out(out)? {
+        return fs::rename(staging, out).map_err(io(out));
     }
     exchange(staging, out).map_err(io(out))?;
     fs::remove_dir_all(staging).map_err(io(staging))
+}
+
+/// Whether OUT exists (Ok(true)) and may be replaced; an error when it must not be
+/// touched. Called before a build starts and again right before the swap.
+pub fn check_out(out: &Path) -> Result<bool, EmitError> {
+    let path = out.to_path_buf();
+    match fs::symlink_metadata(out) {
+        Err(_) => Ok(false),
+        Ok(meta) if meta.file_type().is_symlink() => Err(EmitError::OutIsSymlink { path }),
+        Ok(meta) if !meta.is_dir() || !is_ours(out) => Err(EmitError::NotOurs { path }),
+        Ok(_) => Ok(true),
+    }
 }
 
 /// An output folder we may replace: empty, or holding a manifest we wrote.

@@ -44,7 +44,7 @@ fn merge_scalars(decl: &OptionDecl, winners: &[(Json, Origin)]) -> Result<Json, 
     let Some((first, first_origin)) = winners.first() else {
         return Ok(Json::Null);
     };
-    for (v, o) in &winners[1..] {
+    for (v, o) in winners.iter().skip(1) {
         if v != first {
             return Err(conflict(decl, &format!("{first} and {v}"), first_origin, o));
         }

@@ -2,7 +2,15 @@
 //! definition of every option, render templated values to a fixpoint, merge by
 //! priority, check types, run cross-module assertions.
 //! Depends on `model`; knows nothing about files on disk beyond reading modules.
+// Input-derived data is never unwrapped or indexed blindly (issue 8): enforced here,
+// not crate-wide, because image/ and vmtest/ are checked by their owners.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
 mod merge;
+mod recursion;
+mod refs;
 mod resolve;
 mod tmpl;
 
@@ -16,7 +24,10 @@ use serde_json::{Map, Value as Json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub use tmpl::{context_for, error_chain as tmpl_error, truthy};
+pub use recursion::find_cycle as template_cycle;
+pub use tmpl::{
+    context_for, engine, error_chain as tmpl_error, recursion_message as tmpl_recursion, truthy,
+};
 
 pub const CODE_UNKNOWN: &str = "hardroot::unknown-option";
 pub const CODE_TYPE: &str = "hardroot::type";
@@ -89,6 +100,7 @@ pub fn evaluate(opts: &EvalOptions) -> Result<Config, Vec<Located>> {
     let profile = load_profile(&opts.profile).map_err(|e| vec![e])?;
     let dirs = resolve::search_dirs(&profile, &opts.module_dirs);
     let modules = resolve::load_modules(&profile, &dirs).map_err(|e| vec![e])?;
+    refs::check_modules(&modules).map_err(|e| vec![e])?;
     let definitions = collect(&profile, &modules).map_err(|e| vec![e])?;
     let active: Vec<&Definition> = definitions
         .iter()
@@ -162,10 +174,14 @@ fn check_target(set: &SetDef, modules: &[Module]) -> Result<(), Located> {
             ),
         )
         .label("unknown module")
-        .help(format!(
-            "imported modules: {}; add it to [profile] imports",
-            names.join(", ")
-        )));
+        .help(if names.is_empty() {
+            format!("no module is imported; add \"{module}\" to [profile] imports")
+        } else {
+            format!(
+                "imported modules: {}; add \"{module}\" to [profile] imports",
+                names.join(", ")
+            )
+        }));
     };
     if !m.options.contains_key(option) {
         let names: Vec<String> = m.options.keys().cloned().collect();
@@ -210,10 +226,17 @@ fn fixpoint(
     }
     let next = round(profile, modules, defs, &values, false)?;
     let moving: Vec<String> = changed(&values, &next);
+    // Point at a templated definition of an option that keeps changing: that is where the loop is.
     let site = defs
-        .first()
+        .iter()
+        .filter(|d| moving.contains(&d.set.option))
+        .max_by_key(|d| (d.set.value.has_template(), d.set.priority))
+        .or(defs.first())
         .map(|d| d.set.option_site.clone())
-        .unwrap_or_else(|| Site::new(&profile.files[0], None));
+        .or_else(|| profile.files.first().map(|f| Site::new(f, None)));
+    let Some(site) = site else {
+        return Err(Vec::new());
+    };
     Err(vec![
         Located::new(
             CODE_CYCLE,
@@ -352,7 +375,16 @@ fn resolve_definition(
     let raw: Raw = if def.set.value.has_template() {
         def.set
             .value
-            .map_strings(&mut |s, site| tmpl::render_value(s, ctx, site))?
+            .map_strings(&mut |s, site| tmpl::render_value(s, ctx, site))
+            .map_err(|e| {
+                // Name the option: the site alone does not say which one a list entry belongs to.
+                Located::new(
+                    e.code,
+                    &e.site,
+                    format!("{}: {}", def.set.option, e.message),
+                )
+                .label(e.label.clone())
+            })?
     } else {
         def.set.value.clone()
     };

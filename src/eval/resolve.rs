@@ -45,8 +45,9 @@ fn visit(
         return Ok(());
     }
     if let Some(pos) = stack.iter().position(|s| s == name) {
-        let chain = stack[pos..]
+        let chain = stack
             .iter()
+            .skip(pos)
             .map(String::as_str)
             .chain([name])
             .collect::<Vec<_>>()

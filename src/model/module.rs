@@ -195,8 +195,13 @@ pub fn load_module(name: &str, dir: &Path) -> Result<Module, Located> {
     Ok(m)
 }
 
+/// Profiles, module.toml files and templates are written by hand; anything
+/// larger than this is a mistake (or an attack) and would only make every later
+/// step slow. A 10 MB profile took 50 s to evaluate before this limit.
+pub const MAX_INPUT_BYTES: u64 = 1 << 20;
+
 pub fn read_text(path: &Path) -> Result<String, Located> {
-    let bytes = std::fs::read(path).map_err(|e| io_error(path, &e))?;
+    let bytes = read_limited(path)?;
     String::from_utf8(bytes).map_err(|e| {
         let offset = e.utf8_error().valid_up_to();
         let lossy = String::from_utf8_lossy(e.as_bytes()).into_owned();
@@ -209,6 +214,50 @@ pub fn read_text(path: &Path) -> Result<String, Located> {
         .label("invalid byte")
         .help("save the file as UTF-8")
     })
+}
+
+/// Reads a regular file of at most MAX_INPUT_BYTES (a FIFO or a device would block or never end).
+pub fn read_limited(path: &Path) -> Result<Vec<u8>, Located> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| io_error(path, &e))?;
+    let meta = file.metadata().map_err(|e| io_error(path, &e))?;
+    if !meta.is_file() {
+        return Err(
+            input_error(path, "hardroot::io", "is not a regular file".into())
+                .help("profiles, module.toml files and templates must be plain files"),
+        );
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_INPUT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| io_error(path, &e))?;
+    if bytes.len() as u64 > MAX_INPUT_BYTES {
+        return Err(input_error(
+            path,
+            "hardroot::too-large",
+            format!(
+                "is {} bytes; input files may be at most {MAX_INPUT_BYTES} bytes (1 MiB)",
+                meta.len().max(MAX_INPUT_BYTES + 1)
+            ),
+        )
+        .help("profiles and modules are written by hand; split a generated one, or keep data out of it"));
+    }
+    Ok(bytes)
+}
+
+fn input_error(path: &Path, code: &'static str, what: String) -> Located {
+    let file = SourceFile::new(path, String::new());
+    Located::new(
+        code,
+        &Site::new(&file, None),
+        format!("{} {what}", file.name),
+    )
 }
 
 pub fn io_error(path: &Path, e: &std::io::Error) -> Located {
@@ -391,8 +440,21 @@ fn read_field(t: &Table, file: &Source, what: &str) -> Result<Field, Located> {
     })
 }
 
+const MAX_TYPE_DEPTH: usize = 8;
+
 fn read_type(r: &mut Reader, name: &str, site: &Site, what: &str) -> Result<Type, Located> {
     let mut words: Vec<&str> = name.split_whitespace().collect();
+    // Nested types recurse when checked, named and dropped; no real option needs more than a few.
+    if words.len() > 2 * MAX_TYPE_DEPTH + 1 {
+        return Err(Located::new(
+            CODE_SCHEMA,
+            site,
+            format!("type `{}` nests too deeply", super::types::quoted(name)),
+        )
+        .help(format!(
+            "at most {MAX_TYPE_DEPTH} `list of` / `table of` levels"
+        )));
+    }
     let base = words.pop().unwrap_or("");
     let mut ty = match base {
         "bool" => Type::Bool,

@@ -48,13 +48,17 @@ fn read_profile(
         Some(site) => Located::new(
             "hardroot::import",
             site,
-            format!("cannot open imported profile {}: {e}", path.display()),
+            format!(
+                "cannot open imported profile {}: {e}",
+                crate::source::display_path(path)
+            ),
         ),
         None => super::module::io_error(path, &e),
     })?;
     if let Some(pos) = stack.iter().position(|s| *s == canonical) {
-        let chain: Vec<String> = stack[pos..]
+        let chain: Vec<String> = stack
             .iter()
+            .skip(pos)
             .chain([&canonical])
             .map(|s| crate::source::display_path(s))
             .collect();

@@ -336,6 +336,13 @@ fn hostname(s: &str) -> Result<(), String> {
     };
     if s.len() <= 253 && s.split('.').all(label_ok) {
         Ok(())
+    } else if let Some(c) = s.chars().find(|c| !c.is_ascii()) {
+        Err(format!(
+            "{} is not a hostname: it contains the non-ASCII character {c:?} (U+{:04X}), \
+             maybe a look-alike of a Latin letter; write international names in punycode (xn--…)",
+            quoted(s),
+            c as u32
+        ))
     } else {
         Err(format!(
             "{} is not a hostname: expected dot-separated labels of letters, digits and `-`",
@@ -403,13 +410,23 @@ fn enum_value(s: &str, values: &[String]) -> Result<(), String> {
 }
 
 /// Shows a value with its control characters escaped, so the message itself stays one line.
+/// Bidi overrides and invisible characters are escaped too: an error message must
+/// not reorder or hide what the terminal shows ("Trojan Source").
 pub fn quoted(s: &str) -> String {
     let short: String = s.chars().take(80).collect();
     let more = if s.chars().count() > 80 { "…" } else { "" };
-    format!(
-        "{}{more}",
-        serde_json::to_string(&short).unwrap_or_default()
-    )
+    let json = serde_json::to_string(&short).unwrap_or_default();
+    let visible: String = json
+        .chars()
+        .map(|c| {
+            if forbidden_char(c) {
+                format!("\\u{{{:04X}}}", c as u32)
+            } else {
+                c.to_string()
+            }
+        })
+        .collect();
+    format!("{visible}{more}")
 }
 
 fn char_name(c: char) -> String {

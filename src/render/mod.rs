@@ -1,11 +1,17 @@
 //! Render: evaluated config → an in-memory tree of files, dirs and symlinks,
 //! plus the package set and the unit lists. Nothing touches the disk here
 //! except reading templates. Depends on `eval` and `model`.
+// Input-derived data is never unwrapped or indexed blindly (issue 8): enforced here,
+// not crate-wide, because image/ and vmtest/ are checked by their owners.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
 mod paths;
 mod units;
 
 use crate::diag::Located;
-use crate::eval::{Config, context_for, tmpl_error, truthy};
+use crate::eval::{Config, context_for, engine, tmpl_error, truthy};
 use crate::model::module::{Conditional, Module};
 use crate::source::Site;
 use std::collections::BTreeMap;
@@ -181,8 +187,7 @@ fn load_templates(config: &Config) -> Result<tera::Tera, Located> {
             sources.push((template_name(&m.name, t), text, f.target_site.clone()));
         }
     }
-    let mut tera = tera::Tera::default();
-    tera.autoescape_on(vec![]);
+    let mut tera = engine();
     for (name, text, site) in &sources {
         // Added one by one so that the error names the template at fault.
         tera.add_raw_template(name, text).map_err(|e| {
@@ -193,6 +198,19 @@ fn load_templates(config: &Config) -> Result<tera::Tera, Located> {
             )
             .label("template used here")
         })?;
+    }
+    if let Some(cycle) = crate::eval::template_cycle(&tera) {
+        let site = sources
+            .iter()
+            .find(|(name, _, _)| cycle.starts_with(name.as_str()))
+            .or(sources.first())
+            .map(|(_, _, site)| site.clone());
+        if let Some(site) = site {
+            return Err(
+                Located::new(CODE_RENDER, &site, crate::eval::tmpl_recursion(&cycle))
+                    .label("template used here"),
+            );
+        }
     }
     Ok(tera)
 }

@@ -68,13 +68,8 @@ pub fn read_template(m: &Module, template: &str, site: &Site) -> Result<String, 
             ),
         ));
     }
-    let bytes = std::fs::read(&real).map_err(|e| {
-        Located::new(
-            CODE_RENDER,
-            site,
-            format!("template {template} cannot be read: {e}"),
-        )
-    })?;
+    let bytes = crate::model::module::read_limited(&real)
+        .map_err(|e| Located::new(e.code, site, format!("template {template}: {}", e.message)))?;
     String::from_utf8(bytes).map_err(|_| {
         Located::new(
             CODE_RENDER,

@@ -3,7 +3,7 @@
 use super::host;
 use super::interrupt;
 use super::protocol::Outcome;
-use super::qemu::{Backend, Guest, tail_file};
+use super::qemu::{Backend, Guest, strip_ansi, tail_file};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -151,7 +151,8 @@ impl Machine {
             let start = usize::try_from(self.boot_offset)
                 .unwrap_or(0)
                 .min(bytes.len());
-            let text = String::from_utf8_lossy(&bytes[start..]);
+            // Without systemd's colour codes, "Reached target.*Multi-User" matches as it reads.
+            let text = strip_ansi(&String::from_utf8_lossy(&bytes[start..]));
             if let Some(m) = re.find(&text) {
                 return Ok(m.as_str().to_string());
             }

@@ -384,7 +384,7 @@ pub fn tail_file(path: &Path, lines: usize) -> String {
 }
 
 /// systemd colours its console status lines; error messages read better without.
-fn strip_ansi(s: &str) -> String {
+pub fn strip_ansi(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut chars = s.chars();
     while let Some(c) = chars.next() {

@@ -490,6 +490,8 @@ mod tests {
                 server.fail("exit 1");
                 let r = server.execute("printf 'a\nb'; exit 5");
                 assert(r.code == 5 && r.stdout == "a\nb", `execute: ${r}`);
+                let big = server.succeed("head -c 1000000 /dev/zero | tr '\\0' x");
+                assert(big.len() == 1000000, `1 MB of output arrives whole: ${big.len()}`);
                 let t = server.execute("sleep 20", 1);
                 assert(t.code == 124, `time limit: ${t}`);
             });

@@ -213,7 +213,7 @@ fn add_parents(overlay: &Path, path: &str, all: &mut Vec<Value>) {
         std::fs::create_dir_all(overlay.join(&p)).expect("mkdir");
         all.push(
             json!({"path": p, "type": "dir", "mode": "0755", "owner": "root", "group": "root",
-                        "uid": 0, "gid": 0, "early": false, "module": null}),
+                        "uid": 0, "gid": 0, "early": false, "module": ""}),
         );
     }
 }
