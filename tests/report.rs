@@ -514,3 +514,52 @@ fn html_escape(s: &str) -> String {
         .replace('\'', "&#x27;")
         .replace('/', "&#x2F;")
 }
+
+/// tests/fixtures/report/accept/: exposure.json, server.config.json and
+/// boot-1/ss.txt as the acceptance test (vm-tests/xmpp-server, probe.py
+/// matrix) wrote them in a real run of the XMPP image, with its results.json.
+/// The report must read that nested shape as it is.
+#[test]
+fn the_acceptance_tests_xmpp_exposure_matrix_is_read_as_written() {
+    let run = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/report/accept");
+    let html = render(&run);
+    let table = section(&html, "exposure-table");
+    let config = json(&run.join("server.config.json"));
+    let declared = config["firewall"]["listeners"].as_array().unwrap().len();
+    assert_eq!(table.matches("<tr>").count() - 1, declared);
+    assert_eq!(
+        table.matches("undeclared").count(),
+        0,
+        "every socket of ss.txt is declared"
+    );
+    let cells = |start: &str| -> Vec<String> {
+        let row = row_of(table, start);
+        row.split("<td class=\"")
+            .skip(1)
+            .filter_map(|c| c.split('"').next())
+            .filter(|c| ["ok", "bad", "na", "warn"].contains(c))
+            .map(String::from)
+            .collect()
+    };
+    // SSH: trusted only, both families.
+    assert_eq!(
+        cells("<td class=\"num\">22</td><td>tcp</td>"),
+        ["ok", "ok", "ok"]
+    );
+    // The admin listener binds the IPv4 address only: no v6 is as declared.
+    let admin = row_of(table, "<td class=\"num\">6443</td>");
+    assert!(
+        admin.contains("v4 yes · v6 no") && !admin.contains("class=\"bad\""),
+        "{admin}"
+    );
+    // The relay range is judged by the firewall letting the probe through.
+    assert_eq!(
+        cells("<td class=\"num\">49152–65535</td><td>tcp</td>"),
+        ["na", "ok", "ok"]
+    );
+    // In that run STUN answered no probe: public but unreachable is red.
+    assert_eq!(
+        cells("<td class=\"num\">3478</td><td>udp</td>"),
+        ["ok", "bad", "bad"]
+    );
+}

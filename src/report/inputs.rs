@@ -130,11 +130,12 @@ impl Build {
     /// The driver also keeps each machine's manifests as OUT/MACHINE.manifest.json
     /// and OUT/MACHINE.config.json: used for what RUN/build lacks (first machine).
     fn fill_from_machine_files(&mut self, run: &Path, results: &Value, problems: &mut Vec<String>) {
-        let Some(machine) = results
+        // results.json names its machines only once the test is over.
+        let named = results
             .get("machines")
             .and_then(Value::as_object)
-            .and_then(|m| m.keys().next())
-        else {
+            .and_then(|m| m.keys().next().cloned());
+        let Some(machine) = named.or_else(|| first_machine_file(run)) else {
             return;
         };
         let file = |name: &str| run.join(format!("{machine}.{name}"));
@@ -148,6 +149,24 @@ impl Build {
             self.image_manifest = optional_json(&file("image-manifest.json"), problems);
         }
     }
+}
+
+/// MACHINE of the first OUT/MACHINE.manifest.json or .config.json in name order.
+fn first_machine_file(run: &Path) -> Option<String> {
+    let mut names: Vec<String> = std::fs::read_dir(run)
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_str()?.to_string();
+            let machine = name
+                .strip_suffix(".manifest.json")
+                .or_else(|| name.strip_suffix(".config.json"))?;
+            Some(machine.to_string())
+        })
+        .filter(|n| !n.is_empty() && n != "image")
+        .collect();
+    names.sort();
+    names.into_iter().next()
 }
 
 /// The folder holding the image's manifests: the one named, else RUN/build
