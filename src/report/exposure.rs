@@ -121,7 +121,12 @@ pub fn collect(inputs: &Inputs) -> Matrix {
         .and_then(|e| e.get("undeclared"))
         .and_then(Value::as_array)
         .map_or(&[][..], Vec::as_slice);
-    let undeclared = undeclared(&declared, reported, sockets.as_deref());
+    // Without a declared table every socket would look undeclared: say nothing.
+    let undeclared = if declared.is_empty() {
+        Vec::new()
+    } else {
+        undeclared(&declared, reported, sockets.as_deref())
+    };
     let bad = rows
         .iter()
         .map(|r| {
