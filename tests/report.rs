@@ -270,6 +270,12 @@ fn against_an_older_image_lists_changed_files_and_packages() {
     assert!(packages.contains("telnetd 1</td><td class=\"warn\">removed"));
     assert!(packages.contains("0.0-old → "));
     assert!(html.contains("old-root-hash → "));
+    assert!(!html.contains("diff-files-none") && !html.contains("diff-packages-none"));
+
+    // Against itself: nothing changed, and the page says so.
+    let same = hardroot::report::render(run.path(), None, Some(&fixture())).unwrap();
+    assert!(same.contains("No overlay file added, removed or changed."));
+    assert!(same.contains("No package added, removed or upgraded."));
 }
 
 #[test]
@@ -330,6 +336,26 @@ fn cli_writes_the_page_and_a_missing_run_is_a_clear_error() {
 }
 
 #[test]
+fn manifests_kept_per_machine_by_the_driver_are_read_too() {
+    let run = run_copy();
+    let build = run.path().join("build");
+    std::fs::rename(
+        build.join("manifest.json"),
+        run.path().join("server.manifest.json"),
+    )
+    .unwrap();
+    std::fs::rename(
+        build.join("config.json"),
+        run.path().join("server.config.json"),
+    )
+    .unwrap();
+    let html = render(run.path());
+    let m = json(&run.path().join("server.manifest.json"));
+    assert!(html.contains(m["root_hash"].as_str().unwrap()));
+    assert!(section(&html, "exposure-table").contains("\">ssh</td>"));
+}
+
+#[test]
 fn snapshot_copies_the_image_manifests_into_the_run() {
     let run = run_copy();
     std::fs::remove_dir_all(run.path().join("build")).unwrap();
@@ -340,6 +366,7 @@ fn snapshot_copies_the_image_manifests_into_the_run() {
     let req = hardroot::report::Request {
         run: run.path().to_path_buf(),
         images: vec![fixture().join("build")],
+        fresh: true,
         against: None,
         out: run.path().join("r.html"),
     };
@@ -353,6 +380,29 @@ fn snapshot_copies_the_image_manifests_into_the_run() {
     let m = json(&fixture().join("build/manifest.json"));
     let page = std::fs::read_to_string(run.path().join("r.html")).unwrap();
     assert!(page.contains(m["root_hash"].as_str().unwrap()));
+
+    // `hardroot report --image BUILD` later adds to the snapshot: the image
+    // manifest copied at the end of the run stays.
+    let only_build = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        fixture().join("build/config.json"),
+        only_build.path().join("config.json"),
+    )
+    .unwrap();
+    let st = Command::new(env!("CARGO_BIN_EXE_hardroot"))
+        .arg("report")
+        .arg(run.path())
+        .arg("--image")
+        .arg(only_build.path())
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    assert!(run.path().join("build/image-manifest.json").is_file());
+    assert!(run.path().join("build/manifest.json").is_file());
 }
 
 /// Chromium opens the page offline: it renders (a screenshot of real size),
@@ -404,12 +454,7 @@ fn headless_chromium_renders_the_page() {
         png.len()
     );
 
-    let mut c = Command::new(chromium);
-    base(&mut c);
-    c.arg("--dump-dom")
-        .arg(format!("file://{}", page.display()));
-    let out = c.output().unwrap();
-    let dom = String::from_utf8_lossy(&out.stdout);
+    let (dom, console) = dump_dom(chromium, &base, &page);
     for id in [
         "identity",
         "exposure-table",
@@ -423,11 +468,42 @@ fn headless_chromium_renders_the_page() {
     ] {
         assert!(dom.contains(&format!("id=\"{id}\"")), "the DOM lacks #{id}");
     }
-    let log = String::from_utf8_lossy(&out.stderr);
     assert!(
-        !log.contains("Refused to load"),
-        "the page tried to load something: {log}"
+        !console.contains("Content Security Policy") && !console.contains(":CONSOLE"),
+        "the page tried to load something or logged to the console: {console}"
     );
+
+    // The check can fail: the same page with one outside load is caught by the CSP.
+    let html = std::fs::read_to_string(&page).unwrap();
+    let bad = run.path().join("bad.html");
+    std::fs::write(
+        &bad,
+        html.replace("<body>", "<body><img src=\"http://127.0.0.1:9/x.png\">"),
+    )
+    .unwrap();
+    let (_, console) = dump_dom(chromium, &base, &bad);
+    assert!(
+        console.contains("violates the following Content Security Policy"),
+        "{console}"
+    );
+}
+
+/// The DOM after load, and Chromium's log (console messages, CSP reports).
+fn dump_dom(chromium: &str, base: &dyn Fn(&mut Command), page: &Path) -> (String, String) {
+    let mut c = Command::new(chromium);
+    base(&mut c);
+    c.args(["--enable-logging=stderr", "--v=0", "--dump-dom"])
+        .arg(format!("file://{}", page.display()));
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn html_escape(s: &str) -> String {

@@ -48,7 +48,8 @@ impl Inputs {
         let results = read_json(&run.join("results.json"))?
             .ok_or_else(|| format!("{} has no results.json", run.display()))?;
         let mut problems = Vec::new();
-        let build = Build::load(build_dir(run, image).as_deref(), &mut problems);
+        let mut build = Build::load(build_dir(run, image).as_deref(), &mut problems);
+        build.fill_from_machine_files(run, &results, &mut problems);
         let exposure = optional_json(&run.join("exposure.json"), &mut problems);
         let against = match against {
             Some(dir) => {
@@ -125,6 +126,30 @@ impl Build {
     }
 }
 
+impl Build {
+    /// The driver also keeps each machine's manifests as OUT/MACHINE.manifest.json
+    /// and OUT/MACHINE.config.json: used for what RUN/build lacks (first machine).
+    fn fill_from_machine_files(&mut self, run: &Path, results: &Value, problems: &mut Vec<String>) {
+        let Some(machine) = results
+            .get("machines")
+            .and_then(Value::as_object)
+            .and_then(|m| m.keys().next())
+        else {
+            return;
+        };
+        let file = |name: &str| run.join(format!("{machine}.{name}"));
+        if self.manifest.is_none() {
+            self.manifest = optional_json(&file("manifest.json"), problems);
+        }
+        if self.config.is_none() {
+            self.config = optional_json(&file("config.json"), problems);
+        }
+        if self.image_manifest.is_none() {
+            self.image_manifest = optional_json(&file("image-manifest.json"), problems);
+        }
+    }
+}
+
 /// The folder holding the image's manifests: the one named, else RUN/build
 /// (the snapshot), else RUN itself.
 fn build_dir(run: &Path, image: Option<&Path>) -> Option<PathBuf> {
@@ -139,13 +164,15 @@ fn build_dir(run: &Path, image: Option<&Path>) -> Option<PathBuf> {
 /// Copies the image's manifests and the rendered files the report compares
 /// against into RUN/build/, so the run folder alone can make the report again.
 /// A build and its image may be two folders: each file comes from the first
-/// folder that has it. RUN/build is replaced, never mixed with an older run.
-pub fn snapshot_build(dirs: &[PathBuf], run: &Path) -> Result<(), String> {
+/// folder that has it. `fresh` (a run that just ended) replaces RUN/build, so
+/// nothing of an older run mixes in; otherwise (`hardroot report --image`)
+/// the files given replace their namesakes and the rest stays.
+pub fn snapshot_build(dirs: &[PathBuf], run: &Path, fresh: bool) -> Result<(), String> {
     let dest = run.join("build");
     if dirs.iter().any(|d| same_dir(d, &dest)) {
         return Ok(());
     }
-    if dest.exists() {
+    if fresh && dest.exists() {
         std::fs::remove_dir_all(&dest)
             .map_err(|e| format!("cannot replace {}: {e}", dest.display()))?;
     }

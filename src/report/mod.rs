@@ -41,6 +41,8 @@ pub struct Request {
     pub run: PathBuf,
     /// Build and image folders to copy into RUN/build/ first (the first that has a file wins).
     pub images: Vec<PathBuf>,
+    /// The run just ended: RUN/build is made anew instead of updated.
+    pub fresh: bool,
     pub against: Option<PathBuf>,
     pub out: PathBuf,
 }
@@ -49,6 +51,7 @@ pub fn run(args: &ReportArgs) -> miette::Result<()> {
     let req = Request {
         run: args.run.clone(),
         images: args.image.clone(),
+        fresh: false,
         against: args.against.clone(),
         out: args
             .out
@@ -71,7 +74,7 @@ pub fn write(req: &Request) -> Result<PathBuf, String> {
         ));
     }
     if !req.images.is_empty() {
-        inputs::snapshot_build(&req.images, &req.run)?;
+        inputs::snapshot_build(&req.images, &req.run, req.fresh)?;
     }
     let inputs = Inputs::load(&req.run, None, req.against.as_deref())?;
     let html = page::render(&inputs)?;
@@ -96,6 +99,7 @@ pub fn after_vm_test(file: Option<&Path>, image: Option<&Path>, work: &Path, out
     let req = Request {
         run: out_dir.to_path_buf(),
         images,
+        fresh: true,
         against: None,
         out: file.to_path_buf(),
     };

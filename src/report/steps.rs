@@ -1,7 +1,7 @@
 //! Section 3: the VM test's subtests and steps (results.json), and on failure
 //! the tail of every machine's serial console.
 use super::identity::text;
-use super::inputs::{Inputs, read_text};
+use super::inputs::Inputs;
 use serde::Serialize;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -120,7 +120,7 @@ fn machines(r: &Value, run: &Path, with_tail: bool) -> Vec<Machine> {
                     .map(|p| p.display().to_string())
                     .unwrap_or_else(|| "—".into()),
                 serial_tail: if with_tail {
-                    log.and_then(|p| read_text(&p))
+                    log.and_then(|p| read_end(&p))
                         .map(|t| tail(&t, SERIAL_TAIL))
                 } else {
                     None
@@ -142,6 +142,19 @@ fn serial_log(run: &Path, name: &str, info: &Value) -> Option<PathBuf> {
         return Some(local);
     }
     recorded.filter(|p| p.is_file())
+}
+
+/// The last part of a file: serial logs of long tests grow to many MB, and
+/// only their end is shown.
+fn read_end(path: &Path) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    const END: u64 = 256 << 10;
+    let mut f = std::fs::File::open(path).ok()?;
+    let len = f.metadata().ok()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(END))).ok()?;
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes).ok()?;
+    Some(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 pub fn tail(text: &str, lines: usize) -> String {
