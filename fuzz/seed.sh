@@ -9,7 +9,7 @@ sep=$'\n%%%%\n'
 n=0
 for case in tests/bad-input/*/ tests/fuzz-regressions/; do
   [ -f "$case/profile.toml" ] || continue
-  for m in "$case"/modules/*/ tests/fixtures/modules/*/; do
+  for m in "$case"/modules/*/ tests/fixtures/modules/*/ tests/fixtures/more-modules/*/; do
     [ -f "$m/module.toml" ] || continue
     tmpl=$(find "$m" -name '*.tera' -type f | head -n1)
     {

@@ -54,6 +54,11 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
+/// Removes this thread's scratch folder (tests call it; the fuzzer never stops cleanly).
+pub fn cleanup() {
+    let _ = std::fs::remove_dir_all(scratch_dir());
+}
+
 /// One folder per process and thread, reused across inputs (the fuzzer runs millions).
 fn scratch_dir() -> PathBuf {
     let base = if Path::new("/dev/shm").is_dir() {

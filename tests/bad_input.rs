@@ -49,7 +49,9 @@ fn run_with(dir: &Path, expect: &Expect) -> Result<(), String> {
     if dir.join("modules").is_dir() {
         args.extend(["--modules", "modules"]);
     }
+    let more_modules = fixtures().join("more-modules");
     args.extend(["--modules", fixture_modules.to_str().unwrap_or_default()]);
+    args.extend(["--modules", more_modules.to_str().unwrap_or_default()]);
     let o = hardroot(dir, &args);
     let stderr = text(&o.stderr);
     let mut problems = Vec::new();

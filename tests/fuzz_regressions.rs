@@ -35,4 +35,5 @@ fn fuzzer_findings_stay_fixed() {
             start.elapsed()
         );
     }
+    hardroot::fuzzing::cleanup();
 }

@@ -58,7 +58,7 @@ struct Target {
 fn targets() -> Vec<Target> {
     let mut out = vec![Target {
         profile: fixtures().join("profiles/all-types.toml"),
-        dirs: vec![fixtures().join("modules")],
+        dirs: vec![fixtures().join("modules"), fixtures().join("more-modules")],
         tmp: tempfile::tempdir().unwrap(),
     }];
     // xmpp-server imports every module system-only does: attack the larger one only.
@@ -636,7 +636,7 @@ fn hostile_values_in_every_string_option_are_rejected_or_inert() {
 #[test]
 fn templated_profile_values_are_type_checked_after_rendering() {
     let tmp = tempfile::tempdir().unwrap();
-    let dirs = vec![fixtures().join("modules")];
+    let dirs = vec![fixtures().join("more-modules")];
     let run = |name: &str, body: &str| {
         let p = tmp.path().join(format!("{name}.toml"));
         std::fs::write(
