@@ -75,7 +75,9 @@ fn write_outputs(
     disk: Option<disk::DiskOutput>,
 ) -> Result<ImageOutput> {
     let img = patched_image(req, build, base)?;
+    let step = Step::start("hashing the image", req.quiet);
     let rootfs_sha256 = sha256_file(img.path())?;
+    step.done("");
     let used_bytes = used_bytes(img.path())?;
     let qcow2 = if req.qcow2 {
         Some(convert_qcow2(req, img.path())?)
@@ -104,7 +106,7 @@ fn write_outputs(
 
 /// The cached base.img, copied sparsely, with the overlay patched in.
 fn patched_image(req: &ImageRequest, build: &BuildDir, base: &Base) -> Result<NamedTempFile> {
-    let step = Step::start("applying the overlay", req.quiet);
+    let step = Step::start("copying the cached base image", req.quiet);
     let img = temp_in(&req.out, ".rootfs.img.")?;
     tools::run(
         tools::command(tools::CP.0)
@@ -113,11 +115,15 @@ fn patched_image(req: &ImageRequest, build: &BuildDir, base: &Base) -> Result<Na
             .arg(base.image())
             .arg(img.path()),
     )?;
+    step.done(&format!("{} MiB", base.meta.image_bytes >> 20));
+    let step = Step::start("applying the overlay with debugfs", req.quiet);
     let uuid = root_uuid(build);
     let script = overlay::plan(build, &base.meta, &uuid)?;
     pack::debugfs(img.path(), &script, build.manifest.source_date_epoch)?;
-    pack::fsck(img.path())?;
     step.done(&format!("{} entries", build.manifest.entries.len()));
+    let step = Step::start("checking the image (e2fsck -fn)", req.quiet);
+    pack::fsck(img.path())?;
+    step.done("");
     Ok(img)
 }
 
