@@ -1499,7 +1499,7 @@ crowdsec -c /etc/crowdsec/config.yaml -t >/dev/null 2>&1 && echo "crowdsec -t ok
 crowdsec-firewall-bouncer -c /etc/crowdsec/bouncers/crowdsec-firewall-bouncer.yaml -t >/dev/null 2>&1 && echo "bouncer -t ok"
 crowdsec -c /etc/crowdsec/config.yaml -no-cs >/dev/null 2>&1 &
 lapi=$!
-for i in $(seq 100); do ss -tlnH | grep -q '127.0.0.1:8080 ' && break; sleep 0.1; done
+for i in $(seq 600); do ss -tlnH | grep -q '127.0.0.1:8080 ' && break; sleep 0.1; done
 echo "--- ejabberd failure"
 cscli explain --type ejabberd --log '2024-05-01 12:00:00.123456+00:00 [warning] <0.612.0>@ejabberd_c2s:handle_auth_failure/4:443 (tls|<0.611.0>) Failed c2s PLAIN authentication for alice@example.org from ::ffff:203.0.113.5: Invalid username or password' 2>&1
 echo "--- ejabberd success"
