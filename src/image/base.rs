@@ -1,0 +1,422 @@
+//! The Debian base: mmdebstrap with exactly the profile's package set, scrubbed
+//! to golden-image state, clamped to SOURCE_DATE_EPOCH, packed once into ext4
+//! and kept in the cache under its key.
+use super::cache::{Cache, EarlyFile, KeyInputs, NamedHash, sha256_file};
+use super::error::{ImageError, Result, input_err, io_err};
+use super::hygiene::{self, Scope};
+use super::manifest::{BuildDir, EntryKind};
+use super::progress::Step;
+use super::{fsutil, pack, tools};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// What the image stage needs to know about a cached base without walking it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BaseMeta {
+    pub key: String,
+    pub inputs: serde_json::Value,
+    pub packages: Vec<Package>,
+    pub users: BTreeMap<String, u32>,
+    pub groups: BTreeMap<String, u32>,
+    /// Every path of the tree: "d", "f", "o" (other) or "l:<target>".
+    pub paths: BTreeMap<String, String>,
+    pub kernel: String,
+    pub image_bytes: u64,
+    pub used_bytes: u64,
+    pub source_date_epoch: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Package {
+    pub name: String,
+    pub version: String,
+    pub architecture: String,
+}
+
+pub struct Base {
+    pub dir: PathBuf,
+    pub meta: BaseMeta,
+    pub from_cache: bool,
+}
+
+impl Base {
+    pub fn image(&self) -> PathBuf {
+        self.dir.join("base.img")
+    }
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir.join("rootfs")
+    }
+}
+
+/// Host apt sources, read at run time: the mirror is never written by us.
+pub fn host_sources() -> Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    let list = Path::new("/etc/apt/sources.list");
+    if list.metadata().is_ok_and(|m| m.len() > 0) {
+        found.push(list.to_path_buf());
+    }
+    let dir = Path::new("/etc/apt/sources.list.d");
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        let mut more: Vec<PathBuf> = rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "list" || x == "sources"))
+            .collect();
+        more.sort();
+        found.extend(more);
+    }
+    if found.is_empty() {
+        return Err(input_err(
+            "/etc/apt/sources.list.d",
+            "no apt sources configured on this host",
+            "configure apt (a *.sources or sources.list file) or pass --sources FILE",
+        ));
+    }
+    Ok(found)
+}
+
+pub fn key_inputs(build: &BuildDir, sources: &[PathBuf], mmdebstrap: String) -> Result<KeyInputs> {
+    let s = &build.system;
+    let mut packages = build.manifest.packages.clone();
+    packages.sort();
+    packages.dedup();
+    let sources = sources
+        .iter()
+        .map(|p| {
+            Ok(NamedHash {
+                name: p.display().to_string(),
+                sha256: sha256_file(p)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(KeyInputs {
+        format: KeyInputs::format(),
+        suite: s.suite.clone(),
+        architecture: s.architecture.clone(),
+        variant: s.variant.clone(),
+        packages,
+        mmdebstrap,
+        sources,
+        dpkg_path_exclude: s.dpkg_path_exclude.clone(),
+        dpkg_path_include: s.dpkg_path_include.clone(),
+        scrub: s.scrub.clone(),
+        early: early_files(build)?,
+        source_date_epoch: build.manifest.source_date_epoch,
+        image_free_mib: s.image_free_mib,
+        root_label: s.root_label.clone(),
+    })
+}
+
+fn early_files(build: &BuildDir) -> Result<Vec<EarlyFile>> {
+    let mut out = Vec::new();
+    for e in build
+        .manifest
+        .entries
+        .iter()
+        .filter(|e| e.early && e.kind == EntryKind::File)
+    {
+        let src = build.overlay.join(&e.path);
+        out.push(EarlyFile {
+            path: e.path.clone(),
+            mode: e.mode.clone(),
+            sha256: sha256_file(&src)?,
+        });
+    }
+    Ok(out)
+}
+
+pub struct Request<'a> {
+    pub cache: &'a Cache,
+    pub inputs: &'a KeyInputs,
+    pub build: &'a BuildDir,
+    pub sources: &'a [PathBuf],
+    pub rebuild: bool,
+    pub log_dir: &'a Path,
+    pub quiet: bool,
+}
+
+/// Returns the cached base for the inputs, building it first if needed. The
+/// returned lock (shared) must be held while the entry is read.
+pub fn ensure(req: &Request) -> Result<(Base, std::fs::File)> {
+    let key = req.inputs.key();
+    let entry = req.cache.entry(&key);
+    let mut built = false;
+    {
+        let _exclusive = req.cache.lock(&key, true)?;
+        if req.rebuild || !entry.join("meta.json").is_file() {
+            build_entry(req, &key)?;
+            built = true;
+        }
+    }
+    // Entries are immutable once published, so a shared lock is enough to read one.
+    let shared = req.cache.lock(&key, false)?;
+    let meta = read_meta(&entry)?;
+    Ok((
+        Base {
+            dir: entry,
+            meta,
+            from_cache: !built,
+        },
+        shared,
+    ))
+}
+
+fn read_meta(entry: &Path) -> Result<BaseMeta> {
+    let path = entry.join("meta.json");
+    let text = std::fs::read_to_string(&path).map_err(io_err("reading", &path))?;
+    serde_json::from_str(&text).map_err(|e| {
+        input_err(
+            &path,
+            format!("corrupt cache entry: {e}"),
+            "run again with --rebuild-base",
+        )
+    })
+}
+
+fn build_entry(req: &Request, key: &str) -> Result<()> {
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".tmp-{key}-"))
+        .tempdir_in(req.cache.base_dir())
+        .map_err(io_err("creating a temp folder in", req.cache.base_dir()))?;
+    let sde = req.inputs.source_date_epoch;
+    let root = tmp.path().join("rootfs");
+    bootstrap(req, tmp.path(), &root)?;
+    let step = Step::start("scrubbing and checking the base", req.quiet);
+    scrub(&root, &req.build.system.scrub)?;
+    fsutil::clamp_times(&root, sde)?;
+    let bad = hygiene::check(&root, Scope::Root)?;
+    if !bad.is_empty() {
+        return Err(ImageError::Hygiene { violations: bad });
+    }
+    let survey = fsutil::survey(&root)?;
+    step.done("");
+    let kernel = copy_boot_files(&root, tmp.path())?;
+    let meta = pack_base(req, key, &root, tmp.path(), survey, kernel)?;
+    write_meta(tmp.path(), &meta)?;
+    publish(req.cache, tmp, key)
+}
+
+fn bootstrap(req: &Request, tmp: &Path, root: &Path) -> Result<()> {
+    let step = Step::start(
+        format!(
+            "bootstrapping {} packages with mmdebstrap",
+            req.inputs.packages.len()
+        ),
+        req.quiet,
+    );
+    let log = req.log_dir.join("mmdebstrap.log");
+    let _ = std::fs::remove_file(&log);
+    let mut cmd = mmdebstrap_command(req, tmp, root)?;
+    tools::run_logged(&mut cmd, &log)?;
+    step.done("");
+    Ok(())
+}
+
+fn mmdebstrap_command(req: &Request, tmp: &Path, root: &Path) -> Result<std::process::Command> {
+    let s = &req.build.system;
+    let mut cmd = tools::command(tools::MMDEBSTRAP.0);
+    cmd.env(
+        "SOURCE_DATE_EPOCH",
+        req.inputs.source_date_epoch.to_string(),
+    );
+    cmd.arg("--mode=root").arg("--verbose");
+    cmd.arg(format!("--variant={}", s.variant));
+    cmd.arg(format!("--architectures={}", s.architecture));
+    if !req.inputs.packages.is_empty() {
+        cmd.arg(format!("--include={}", req.inputs.packages.join(",")));
+    }
+    for p in &s.dpkg_path_exclude {
+        cmd.arg(format!("--dpkgopt=path-exclude={p}"));
+    }
+    for p in &s.dpkg_path_include {
+        cmd.arg(format!("--dpkgopt=path-include={p}"));
+    }
+    if let Some(hook) = early_hook(req.build, tmp)? {
+        cmd.arg(format!("--essential-hook=sh '{}' \"$1\"", hook.display()));
+    }
+    cmd.arg(&s.suite).arg(root).args(req.sources);
+    Ok(cmd)
+}
+
+/// A shell script that places the `early` files before packages are
+/// configured (e.g. crowdsec's offline opt-out must exist before its postinst).
+fn early_hook(build: &BuildDir, tmp: &Path) -> Result<Option<PathBuf>> {
+    let early: Vec<_> = build
+        .manifest
+        .entries
+        .iter()
+        .filter(|e| e.early && e.kind == EntryKind::File)
+        .collect();
+    if early.is_empty() {
+        return Ok(None);
+    }
+    let mut script = String::from("#!/bin/sh\nset -eu\n");
+    for e in early {
+        let src = build.overlay.join(&e.path);
+        // Paths were checked to be plain (no quotes or whitespace) when loading the manifest.
+        script.push_str(&format!(
+            "install -D -m {} '{}' \"$1/{}\"\n",
+            e.mode,
+            src.display(),
+            e.path
+        ));
+    }
+    let path = tmp.join("early-hook.sh");
+    std::fs::write(&path, script).map_err(io_err("writing", &path))?;
+    Ok(Some(path))
+}
+
+/// Golden state: remove what `system.scrub` names, every log file, a dbus
+/// machine-id copy; leave /etc/machine-id empty.
+fn scrub(root: &Path, patterns: &[String]) -> Result<()> {
+    for pattern in patterns {
+        for path in fsutil::glob(root, pattern.trim_start_matches('/'))? {
+            fsutil::remove_any(&path)?;
+        }
+    }
+    fsutil::remove_files_under(&root.join("var/log"))?;
+    let dbus = root.join("var/lib/dbus/machine-id");
+    if std::fs::symlink_metadata(&dbus).is_ok_and(|m| m.is_file()) {
+        std::fs::remove_file(&dbus).map_err(io_err("removing", &dbus))?;
+    }
+    let id = root.join("etc/machine-id");
+    std::fs::write(&id, "").map_err(io_err("emptying", &id))?;
+    Ok(())
+}
+
+fn copy_boot_files(root: &Path, dest: &Path) -> Result<String> {
+    let boot = root.join("boot");
+    let kernel = newest(&boot, "vmlinuz-")?;
+    let version = kernel.trim_start_matches("vmlinuz-").to_string();
+    let initrd = format!("initrd.img-{version}");
+    for (from, to) in [
+        (kernel.as_str(), "vmlinuz"),
+        (initrd.as_str(), "initrd.img"),
+    ] {
+        let src = boot.join(from);
+        if !src.is_file() {
+            return Err(input_err(
+                &src,
+                "missing in the base",
+                "the kernel package must pull in initramfs-tools",
+            ));
+        }
+        std::fs::copy(&src, dest.join(to)).map_err(io_err("copying", &src))?;
+    }
+    Ok(version)
+}
+
+fn newest(boot: &Path, prefix: &str) -> Result<String> {
+    let mut names: Vec<String> = std::fs::read_dir(boot)
+        .map_err(io_err("reading", boot))?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with(prefix))
+        .collect();
+    names.sort();
+    names.pop().ok_or_else(|| {
+        input_err(
+            boot,
+            "no kernel in the base",
+            "add a kernel package (e.g. linux-image-cloud-amd64) to the `system` module's packages",
+        )
+    })
+}
+
+fn pack_base(
+    req: &Request,
+    key: &str,
+    root: &Path,
+    tmp: &Path,
+    survey: fsutil::Survey,
+    kernel: String,
+) -> Result<BaseMeta> {
+    let step = Step::start("packing the base into ext4", req.quiet);
+    let sde = req.inputs.source_date_epoch;
+    let size = pack::image_size(survey.used_bytes, req.build.system.image_free_mib);
+    let spec = pack::Ext4Spec {
+        size,
+        uuid: pack::uuid_from(&format!("base-uuid:{key}")),
+        hash_seed: pack::uuid_from(&format!("base-hash-seed:{key}")),
+        label: req.build.system.root_label.clone(),
+        sde,
+    };
+    let img = tmp.join("base.img");
+    pack::make_ext4(root, &img, &spec, &survey.paths)?;
+    step.done(&format!("{} MiB image", size >> 20));
+    Ok(BaseMeta {
+        key: key.to_string(),
+        inputs: serde_json::to_value(req.inputs).unwrap_or_default(),
+        packages: dpkg_packages(root)?,
+        users: id_map(&root.join("etc/passwd"))?,
+        groups: id_map(&root.join("etc/group"))?,
+        paths: survey.paths,
+        kernel,
+        image_bytes: size,
+        used_bytes: survey.used_bytes,
+        source_date_epoch: sde,
+    })
+}
+
+fn write_meta(dir: &Path, meta: &BaseMeta) -> Result<()> {
+    let path = dir.join("meta.json");
+    let text = serde_json::to_string_pretty(meta).unwrap_or_default();
+    std::fs::write(&path, text).map_err(io_err("writing", &path))
+}
+
+/// Moves the finished temp folder into place; an older entry (--rebuild-base)
+/// is moved aside first and deleted after.
+fn publish(cache: &Cache, tmp: tempfile::TempDir, key: &str) -> Result<()> {
+    let entry = cache.entry(key);
+    let old = cache
+        .base_dir()
+        .join(format!(".old-{key}-{}", std::process::id()));
+    if entry.exists() {
+        std::fs::rename(&entry, &old).map_err(io_err("moving aside", &entry))?;
+    }
+    let tmp_path = tmp.keep();
+    std::fs::rename(&tmp_path, &entry).map_err(io_err("publishing", &entry))?;
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(io_err("removing", &old))?;
+    }
+    Ok(())
+}
+
+/// name → id from /etc/passwd or /etc/group.
+fn id_map(path: &Path) -> Result<BTreeMap<String, u32>> {
+    let text = std::fs::read_to_string(path).map_err(io_err("reading", path))?;
+    Ok(text
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            Some((f.first()?.to_string(), f.get(2)?.parse().ok()?))
+        })
+        .collect())
+}
+
+/// Installed packages and versions from the base's dpkg status, sorted by name.
+fn dpkg_packages(root: &Path) -> Result<Vec<Package>> {
+    let path = root.join("var/lib/dpkg/status");
+    let text = std::fs::read_to_string(&path).map_err(io_err("reading", &path))?;
+    let mut out: Vec<Package> = text.split("\n\n").filter_map(parse_stanza).collect();
+    out.sort_by(|a, b| (&a.name, &a.architecture).cmp(&(&b.name, &b.architecture)));
+    Ok(out)
+}
+
+fn parse_stanza(stanza: &str) -> Option<Package> {
+    let field = |name: &str| {
+        stanza.lines().find_map(|l| {
+            l.strip_prefix(name)
+                .and_then(|r| r.strip_prefix(": "))
+                .map(str::to_string)
+        })
+    };
+    let status = field("Status")?;
+    if !status.ends_with(" installed") {
+        return None;
+    }
+    Some(Package {
+        name: field("Package")?,
+        version: field("Version")?,
+        architecture: field("Architecture")?,
+    })
+}

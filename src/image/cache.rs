@@ -1,0 +1,135 @@
+//! The base cache, a small store: one immutable folder per base key.
+//!
+//!   CACHE/base/<key>/        rootfs/ base.img vmlinuz initrd.img meta.json
+//!   CACHE/locks/<key>.lock   exclusive while building, shared while reading
+//!
+//! An entry appears only by renaming a finished temp folder, so a crash or a
+//! full disk never leaves a half-built base under a real key.
+use super::error::{Result, io_err};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// Bumped whenever the way a base is built changes, so old entries are not reused.
+const BASE_FORMAT: u32 = 1;
+
+/// Everything the base tree and its packed ext4 depend on.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyInputs {
+    pub format: u32,
+    pub suite: String,
+    pub architecture: String,
+    pub variant: String,
+    pub packages: Vec<String>,
+    pub mmdebstrap: String,
+    pub sources: Vec<NamedHash>,
+    pub dpkg_path_exclude: Vec<String>,
+    pub dpkg_path_include: Vec<String>,
+    pub scrub: Vec<String>,
+    pub early: Vec<EarlyFile>,
+    pub source_date_epoch: i64,
+    pub image_free_mib: u64,
+    pub root_label: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NamedHash {
+    pub name: String,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EarlyFile {
+    pub path: String,
+    pub mode: String,
+    pub sha256: String,
+}
+
+impl KeyInputs {
+    pub fn format() -> u32 {
+        BASE_FORMAT
+    }
+
+    /// The key: sha256 of the inputs' canonical JSON (sorted lists, fixed field order).
+    pub fn key(&self) -> String {
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        hex(&Sha256::digest(&json))[..32].to_string()
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn sha256_file(path: &Path) -> Result<String> {
+    use std::io::Read;
+    let mut file = File::open(path).map_err(io_err("reading", path))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(io_err("reading", path))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+/// --cache, else $HARDROOT_CACHE (clap fills that in), else XDG, else ~/.cache.
+pub fn default_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("hardroot");
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
+    PathBuf::from(home).join(".cache/hardroot")
+}
+
+pub struct Cache {
+    pub dir: PathBuf,
+}
+
+impl Cache {
+    pub fn open(dir: &Path) -> Result<Cache> {
+        for sub in ["base", "locks"] {
+            let p = dir.join(sub);
+            std::fs::create_dir_all(&p).map_err(io_err("creating", &p))?;
+        }
+        let tag = dir.join("CACHEDIR.TAG");
+        if !tag.exists() {
+            // Tells backup tools to skip this folder.
+            let text = "Signature: 8a477f597d28d172789f06886806bc55\n# hardroot base cache\n";
+            std::fs::write(&tag, text).map_err(io_err("writing", &tag))?;
+        }
+        Ok(Cache {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    pub fn entry(&self, key: &str) -> PathBuf {
+        self.dir.join("base").join(key)
+    }
+
+    pub fn base_dir(&self) -> PathBuf {
+        self.dir.join("base")
+    }
+
+    /// Blocks until no other run holds the key's lock in a conflicting way.
+    pub fn lock(&self, key: &str, exclusive: bool) -> Result<File> {
+        let path = self.dir.join("locks").join(format!("{key}.lock"));
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err("opening", &path))?;
+        let res = if exclusive {
+            file.lock()
+        } else {
+            file.lock_shared()
+        };
+        res.map_err(io_err("locking", &path))?;
+        Ok(file)
+    }
+}

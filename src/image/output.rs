@@ -1,0 +1,194 @@
+//! Writing OUT: every file is made under a temp name in OUT and renamed into
+//! place only when complete, so a failure (or a full disk) never leaves a
+//! half-written image that looks good.
+use super::base::{self, Base};
+use super::cache::{Cache, sha256_file};
+use super::error::{ImageError, Result, io_err};
+use super::hygiene::{self, Scope};
+use super::manifest::BuildDir;
+use super::progress::Step;
+use super::{ImageOutput, ImageRequest, overlay, pack, tools};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use tempfile::NamedTempFile;
+
+pub fn build(req: &ImageRequest) -> Result<ImageOutput> {
+    check_host(req)?;
+    let build = BuildDir::load(&req.build_dir)?;
+    let bad = hygiene::check(&build.overlay, Scope::Overlay)?;
+    if !bad.is_empty() {
+        return Err(ImageError::Hygiene { violations: bad });
+    }
+    std::fs::create_dir_all(req.out.join("logs"))
+        .map_err(io_err("creating", req.out.join("logs")))?;
+    let sources = if req.sources.is_empty() {
+        base::host_sources()?
+    } else {
+        req.sources.clone()
+    };
+    let inputs = base::key_inputs(&build, &sources, tools::mmdebstrap_version()?)?;
+    let cache = Cache::open(&req.cache_dir)?;
+    let log_dir = req.out.join("logs");
+    let base_req = base::Request {
+        cache: &cache,
+        inputs: &inputs,
+        build: &build,
+        sources: &sources,
+        rebuild: req.rebuild_base,
+        log_dir: &log_dir,
+        quiet: req.quiet,
+    };
+    let (base, _lock) = base::ensure(&base_req)?;
+    write_outputs(req, &build, &base)
+}
+
+fn check_host(req: &ImageRequest) -> Result<()> {
+    tools::require_root()?;
+    for tool in [
+        tools::MMDEBSTRAP,
+        tools::MKE2FS,
+        tools::DEBUGFS,
+        tools::E2FSCK,
+        tools::CP,
+    ] {
+        tools::require(tool)?;
+    }
+    if req.qcow2 {
+        tools::require(tools::QEMU_IMG)?;
+    }
+    std::fs::create_dir_all(&req.out).map_err(io_err("creating", &req.out))
+}
+
+fn write_outputs(req: &ImageRequest, build: &BuildDir, base: &Base) -> Result<ImageOutput> {
+    let img = patched_image(req, build, base)?;
+    let rootfs_sha256 = sha256_file(img.path())?;
+    let used_bytes = used_bytes(img.path())?;
+    let qcow2 = if req.qcow2 {
+        Some(convert_qcow2(req, img.path())?)
+    } else {
+        None
+    };
+    let rootfs = publish(img, &req.out.join("rootfs.img"))?;
+    let kernel = copy_published(&base.dir.join("vmlinuz"), &req.out.join("vmlinuz"))?;
+    let initrd = copy_published(&base.dir.join("initrd.img"), &req.out.join("initrd.img"))?;
+    let mut out = ImageOutput {
+        rootfs,
+        rootfs_sha256,
+        qcow2,
+        kernel,
+        initrd,
+        image_manifest: req.out.join("image-manifest.json"),
+        cache_key: base.meta.key.clone(),
+        base_from_cache: base.from_cache,
+        used_bytes,
+    };
+    write_image_manifest(build, base, &mut out)?;
+    Ok(out)
+}
+
+/// The cached base.img, copied sparsely, with the overlay patched in.
+fn patched_image(req: &ImageRequest, build: &BuildDir, base: &Base) -> Result<NamedTempFile> {
+    let step = Step::start("applying the overlay", req.quiet);
+    let img = temp_in(&req.out, ".rootfs.img.")?;
+    tools::run(
+        tools::command(tools::CP.0)
+            .arg("--sparse=always")
+            .arg("--reflink=auto")
+            .arg(base.image())
+            .arg(img.path()),
+    )?;
+    let uuid = root_uuid(build);
+    let script = overlay::plan(build, &base.meta, &uuid)?;
+    pack::debugfs(img.path(), &script, build.manifest.source_date_epoch)?;
+    pack::fsck(img.path())?;
+    step.done(&format!("{} entries", build.manifest.entries.len()));
+    Ok(img)
+}
+
+/// The root filesystem's UUID follows the overlay: two profiles on one base differ.
+pub fn root_uuid(build: &BuildDir) -> String {
+    pack::uuid_from(&format!("rootfs:{}", build.manifest.root_hash))
+}
+
+fn temp_in(dir: &Path, prefix: &str) -> Result<NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempfile_in(dir)
+        .map_err(io_err("creating a temp file in", dir))
+}
+
+fn publish(tmp: NamedTempFile, dest: &Path) -> Result<PathBuf> {
+    tmp.persist(dest)
+        .map_err(|e| io_err("renaming into", dest)(e.error))?;
+    Ok(dest.to_path_buf())
+}
+
+fn copy_published(src: &Path, dest: &Path) -> Result<PathBuf> {
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    let tmp = temp_in(dir, ".copy.")?;
+    std::fs::copy(src, tmp.path()).map_err(io_err("copying", src))?;
+    publish(tmp, dest)
+}
+
+fn convert_qcow2(req: &ImageRequest, raw: &Path) -> Result<PathBuf> {
+    let step = Step::start("converting to qcow2", req.quiet);
+    let tmp = temp_in(&req.out, ".rootfs.qcow2.")?;
+    tools::run(
+        tools::command(tools::QEMU_IMG.0)
+            .args(["convert", "-q", "-f", "raw", "-O", "qcow2"])
+            .arg(raw)
+            .arg(tmp.path()),
+    )?;
+    let dest = publish(tmp, &req.out.join("rootfs.qcow2"))?;
+    step.done("");
+    Ok(dest)
+}
+
+/// Blocks in use according to the superblock (`dumpe2fs -h`).
+fn used_bytes(img: &Path) -> Result<u64> {
+    let text = tools::run(tools::command("dumpe2fs").arg("-h").arg(img))?;
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Ok(field("Block count:").saturating_sub(field("Free blocks:")) * field("Block size:"))
+}
+
+fn write_image_manifest(build: &BuildDir, base: &Base, out: &mut ImageOutput) -> Result<()> {
+    let doc = json!({
+        "format": 1,
+        "profile": build.manifest.profile,
+        "source_date_epoch": build.manifest.source_date_epoch,
+        "overlay_root_hash": build.manifest.root_hash,
+        "cache_key": base.meta.key,
+        "base_inputs": base.meta.inputs,
+        "rootfs": {
+            "file": "rootfs.img",
+            "sha256": out.rootfs_sha256,
+            "size": base.meta.image_bytes,
+            "used_bytes": out.used_bytes,
+            "uuid": root_uuid(build),
+            "label": build.system.root_label,
+        },
+        "kernel": {
+            "version": base.meta.kernel,
+            "vmlinuz_sha256": sha256_file(&out.kernel)?,
+            "initrd_sha256": sha256_file(&out.initrd)?,
+        },
+        "packages": base.meta.packages,
+    });
+    let text = serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n";
+    let tmp = temp_in(&build_out_dir(out), ".image-manifest.")?;
+    std::fs::write(tmp.path(), text).map_err(io_err("writing", tmp.path()))?;
+    out.image_manifest = publish(tmp, &out.image_manifest)?;
+    Ok(())
+}
+
+fn build_out_dir(out: &ImageOutput) -> PathBuf {
+    out.image_manifest
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}

@@ -1,0 +1,120 @@
+//! Host tools the image stage runs, and how it runs them.
+use super::error::{ImageError, Result, io_err};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// (program, Debian package that provides it)
+pub const MMDEBSTRAP: (&str, &str) = ("mmdebstrap", "mmdebstrap");
+pub const MKE2FS: (&str, &str) = ("mke2fs", "e2fsprogs");
+pub const DEBUGFS: (&str, &str) = ("debugfs", "e2fsprogs");
+pub const E2FSCK: (&str, &str) = ("e2fsck", "e2fsprogs");
+pub const QEMU_IMG: (&str, &str) = ("qemu-img", "qemu-utils");
+pub const SFDISK: (&str, &str) = ("sfdisk", "fdisk");
+pub const CP: (&str, &str) = ("cp", "coreutils");
+
+pub fn require(tool: (&str, &str)) -> Result<()> {
+    if find_on_path(tool.0) {
+        Ok(())
+    } else {
+        Err(ImageError::ToolMissing {
+            tool: tool.0.into(),
+            package: tool.1.into(),
+        })
+    }
+}
+
+fn find_on_path(name: &str) -> bool {
+    // sbin is searched too: e2fsprogs lives there and a non-login root shell may lack it.
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .any(|dir| dir.join(name).is_file())
+}
+
+pub fn require_root() -> Result<()> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        Ok(())
+    } else {
+        Err(ImageError::NotRoot)
+    }
+}
+
+/// A command with sbin on PATH and a C locale, so tool output is parseable.
+pub fn command(program: &str) -> Command {
+    let mut cmd = Command::new(program);
+    let path = std::env::var("PATH").unwrap_or_default();
+    cmd.env("PATH", format!("{path}:/usr/sbin:/sbin"));
+    cmd.env("LC_ALL", "C.UTF-8");
+    cmd
+}
+
+/// Runs to completion; on failure the error carries the end of stderr.
+pub fn run(cmd: &mut Command) -> Result<String> {
+    let shown = describe(cmd);
+    let out = cmd.stdin(Stdio::null()).output().map_err(io_err(
+        "running",
+        cmd.get_program().to_string_lossy().to_string(),
+    ))?;
+    if out.status.success() {
+        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+    }
+    Err(ImageError::Command {
+        command: shown,
+        status: out.status.to_string(),
+        hint: tail(&String::from_utf8_lossy(&out.stderr), 20),
+    })
+}
+
+/// Runs with stdout and stderr appended to `log`; on failure the error names the log.
+pub fn run_logged(cmd: &mut Command, log: &Path) -> Result<()> {
+    let shown = describe(cmd);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(io_err("opening", log))?;
+    let err_file = file.try_clone().map_err(io_err("opening", log))?;
+    let status = cmd
+        .stdin(Stdio::null())
+        .stdout(file)
+        .stderr(err_file)
+        .status()
+        .map_err(io_err(
+            "running",
+            cmd.get_program().to_string_lossy().to_string(),
+        ))?;
+    if status.success() {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    Err(ImageError::Command {
+        command: shown,
+        status: status.to_string(),
+        hint: format!("last lines of {}:\n{}", log.display(), tail(&text, 25)),
+    })
+}
+
+pub fn describe(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    if s.len() > 400 {
+        s.truncate(400);
+        s.push_str(" …");
+    }
+    s
+}
+
+pub fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// The first line of `mmdebstrap --version`, part of the base cache key.
+pub fn mmdebstrap_version() -> Result<String> {
+    let out = run(command(MMDEBSTRAP.0).arg("--version"))?;
+    Ok(out.lines().next().unwrap_or("").trim().to_string())
+}
