@@ -15,6 +15,7 @@ fn request(build: &Path, out: &Path) -> ImageRequest {
         cache_dir: cache_dir(),
         rebuild_base: false,
         qcow2: false,
+        disk: false,
         sources: vec![],
         quiet: false,
     }
@@ -113,7 +114,7 @@ fn check_entries(img: &Path, build: &Path) {
     )
     .expect("json");
     for e in manifest["entries"].as_array().expect("entries") {
-        if e["module"].is_null() {
+        if e["module"] == "" {
             continue;
         }
         let path = format!("/{}", e["path"].as_str().expect("path"))
@@ -232,4 +233,177 @@ fn check_outputs(out: &ImageOutput) {
     assert!(!sshd["version"].as_str().unwrap_or("").is_empty());
     assert!(std::fs::metadata(&out.kernel).expect("vmlinuz").len() > 1 << 20);
     assert!(std::fs::metadata(&out.initrd).expect("initrd").len() > 1 << 20);
+}
+
+#[test]
+fn profile_change_reuses_the_base_and_changes_only_the_image() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let before = build(&default_entries(), &[], tmp.path(), "a").expect("first image");
+    let mut changed = default_entries();
+    changed[1].content = "answer = 43\n";
+    let after = build(&changed, &[], tmp.path(), "b").expect("changed image");
+    assert!(after.base_from_cache);
+    assert_eq!(
+        before.cache_key, after.cache_key,
+        "same package set, same base"
+    );
+    assert_ne!(before.rootfs_sha256, after.rootfs_sha256);
+    assert_eq!(
+        debugfs(&after.rootfs, "cat /etc/hardroot-test/app.conf"),
+        "answer = 43\n"
+    );
+}
+
+const FAKE_KEY: &str = "-----BEGIN PRIVATE KEY-----\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n-----END PRIVATE KEY-----\n";
+
+#[test]
+fn private_key_in_the_overlay_is_refused_and_nothing_is_published() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut entries = default_entries();
+    entries[2].content = FAKE_KEY;
+    let err = build(&entries, &[], tmp.path(), "a").expect_err("a private key must be refused");
+    let text = format!("{err}");
+    assert!(
+        text.contains("etc/hardroot-test/owned: contains a PEM private key"),
+        "{text}"
+    );
+    assert!(!tmp.path().join("a/out/rootfs.img").exists());
+}
+
+#[test]
+fn unknown_owner_is_a_clear_error_and_nothing_is_published() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut entries = default_entries();
+    entries[2].owner = "nosuchuser";
+    let err = build(&entries, &[], tmp.path(), "a").expect_err("unknown owner must fail");
+    let text = format!("{err:?}");
+    assert!(
+        text.contains("user `nosuchuser` does not exist in the base image"),
+        "{text}"
+    );
+    assert!(!tmp.path().join("a/out/rootfs.img").exists());
+    let leftovers: Vec<_> = std::fs::read_dir(tmp.path().join("a/out"))
+        .expect("out")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        leftovers.iter().all(|n| n == "logs"),
+        "temp files left in OUT: {leftovers:?}"
+    );
+}
+
+/// Two runs share one cache while one of them bootstraps the base again: both
+/// succeed (file lock), and the freshly bootstrapped base gives the same bytes.
+#[test]
+fn concurrent_runs_with_a_rebuilt_base_give_the_same_image() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dirs: Vec<_> = ["a", "b"].iter().map(|n| tmp.path().join(n)).collect();
+    for d in &dirs {
+        write_build(&d.join("build"), &default_entries(), &[]);
+    }
+    let mut rebuild = request(&dirs[0].join("build"), &dirs[0].join("out"));
+    rebuild.rebuild_base = true;
+    let cached = request(&dirs[1].join("build"), &dirs[1].join("out"));
+    let a = std::thread::spawn(move || build_image(&rebuild));
+    let b = std::thread::spawn(move || build_image(&cached));
+    let a = a.join().expect("thread a").expect("rebuilt image");
+    let b = b.join().expect("thread b").expect("cached image");
+    assert!(!a.base_from_cache);
+    assert_eq!(a.cache_key, b.cache_key);
+    assert_eq!(
+        a.rootfs_sha256, b.rootfs_sha256,
+        "a fresh bootstrap must reproduce the image"
+    );
+}
+
+/// `debugfs -R CMD 'disk.img?offset=N'` reads one partition of the disk.
+fn part_debugfs(disk: &Path, parts: &serde_json::Value, name: &str, cmd: &str) -> String {
+    let p = parts
+        .as_array()
+        .expect("partitions")
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("no partition {name}"));
+    let offset = p["start"].as_u64().expect("start") * 512;
+    debugfs(
+        Path::new(&format!("{}?offset={offset}", disk.display())),
+        cmd,
+    )
+}
+
+#[test]
+fn disk_image_has_the_hardened_layout_and_is_reproducible() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut outs = Vec::new();
+    for name in ["a", "b"] {
+        let dir = tmp.path().join(name);
+        write_build(&dir.join("build"), &disk_entries(), &[]);
+        let mut req = request(&dir.join("build"), &dir.join("out"));
+        req.disk = true;
+        outs.push(build_image(&req).expect("disk image"));
+    }
+    let disk = outs[0].disk.clone().expect("disk.img");
+    assert_eq!(
+        outs[0].disk_sha256, outs[1].disk_sha256,
+        "same inputs, same disk bytes"
+    );
+
+    let table = Command::new("sfdisk")
+        .arg("--json")
+        .arg(&disk)
+        .output()
+        .expect("sfdisk");
+    let table: serde_json::Value = serde_json::from_slice(&table.stdout).expect("sfdisk json");
+    let parts = &table["partitiontable"]["partitions"];
+    let names: Vec<&str> = parts
+        .as_array()
+        .expect("parts")
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["root", "home", "var", "var-log", "var-log-audit", "var-tmp"]
+    );
+
+    assert_eq!(
+        part_debugfs(&disk, parts, "root", "cat /etc/fstab"),
+        FSTAB,
+        "disk.img gets the disk fstab"
+    );
+    let names = |dir: &str| -> Vec<String> {
+        part_debugfs(&disk, parts, "root", &format!("ls -p {dir}"))
+            .lines()
+            .filter_map(|l| l.split('/').nth(5).map(str::to_string))
+            .filter(|n| n != "." && n != "..")
+            .collect()
+    };
+    assert_eq!(
+        names("/var"),
+        Vec::<String>::new(),
+        "/var is an empty mount point on root"
+    );
+    assert!(names("/etc").contains(&"fstab".to_string()));
+    assert!(
+        part_debugfs(&disk, parts, "var", "ls /").contains("lib"),
+        "var holds the base's /var"
+    );
+    assert_eq!(
+        part_debugfs(&disk, parts, "var", "cat /lib/hardroot/state"),
+        "on the var partition\n"
+    );
+    assert_eq!(
+        part_debugfs(&disk, parts, "home", "cat /hardroot/readme"),
+        "on the home partition\n"
+    );
+    let audit = part_debugfs(&disk, parts, "var-log-audit", "stat /");
+    assert!(
+        audit.contains("Mode:  0700"),
+        "audit root must be 0700:\n{audit}"
+    );
+    assert!(
+        !debugfs(&outs[0].rootfs, "cat /etc/fstab").contains("LABEL=var"),
+        "rootfs.img keeps the single-filesystem fstab"
+    );
 }

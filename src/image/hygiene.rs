@@ -32,6 +32,9 @@ const HISTORY_FILES: &[&str] = &[
 pub fn check(root: &Path, scope: Scope) -> Result<Vec<String>> {
     let mut bad = Vec::new();
     check_machine_ids(root, scope, &mut bad)?;
+    if scope == Scope::Root {
+        check_host_copies(root, &mut bad);
+    }
     check_shadow(root, "etc/shadow", &mut bad)?;
     check_shadow(root, "etc/gshadow", &mut bad)?;
     for entry in WalkDir::new(root).sort_by_file_name() {
@@ -71,6 +74,20 @@ fn check_machine_ids(root: &Path, scope: Scope, bad: &mut Vec<String>) -> Result
         bad.push("var/lib/dbus/machine-id: must be absent or a symlink to /etc/machine-id".into());
     }
     Ok(())
+}
+
+/// mmdebstrap copies these from the build host: they would make the image
+/// depend on where it was built (and leak the host's resolver).
+fn check_host_copies(root: &Path, bad: &mut Vec<String>) {
+    for rel in ["etc/hostname", "etc/resolv.conf"] {
+        let ours = std::fs::read(root.join(rel));
+        let host = std::fs::read(Path::new("/").join(rel));
+        if let (Ok(a), Ok(b)) = (ours, host)
+            && a == b
+        {
+            bad.push(format!("{rel}: copied from the build host"));
+        }
+    }
 }
 
 /// Only locked fields (`!`, `*`, `!*`) are allowed: no hash, and no empty password.

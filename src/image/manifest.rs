@@ -40,8 +40,8 @@ pub struct Entry {
     pub target: Option<String>,
     #[serde(default)]
     pub early: bool,
-    /// None for parent directories the emitter added implicitly: those must not
-    /// change the owner or mode of a directory the base already has.
+    /// Empty (or absent) for parent folders the emitter added implicitly.
+    #[serde(default)]
     pub module: Option<String>,
 }
 
@@ -61,6 +61,12 @@ fn root_name() -> String {
 }
 
 impl Entry {
+    /// Implied parent folders must not change the owner or mode of a folder
+    /// the base already has (e.g. /var/lib/postgresql belongs to postgres).
+    pub fn implicit(&self) -> bool {
+        self.module.as_deref().is_none_or(str::is_empty)
+    }
+
     pub fn mode_bits(&self) -> Result<u32> {
         u32::from_str_radix(&self.mode, 8)
             .ok()

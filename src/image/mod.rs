@@ -6,6 +6,7 @@
 //! publish rootfs.img, vmlinuz, initrd.img, image-manifest.json by rename.
 pub mod base;
 pub mod cache;
+pub mod disk;
 pub mod error;
 pub mod fsutil;
 pub mod hygiene;
@@ -42,6 +43,9 @@ pub struct ImageArgs {
     /// Also write OUT/rootfs.qcow2
     #[arg(long)]
     pub qcow2: bool,
+    /// Also write OUT/disk.img: GPT with the `disk` module's layout
+    #[arg(long)]
+    pub disk: bool,
     /// apt sources for mmdebstrap [default: the host's /etc/apt sources]
     #[arg(long = "sources", value_name = "FILE")]
     pub sources: Vec<PathBuf>,
@@ -59,6 +63,8 @@ pub struct ImageRequest {
     pub cache_dir: PathBuf,
     pub rebuild_base: bool,
     pub qcow2: bool,
+    /// Also assemble OUT/disk.img (needs the `disk` module).
+    pub disk: bool,
     /// Empty: the host's apt sources.
     pub sources: Vec<PathBuf>,
     pub quiet: bool,
@@ -69,6 +75,8 @@ pub struct ImageOutput {
     pub rootfs: PathBuf,
     pub rootfs_sha256: String,
     pub qcow2: Option<PathBuf>,
+    pub disk: Option<PathBuf>,
+    pub disk_sha256: Option<String>,
     pub kernel: PathBuf,
     pub initrd: PathBuf,
     pub image_manifest: PathBuf,
@@ -93,6 +101,7 @@ pub fn run(args: &ImageArgs) -> miette::Result<()> {
         cache_dir: args.cache.clone().unwrap_or_else(cache::default_dir),
         rebuild_base: args.rebuild_base,
         qcow2: args.qcow2,
+        disk: args.disk,
         sources: args.sources.clone(),
         quiet: args.quiet,
     };
@@ -101,19 +110,26 @@ pub fn run(args: &ImageArgs) -> miette::Result<()> {
     Ok(())
 }
 
-/// The core's `hardroot build` writes OUT/overlay, manifest.json and config.json.
+/// The core's build writes OUT/overlay, manifest.json and config.json; the
+/// image outputs then join them in OUT.
 fn build_overlay(args: &ImageArgs) -> miette::Result<PathBuf> {
     let Some(profile) = &args.profile else {
         return Err(miette::miette!("give a PROFILE or --from-build DIR"));
     };
-    let help = format!(
-        "run `hardroot build {} -o DIR`, then `hardroot image --from-build DIR`",
-        profile.display()
-    );
-    Err(miette::miette!(
-        help = help,
-        "building a profile inside `hardroot image` needs the core's build stage (not wired in yet)"
-    ))
+    let built = crate::build::build(&crate::build::BuildOptions {
+        profile: profile.clone(),
+        out: args.out.clone(),
+        module_dirs: args.module_dirs.clone(),
+    })?;
+    for w in &built.warnings {
+        let copy =
+            crate::diag::Located::new(w.code, &w.site, w.message.clone()).label(w.label.clone());
+        eprintln!("{:?}", miette::Report::new(copy));
+    }
+    if !args.quiet {
+        eprintln!("==> overlay built: root hash {}", built.root_hash);
+    }
+    Ok(args.out.clone())
 }
 
 fn print_summary(out: &ImageOutput, took: std::time::Duration) {

@@ -7,7 +7,7 @@ use super::error::{ImageError, Result, io_err};
 use super::hygiene::{self, Scope};
 use super::manifest::BuildDir;
 use super::progress::Step;
-use super::{ImageOutput, ImageRequest, overlay, pack, tools};
+use super::{ImageOutput, ImageRequest, disk, overlay, pack, tools};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use tempfile::NamedTempFile;
@@ -15,6 +15,10 @@ use tempfile::NamedTempFile;
 pub fn build(req: &ImageRequest) -> Result<ImageOutput> {
     check_host(req)?;
     let build = BuildDir::load(&req.build_dir)?;
+    if req.disk {
+        // Fail before the (long) base build when the layout is missing.
+        disk::settings(&build)?;
+    }
     let bad = hygiene::check(&build.overlay, Scope::Overlay)?;
     if !bad.is_empty() {
         return Err(ImageError::Hygiene { violations: bad });
@@ -39,7 +43,12 @@ pub fn build(req: &ImageRequest) -> Result<ImageOutput> {
         quiet: req.quiet,
     };
     let (base, _lock) = base::ensure(&base_req)?;
-    write_outputs(req, &build, &base)
+    let disk = if req.disk {
+        Some(disk::build(&cache, &base, &build, &req.out, req.quiet)?)
+    } else {
+        None
+    };
+    write_outputs(req, &build, &base, disk)
 }
 
 fn check_host(req: &ImageRequest) -> Result<()> {
@@ -59,7 +68,12 @@ fn check_host(req: &ImageRequest) -> Result<()> {
     std::fs::create_dir_all(&req.out).map_err(io_err("creating", &req.out))
 }
 
-fn write_outputs(req: &ImageRequest, build: &BuildDir, base: &Base) -> Result<ImageOutput> {
+fn write_outputs(
+    req: &ImageRequest,
+    build: &BuildDir,
+    base: &Base,
+    disk: Option<disk::DiskOutput>,
+) -> Result<ImageOutput> {
     let img = patched_image(req, build, base)?;
     let rootfs_sha256 = sha256_file(img.path())?;
     let used_bytes = used_bytes(img.path())?;
@@ -75,6 +89,8 @@ fn write_outputs(req: &ImageRequest, build: &BuildDir, base: &Base) -> Result<Im
         rootfs,
         rootfs_sha256,
         qcow2,
+        disk: disk.as_ref().map(|d| d.path.clone()),
+        disk_sha256: disk.as_ref().map(|d| d.sha256.clone()),
         kernel,
         initrd,
         image_manifest: req.out.join("image-manifest.json"),
@@ -82,7 +98,7 @@ fn write_outputs(req: &ImageRequest, build: &BuildDir, base: &Base) -> Result<Im
         base_from_cache: base.from_cache,
         used_bytes,
     };
-    write_image_manifest(build, base, &mut out)?;
+    write_image_manifest(build, base, disk.as_ref(), &mut out)?;
     Ok(out)
 }
 
@@ -117,7 +133,13 @@ fn temp_in(dir: &Path, prefix: &str) -> Result<NamedTempFile> {
         .map_err(io_err("creating a temp file in", dir))
 }
 
+/// Renames a finished temp file into place, readable like any build output
+/// (temp files start 0600; nothing in an image is secret).
 fn publish(tmp: NamedTempFile, dest: &Path) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let perms = std::fs::Permissions::from_mode(0o644);
+    std::fs::set_permissions(tmp.path(), perms)
+        .map_err(io_err("setting permissions of", tmp.path()))?;
     tmp.persist(dest)
         .map_err(|e| io_err("renaming into", dest)(e.error))?;
     Ok(dest.to_path_buf())
@@ -156,7 +178,20 @@ fn used_bytes(img: &Path) -> Result<u64> {
     Ok(field("Block count:").saturating_sub(field("Free blocks:")) * field("Block size:"))
 }
 
-fn write_image_manifest(build: &BuildDir, base: &Base, out: &mut ImageOutput) -> Result<()> {
+fn write_image_manifest(
+    build: &BuildDir,
+    base: &Base,
+    disk: Option<&disk::DiskOutput>,
+    out: &mut ImageOutput,
+) -> Result<()> {
+    let disk = disk.map(|d| {
+        json!({
+            "file": "disk.img",
+            "sha256": d.sha256,
+            "root_partuuid": d.root_partuuid,
+            "cmdline": format!("root=PARTUUID={} rw console=ttyS0", d.root_partuuid),
+        })
+    });
     let doc = json!({
         "format": 1,
         "profile": build.manifest.profile,
@@ -177,6 +212,7 @@ fn write_image_manifest(build: &BuildDir, base: &Base, out: &mut ImageOutput) ->
             "vmlinuz_sha256": sha256_file(&out.kernel)?,
             "initrd_sha256": sha256_file(&out.initrd)?,
         },
+        "disk": disk,
         "packages": base.meta.packages,
     });
     let text = serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n";

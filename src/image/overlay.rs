@@ -6,6 +6,7 @@ use super::error::{Result, input_err};
 use super::manifest::{BuildDir, Entry, EntryKind};
 use super::pack::{quote, set_times};
 use std::collections::BTreeMap;
+use std::path::Path;
 
 /// What the base has (or the overlay created) at a resolved path.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,38 +87,77 @@ pub struct Ids<'a> {
     pub groups: &'a BTreeMap<String, u32>,
 }
 
+/// One filesystem's share of the overlay: entries with their path inside
+/// that filesystem ("" is its root folder).
+pub struct PlanInput<'a> {
+    pub paths: &'a BTreeMap<String, String>,
+    pub ids: Ids<'a>,
+    pub overlay: &'a Path,
+    pub entries: Vec<(String, &'a Entry)>,
+    pub disable: &'a [String],
+    pub sde: i64,
+    pub uuid: String,
+}
+
 /// The debugfs script that turns the base image into the profile's image.
 pub fn plan(build: &BuildDir, meta: &BaseMeta, uuid: &str) -> Result<String> {
-    let sde = build.manifest.source_date_epoch;
+    plan_fs(PlanInput {
+        paths: &meta.paths,
+        ids: Ids {
+            users: &meta.users,
+            groups: &meta.groups,
+        },
+        overlay: &build.overlay,
+        entries: build
+            .manifest
+            .entries
+            .iter()
+            .map(|e| (e.path.clone(), e))
+            .collect(),
+        disable: &build.manifest.units.disable,
+        sde: build.manifest.source_date_epoch,
+        uuid: uuid.to_string(),
+    })
+}
+
+pub fn plan_fs(mut input: PlanInput) -> Result<String> {
     let mut tree = Tree {
-        base: &meta.paths,
+        base: input.paths,
         added: BTreeMap::new(),
     };
-    let ids = Ids {
-        users: &meta.users,
-        groups: &meta.groups,
-    };
     let mut script = String::new();
-    let mut entries: Vec<&Entry> = build.manifest.entries.iter().collect();
-    entries.sort_by(|a, b| a.path.cmp(&b.path));
-    for e in entries {
-        apply_entry(&mut script, &mut tree, &ids, build, e, sde)?;
+    input.entries.sort_by(|a, b| a.0.cmp(&b.0));
+    for (rel, e) in &input.entries {
+        if rel.is_empty() {
+            root_attrs(&mut script, e, &input)?;
+        } else {
+            apply_entry(&mut script, &mut tree, &input, rel, e)?;
+        }
     }
-    disable_units(&mut script, &tree, &build.manifest.units.disable)?;
-    script.push_str(&format!("ssv uuid {uuid}\n"));
+    disable_units(&mut script, &tree, input.disable)?;
+    script.push_str(&format!("ssv uuid {}\n", input.uuid));
     Ok(script)
+}
+
+/// An entry naming a separate filesystem's mount point sets its root folder.
+fn root_attrs(script: &mut String, e: &Entry, input: &PlanInput) -> Result<()> {
+    if e.kind != EntryKind::Dir || e.implicit() {
+        return Ok(());
+    }
+    set_owner_mode(script, "\"/\"", e, &input.ids, 0o040000)?;
+    set_times(script, "/", input.sde)
 }
 
 fn apply_entry(
     script: &mut String,
     tree: &mut Tree,
-    ids: &Ids,
-    build: &BuildDir,
+    input: &PlanInput,
+    rel: &str,
     e: &Entry,
-    sde: i64,
 ) -> Result<()> {
+    let ids = &input.ids;
     let follow_last = e.kind == EntryKind::Dir;
-    let path = tree.resolve(&e.path, follow_last)?;
+    let path = tree.resolve(rel, follow_last)?;
     let abs = quote(&format!("/{path}"))?;
     let existing = tree.get(&path);
     if existing == Some(Node::Dir) && e.kind != EntryKind::Dir {
@@ -131,7 +171,7 @@ fn apply_entry(
         EntryKind::Dir => {
             match existing {
                 None => script.push_str(&format!("mkdir {abs}\n")),
-                Some(Node::Dir) if e.module.is_none() => return Ok(()),
+                Some(Node::Dir) if e.implicit() => return Ok(()),
                 Some(Node::Dir) => {}
                 Some(_) => {
                     return Err(input_err(
@@ -148,7 +188,7 @@ fn apply_entry(
             if existing.is_some() {
                 script.push_str(&format!("rm {abs}\n"));
             }
-            let src = build.overlay.join(&e.path);
+            let src = input.overlay.join(&e.path);
             script.push_str(&format!("write {} {abs}\n", quote(&src.to_string_lossy())?));
             tree.added.insert(path.clone(), Node::File);
             set_owner_mode(script, &abs, e, ids, 0o100000)?;
@@ -163,7 +203,7 @@ fn apply_entry(
             set_ids(script, &abs, e, ids)?;
         }
     }
-    set_times(script, &format!("/{path}"), sde)
+    set_times(script, &format!("/{path}"), input.sde)
 }
 
 fn set_owner_mode(

@@ -52,17 +52,22 @@ pub fn command(program: &str) -> Command {
 /// Runs to completion; on failure the error carries the end of stderr.
 pub fn run(cmd: &mut Command) -> Result<String> {
     let shown = describe(cmd);
-    let out = cmd.stdin(Stdio::null()).output().map_err(io_err(
+    // output() gives the child an empty stdin unless the caller set one (sfdisk).
+    let out = cmd.output().map_err(io_err(
         "running",
         cmd.get_program().to_string_lossy().to_string(),
     ))?;
     if out.status.success() {
         return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
     }
+    let mut said = String::from_utf8_lossy(&out.stderr).into_owned();
+    if said.trim().is_empty() {
+        said = String::from_utf8_lossy(&out.stdout).into_owned();
+    }
     Err(ImageError::Command {
         command: shown,
         status: out.status.to_string(),
-        hint: tail(&String::from_utf8_lossy(&out.stderr), 20),
+        hint: tail(&said, 20),
     })
 }
 
@@ -113,8 +118,19 @@ pub fn tail(text: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// The first line of `mmdebstrap --version`, part of the base cache key.
+/// Identifies the installed mmdebstrap for the base cache key: the sha256 of
+/// the script itself (a single Perl file), which is exact and, unlike
+/// `mmdebstrap --version`, costs no interpreter start.
 pub fn mmdebstrap_version() -> Result<String> {
-    let out = run(command(MMDEBSTRAP.0).arg("--version"))?;
-    Ok(out.lines().next().unwrap_or("").trim().to_string())
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path)
+        .map(|d| d.join(MMDEBSTRAP.0))
+        .find(|p| p.is_file());
+    let Some(script) = found else {
+        return Err(ImageError::ToolMissing {
+            tool: MMDEBSTRAP.0.into(),
+            package: MMDEBSTRAP.1.into(),
+        });
+    };
+    Ok(format!("sha256:{}", super::cache::sha256_file(&script)?))
 }

@@ -145,6 +145,37 @@ pub fn default_entries() -> Vec<FileSpec> {
     ]
 }
 
+pub const FSTAB: &str =
+    "LABEL=root\t/\text4\tdefaults\t0\t1\nLABEL=var\t/var\text4\tdefaults,nodev,nosuid\t0\t2\n";
+
+/// The default entries plus what lands on the separate filesystems.
+pub fn disk_entries() -> Vec<FileSpec> {
+    let mut e = default_entries();
+    e.push(file(
+        "etc/hardroot/fstab.disk",
+        "0644",
+        "root",
+        "root",
+        FSTAB,
+    ));
+    e.push(dir("var/log/audit", "0700", "root", "root"));
+    e.push(file(
+        "home/hardroot/readme",
+        "0640",
+        "sshd",
+        "root",
+        "on the home partition\n",
+    ));
+    e.push(file(
+        "var/lib/hardroot/state",
+        "0600",
+        "root",
+        "root",
+        "on the var partition\n",
+    ));
+    e
+}
+
 /// Writes build_dir/{overlay/, manifest.json, config.json}.
 pub fn write_build(build_dir: &Path, entries: &[FileSpec], disable: &[&str]) -> PathBuf {
     let overlay = build_dir.join("overlay");
@@ -166,7 +197,11 @@ pub fn write_build(build_dir: &Path, entries: &[FileSpec], disable: &[&str]) -> 
         "entries": all,
     });
     write_json(&build_dir.join("manifest.json"), &manifest);
-    write_json(&build_dir.join("config.json"), &config());
+    let mut cfg = config();
+    if entries.iter().any(|e| e.path == "etc/hardroot/fstab.disk") {
+        cfg["disk"] = disk_config();
+    }
+    write_json(&build_dir.join("config.json"), &cfg);
     build_dir.to_path_buf()
 }
 
@@ -217,6 +252,20 @@ fn root_hash(entries: &[Value]) -> String {
     hex(&Sha256::digest(serde_json::to_vec(entries).expect("json")))
 }
 
+/// The disk module's evaluated options, small enough for the test base.
+pub fn disk_config() -> Value {
+    json!({
+        "filesystems": [
+            {"mount": "/var", "label": "var", "size_mib": 512, "options": "nodev,nosuid"},
+            {"mount": "/var/tmp", "label": "var-tmp", "size_mib": 64, "options": "nodev,nosuid,noexec"},
+            {"mount": "/var/log", "label": "var-log", "size_mib": 64, "options": "nodev,nosuid,noexec"},
+            {"mount": "/var/log/audit", "label": "var-log-audit", "size_mib": 64, "options": "nodev,nosuid,noexec"},
+            {"mount": "/home", "label": "home", "size_mib": 64, "options": "nodev,nosuid"}
+        ],
+        "root_size_mib": 0
+    })
+}
+
 pub fn config() -> Value {
     json!({
         "system": {
@@ -225,7 +274,7 @@ pub fn config() -> Value {
             "variant": "minbase",
             "dpkg_path_exclude": ["/usr/share/doc/*", "/usr/share/man/*", "/usr/share/info/*", "/usr/share/locale/*"],
             "dpkg_path_include": ["/usr/share/doc/*/copyright"],
-            "scrub": ["/etc/ssh/ssh_host_*", "/var/cache/apt/*.bin", "/var/cache/apt/archives/*.deb",
+            "scrub": ["/etc/hostname", "/etc/resolv.conf", "/etc/ssh/ssh_host_*", "/var/cache/apt/*.bin", "/var/cache/apt/archives/*.deb",
                       "/var/cache/debconf/*-old", "/var/lib/dpkg/*-old"],
             "image_free_mib": 256,
             "root_label": "root"

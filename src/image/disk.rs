@@ -1,0 +1,439 @@
+//! OUT/disk.img: a GPT disk with the `disk` module's hardened layout. Each
+//! filesystem is packed once per (base, layout) from its subtree of the cached
+//! base and kept in the cache; a build copies those images, patches each with
+//! its share of the overlay (debugfs, as for rootfs.img), installs the disk's
+//! fstab, and assembles them with sfdisk + dd. No root mount, no loop device.
+use super::base::Base;
+use super::cache::{Cache, hex, sha256_file};
+use super::error::{Result, input_err, io_err};
+use super::fsutil;
+use super::manifest::{BuildDir, Entry};
+use super::overlay::{Ids, PlanInput, plan_fs};
+use super::pack::{self, Ext4Spec, quote, set_times};
+use super::progress::Step;
+use super::tools;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+const MIB: u64 = 1 << 20;
+/// Where the disk module renders the fstab that only disk.img uses.
+const FSTAB_SOURCE: &str = "etc/hardroot/fstab.disk";
+/// GPT type GUIDs (Discoverable Partitions Specification).
+const TYPE_ROOT_X86_64: &str = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709";
+const TYPE_VAR: &str = "4D21B016-B534-45C2-A9FB-5C16E091FD2D";
+const TYPE_VAR_TMP: &str = "7EC6F557-3BC5-4ACA-B293-16EF5DF639D1";
+const TYPE_HOME: &str = "933AC7E1-2EB4-4F13-B844-0E14E2AEF915";
+const TYPE_LINUX_DATA: &str = "0FC63DAF-8483-4772-8E79-3D69D8477DE4";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Filesystem {
+    pub mount: String,
+    pub label: String,
+    pub size_mib: u64,
+    #[serde(default)]
+    pub options: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DiskSettings {
+    pub filesystems: Vec<Filesystem>,
+    #[serde(default)]
+    pub root_size_mib: u64,
+}
+
+/// One packed partition in the cache.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Part {
+    /// "" for root, else the mount point without its leading slash.
+    mount: String,
+    label: String,
+    size: u64,
+    paths: BTreeMap<String, String>,
+}
+
+pub struct DiskOutput {
+    pub path: PathBuf,
+    pub sha256: String,
+    pub root_partuuid: String,
+}
+
+pub fn settings(build: &BuildDir) -> Result<DiskSettings> {
+    let path = build.dir.join("config.json");
+    let Some(disk) = build.config.get("disk") else {
+        return Err(input_err(
+            &path,
+            "--disk needs the `disk` module",
+            "add \"disk\" to the profile's imports",
+        ));
+    };
+    let s: DiskSettings = serde_json::from_value(disk.clone()).map_err(|e| {
+        input_err(
+            &path,
+            format!("disk options: {e}"),
+            "check the `disk` module's options",
+        )
+    })?;
+    for f in &s.filesystems {
+        super::manifest::check_path(f.mount.trim_start_matches('/'))?;
+    }
+    Ok(s)
+}
+
+pub fn build(
+    cache: &Cache,
+    base: &Base,
+    build: &BuildDir,
+    out: &Path,
+    quiet: bool,
+) -> Result<DiskOutput> {
+    tools::require(tools::SFDISK)?;
+    let disk = settings(build)?;
+    let parts = cached_parts(cache, base, build, &disk, quiet)?;
+    let step = Step::start("assembling disk.img", quiet);
+    let work = tempfile::Builder::new()
+        .prefix(".disk-")
+        .tempdir_in(out)
+        .map_err(io_err("creating a temp folder in", out))?;
+    let mut images = Vec::new();
+    for part in &parts.1 {
+        images.push(patched_part(
+            &parts.0,
+            part,
+            base,
+            build,
+            &parts.1,
+            work.path(),
+        )?);
+    }
+    let result = assemble(build, &parts.1, &images, work.path(), out)?;
+    step.done(&format!("{} partitions", parts.1.len()));
+    Ok(result)
+}
+
+fn layout_key(base: &Base, disk: &DiskSettings, free_mib: u64) -> String {
+    // The first field changes whenever the way partitions are packed changes.
+    let text = serde_json::to_string(&(
+        3,
+        &base.meta.key,
+        &disk.filesystems,
+        disk.root_size_mib,
+        free_mib,
+    ))
+    .unwrap_or_default();
+    hex(&Sha256::digest(text.as_bytes()))[..16].to_string()
+}
+
+/// The partition images for this base and layout, packing them if needed.
+fn cached_parts(
+    cache: &Cache,
+    base: &Base,
+    build: &BuildDir,
+    disk: &DiskSettings,
+    quiet: bool,
+) -> Result<(PathBuf, Vec<Part>)> {
+    let key = layout_key(base, disk, build.system.image_free_mib);
+    let dir = base.dir.join(format!("disk-{key}"));
+    let _lock = cache.lock(&format!("{}-disk-{key}", base.meta.key), true)?;
+    if !dir.join("parts.json").is_file() {
+        let step = Step::start("packing the disk's filesystems", quiet);
+        pack_parts(base, build, disk, &dir)?;
+        step.done("");
+    }
+    let path = dir.join("parts.json");
+    let text = std::fs::read_to_string(&path).map_err(io_err("reading", &path))?;
+    let parts = serde_json::from_str(&text).map_err(|e| {
+        input_err(
+            &path,
+            format!("corrupt cache entry: {e}"),
+            "run again with --rebuild-base",
+        )
+    })?;
+    Ok((dir, parts))
+}
+
+fn pack_parts(base: &Base, build: &BuildDir, disk: &DiskSettings, dest: &Path) -> Result<()> {
+    let tmp = tempfile::Builder::new()
+        .prefix(".tmp-disk-")
+        .tempdir_in(&base.dir)
+        .map_err(io_err("creating a temp folder in", &base.dir))?;
+    let stage = tmp.path().join("root");
+    // Hard links: a full tree to cut up, without copying any data.
+    tools::run(
+        tools::command(tools::CP.0)
+            .arg("-al")
+            .arg(base.rootfs())
+            .arg(&stage),
+    )?;
+    let sde = base.meta.source_date_epoch;
+    let mut fss = disk.filesystems.clone();
+    // Deepest first, so /var/log/audit leaves /var/log before /var/log leaves /var.
+    fss.sort_by_key(|f| std::cmp::Reverse(f.mount.len()));
+    let mut parts = Vec::new();
+    for fs in &fss {
+        let sub = tmp.path().join(format!("part-{}", fs.label));
+        split_off(&stage, fs.mount.trim_start_matches('/'), &sub, sde)?;
+        parts.push(pack_part(
+            &sub,
+            fs.mount.trim_start_matches('/'),
+            &fs.label,
+            fs.size_mib * MIB,
+            base,
+            tmp.path(),
+        )?);
+    }
+    let used = fsutil::survey(&stage)?.used_bytes;
+    let root_size = match disk.root_size_mib {
+        0 => pack::image_size(used, build.system.image_free_mib),
+        n => n * MIB,
+    };
+    parts.push(pack_part(
+        &stage,
+        "",
+        &build.system.root_label,
+        root_size,
+        base,
+        tmp.path(),
+    )?);
+    // Partition order: root first, then by mount point.
+    parts.sort_by(|a, b| a.mount.cmp(&b.mount));
+    let json = serde_json::to_string(&parts).unwrap_or_default();
+    let list = tmp.path().join("parts.json");
+    std::fs::write(&list, json).map_err(io_err("writing", &list))?;
+    std::fs::remove_dir_all(&stage).map_err(io_err("removing", &stage))?;
+    let kept = tmp.keep();
+    std::fs::rename(&kept, dest).map_err(io_err("publishing", dest))
+}
+
+/// Moves stage/<mount> to `sub` and leaves an empty mount point with the
+/// same owner and mode in its place (created if the base has none).
+fn split_off(stage: &Path, mount: &str, sub: &Path, sde: i64) -> Result<()> {
+    let from = stage.join(mount);
+    let meta = std::fs::symlink_metadata(&from).ok().filter(|m| m.is_dir());
+    match &meta {
+        Some(_) => std::fs::rename(&from, sub).map_err(io_err("moving", &from))?,
+        None => std::fs::create_dir_all(sub).map_err(io_err("creating", sub))?,
+    }
+    std::fs::create_dir_all(&from).map_err(io_err("creating", &from))?;
+    if let Some(m) = meta {
+        std::os::unix::fs::chown(&from, Some(m.uid()), Some(m.gid()))
+            .map_err(io_err("chown", &from))?;
+        std::fs::set_permissions(&from, std::fs::Permissions::from_mode(m.mode() & 0o7777))
+            .map_err(io_err("chmod", &from))?;
+    }
+    fsutil::clamp_times(sub, sde)?;
+    fsutil::clamp_times(&from, sde)
+}
+
+fn pack_part(
+    tree: &Path,
+    mount: &str,
+    label: &str,
+    size: u64,
+    base: &Base,
+    tmp: &Path,
+) -> Result<Part> {
+    let survey = fsutil::survey(tree)?;
+    let seed = format!("{}:{label}", base.meta.key);
+    let spec = Ext4Spec {
+        size,
+        uuid: pack::uuid_from(&format!("part-uuid:{seed}")),
+        hash_seed: pack::uuid_from(&format!("part-hash-seed:{seed}")),
+        label: label.to_string(),
+        sde: base.meta.source_date_epoch,
+    };
+    // ext4 metadata and the journal take a few percent; keep a fifth free.
+    if survey.used_bytes > size / 5 * 4 {
+        return Err(input_err(
+            format!("/{mount}"),
+            format!(
+                "{} MiB of content does not fit a {} MiB filesystem",
+                survey.used_bytes / MIB,
+                size / MIB
+            ),
+            "raise its size_mib in the `disk` module's options",
+        ));
+    }
+    pack::make_ext4(
+        tree,
+        &tmp.join(format!("{label}.img")),
+        &spec,
+        &survey.paths,
+    )?;
+    Ok(Part {
+        mount: mount.to_string(),
+        label: label.to_string(),
+        size,
+        paths: survey.paths,
+    })
+}
+
+/// The deepest mount point holding `path` ("" = root) and the path inside it.
+fn place<'a>(path: &str, parts: &'a [Part]) -> (&'a Part, String) {
+    let mut best: Option<&Part> = None;
+    for p in parts.iter().filter(|p| !p.mount.is_empty()) {
+        let inside = path == p.mount || path.starts_with(&format!("{}/", p.mount));
+        if inside && best.is_none_or(|b| p.mount.len() > b.mount.len()) {
+            best = Some(p);
+        }
+    }
+    match best {
+        Some(p) => (p, path[p.mount.len()..].trim_start_matches('/').to_string()),
+        None => (&parts[0], path.to_string()),
+    }
+}
+
+fn patched_part(
+    dir: &Path,
+    part: &Part,
+    base: &Base,
+    build: &BuildDir,
+    all: &[Part],
+    work: &Path,
+) -> Result<PathBuf> {
+    let img = work.join(format!("{}.img", part.label));
+    let src = dir.join(format!("{}.img", part.label));
+    tools::run(
+        tools::command(tools::CP.0)
+            .arg("--sparse=always")
+            .arg(&src)
+            .arg(&img),
+    )?;
+    let entries: Vec<(String, &Entry)> = build
+        .manifest
+        .entries
+        .iter()
+        .filter_map(|e| {
+            let (p, rel) = place(&e.path, all);
+            (p.label == part.label).then_some((rel, e))
+        })
+        .collect();
+    let sde = build.manifest.source_date_epoch;
+    let mut script = plan_fs(PlanInput {
+        paths: &part.paths,
+        ids: Ids {
+            users: &base.meta.users,
+            groups: &base.meta.groups,
+        },
+        overlay: &build.overlay,
+        entries,
+        disable: if part.mount.is_empty() {
+            &build.manifest.units.disable
+        } else {
+            &[]
+        },
+        sde,
+        uuid: pack::uuid_from(&format!(
+            "disk-fs:{}:{}",
+            build.manifest.root_hash, part.label
+        )),
+    })?;
+    if part.mount.is_empty() {
+        install_fstab(&mut script, build, part, sde)?;
+    }
+    pack::debugfs(&img, &script, sde)?;
+    pack::fsck(&img)?;
+    Ok(img)
+}
+
+/// disk.img's /etc/fstab is the disk module's rendered fstab.disk.
+fn install_fstab(script: &mut String, build: &BuildDir, root: &Part, sde: i64) -> Result<()> {
+    let src = build.overlay.join(FSTAB_SOURCE);
+    if !src.is_file() {
+        return Err(input_err(
+            &src,
+            "missing: the disk module renders it",
+            "import the `disk` module",
+        ));
+    }
+    if root.paths.contains_key("etc/fstab") {
+        script.push_str("rm /etc/fstab\n");
+    }
+    script.push_str(&format!(
+        "write {} /etc/fstab\n",
+        quote(&src.to_string_lossy())?
+    ));
+    script.push_str("sif /etc/fstab mode 0100644\nsif /etc/fstab uid 0\nsif /etc/fstab gid 0\n");
+    set_times(script, "/etc/fstab", sde)
+}
+
+fn part_type(mount: &str) -> &'static str {
+    match mount {
+        "" => TYPE_ROOT_X86_64,
+        "var" => TYPE_VAR,
+        "var/tmp" => TYPE_VAR_TMP,
+        "home" => TYPE_HOME,
+        _ => TYPE_LINUX_DATA,
+    }
+}
+
+/// GPT via sfdisk on a plain file, then each filesystem written at its
+/// offset with dd (sparse: zero blocks are skipped).
+fn assemble(
+    build: &BuildDir,
+    parts: &[Part],
+    images: &[PathBuf],
+    work: &Path,
+    out: &Path,
+) -> Result<DiskOutput> {
+    let hash = &build.manifest.root_hash;
+    let total: u64 = parts.iter().map(|p| p.size).sum::<u64>() + 2 * MIB;
+    let disk = work.join("disk.img");
+    let file = std::fs::File::create(&disk).map_err(io_err("creating", &disk))?;
+    file.set_len(total).map_err(io_err("sizing", &disk))?;
+    let mut script = format!(
+        "label: gpt\nlabel-id: {}\nunit: sectors\nfirst-lba: 2048\n",
+        pack::uuid_from(&format!("disk:{hash}"))
+    );
+    let mut offset = MIB;
+    let mut root_partuuid = String::new();
+    for p in parts {
+        let uuid = pack::uuid_from(&format!("partuuid:{hash}:{}", p.label));
+        if p.mount.is_empty() {
+            root_partuuid = uuid.clone();
+        }
+        script.push_str(&format!(
+            "start={}, size={}, type={}, uuid={uuid}, name=\"{}\"\n",
+            offset / 512,
+            p.size / 512,
+            part_type(&p.mount),
+            p.label
+        ));
+        offset += p.size;
+    }
+    sfdisk(&disk, &script, work)?;
+    let mut offset = MIB;
+    for (p, img) in parts.iter().zip(images) {
+        tools::run(
+            tools::command("dd")
+                .arg(format!("if={}", img.display()))
+                .arg(format!("of={}", disk.display()))
+                .args(["bs=1M", "conv=notrunc,sparse", "status=none"])
+                .arg(format!("seek={}", offset / MIB)),
+        )?;
+        offset += p.size;
+    }
+    let sha256 = sha256_file(&disk)?;
+    let dest = out.join("disk.img");
+    std::fs::rename(&disk, &dest).map_err(io_err("publishing", &dest))?;
+    Ok(DiskOutput {
+        path: dest,
+        sha256,
+        root_partuuid,
+    })
+}
+
+fn sfdisk(disk: &Path, script: &str, work: &Path) -> Result<()> {
+    let input = work.join("sfdisk.txt");
+    std::fs::write(&input, script).map_err(io_err("writing", &input))?;
+    let file = std::fs::File::open(&input).map_err(io_err("reading", &input))?;
+    tools::run(
+        tools::command(tools::SFDISK.0)
+            .args(["--quiet", "--no-reread", "--no-tell-kernel"])
+            .arg(disk)
+            .stdin(file),
+    )
+    .map(|_| ())
+}
