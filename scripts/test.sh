@@ -7,6 +7,10 @@ cd "$(dirname "$0")/.."
 scripts/deps.sh
 export CARGO_TERM_COLOR=never
 cargo build --release --locked
+# Fast tests in parallel; then the ones that bootstrap Debian or boot QEMU
+# (marked #[ignore] so a plain `cargo test` stays quick), one at a time:
+# two TCG guests on two cores would only slow each other down.
 cargo test --release --locked -- --test-threads=2
+cargo test --release --locked -- --ignored --test-threads=1
 nix-instantiate --parse flake.nix >/dev/null
 echo "all tests passed"

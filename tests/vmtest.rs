@@ -63,6 +63,8 @@ fn args(test: &Path, out: &Path) -> VmTestArgs {
         image: Some(image()),
         out: Some(out.to_path_buf()),
         accel: AccelChoice::Auto,
+        module_dirs: Vec::new(),
+        cache: None,
         script: PathBuf::from("test.rhai"),
         tail: 40,
     }
@@ -112,6 +114,10 @@ fn smoke_test_passes_and_records_every_verb() {
             .unwrap()
             .len(),
         2
+    );
+    assert!(
+        !process_with(&out.path().to_string_lossy()),
+        "a spawned client server outlived the test"
     );
     assert_eq!(
         std::fs::read_to_string(out.path().join("from-vm/tree/sub/leaf")).unwrap(),
@@ -254,10 +260,14 @@ fn namespaces_of(pid: u32) -> usize {
 }
 
 fn qemu_running_with(serial: &Path) -> bool {
-    let needle = serial.to_string_lossy().into_owned();
+    process_with(&serial.to_string_lossy())
+}
+
+/// Is there a process whose command line mentions `needle`?
+fn process_with(needle: &str) -> bool {
     std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
         std::fs::read(e.path().join("cmdline"))
-            .map(|c| String::from_utf8_lossy(&c).contains(&needle))
+            .map(|c| String::from_utf8_lossy(&c).contains(needle))
             .unwrap_or(false)
     })
 }

@@ -13,6 +13,9 @@ pub struct Manifest {
     pub root_hash: String,
     pub packages: Vec<String>,
     pub units: Units,
+    /// Paths the image stage deletes from the base before applying the overlay.
+    #[serde(default)]
+    pub remove: Vec<String>,
     pub entries: Vec<ManifestEntry>,
 }
 
@@ -35,6 +38,9 @@ pub struct ManifestEntry {
     pub target: Option<String>,
     #[serde(default)]
     pub early: bool,
+    /// A parent folder no module declared: the image keeps the base's folder as it is.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub implied: bool,
     pub module: String,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub template: Option<String>,
@@ -50,6 +56,7 @@ impl Manifest {
             root_hash: root_hash(&entries),
             packages: rendered.packages.clone(),
             units: rendered.units.clone(),
+            remove: rendered.remove.clone(),
             entries,
         }
     }
@@ -91,6 +98,7 @@ fn entry(e: &Entry) -> ManifestEntry {
         sha256,
         target,
         early: e.early,
+        implied: e.module.is_empty(),
         module: e.module.clone(),
         template: e.template.clone(),
     }

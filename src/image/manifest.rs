@@ -15,6 +15,9 @@ pub struct Manifest {
     pub packages: Vec<String>,
     #[serde(default)]
     pub units: Units,
+    /// Paths modules remove from the base (`[module] remove`): scrubbed like `system.scrub`.
+    #[serde(default)]
+    pub remove: Vec<String>,
     pub entries: Vec<Entry>,
 }
 
@@ -116,7 +119,8 @@ impl BuildDir {
     pub fn load(dir: &Path) -> Result<BuildDir> {
         let manifest: Manifest = read_json(&dir.join("manifest.json"))?;
         let config: serde_json::Value = read_json(&dir.join("config.json"))?;
-        let system = system_settings(&dir.join("config.json"), &config)?;
+        let mut system = system_settings(&dir.join("config.json"), &config)?;
+        system.scrub.extend(manifest.remove.iter().cloned());
         check_entries(&manifest)?;
         Ok(BuildDir {
             dir: dir.to_path_buf(),

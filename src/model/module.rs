@@ -19,6 +19,9 @@ pub struct Module {
     pub description: String,
     pub imports: Vec<(String, Site)>,
     pub packages: Vec<Conditional<String>>,
+    /// Paths deleted from the base before the overlay goes on (keys a package
+    /// baked in, a default site we replace): "removal of what the profile disables".
+    pub remove: Vec<Conditional<String>>,
     pub options: BTreeMap<String, OptionDecl>,
     pub sets: Vec<SetDef>,
     pub files: Vec<FileDef>,
@@ -141,6 +144,7 @@ pub fn load_module(name: &str, dir: &Path) -> Result<Module, Located> {
         description: String::new(),
         imports: Vec::new(),
         packages: Vec::new(),
+        remove: Vec::new(),
         options: BTreeMap::new(),
         sets: Vec::new(),
         files: Vec::new(),
@@ -223,10 +227,18 @@ fn read_head(m: &mut Module, head: &Table, file: &Source) -> Result<(), Located>
         m.imports = string_list(&r, &raw, "imports")?;
     }
     if let Some(raw) = r.raw("packages") {
-        m.packages = conditional_list(&r, &raw, "packages", "name")?
+        m.packages = conditional_list(&r, &raw, "packages", "name", unit_or_package_name)?
             .into_iter()
             .map(|(c, _)| c)
             .collect();
+    }
+    if let Some(raw) = r.raw("remove") {
+        m.remove = conditional_list(&r, &raw, "remove", "path", |p| {
+            p.starts_with('/') && !p.chars().any(char::is_control)
+        })?
+        .into_iter()
+        .map(|(c, _)| c)
+        .collect();
     }
     r.finish()
 }
@@ -249,7 +261,13 @@ fn string_list(r: &Reader, raw: &Raw, key: &str) -> Result<Vec<(String, Site)>, 
 type Named = (Conditional<String>, Option<String>);
 
 /// A list whose entries are "name" or { <key> = "name", when = "...", ...extra }.
-fn conditional_list(r: &Reader, raw: &Raw, what: &str, key: &str) -> Result<Vec<Named>, Located> {
+fn conditional_list(
+    r: &Reader,
+    raw: &Raw,
+    what: &str,
+    key: &str,
+    valid: fn(&str) -> bool,
+) -> Result<Vec<Named>, Located> {
     let Raw::List(items, _) = raw else {
         return Err(r.expected(raw, &format!("`{what}` to be a list")));
     };
@@ -277,7 +295,7 @@ fn conditional_list(r: &Reader, raw: &Raw, what: &str, key: &str) -> Result<Vec<
             }
             other => return Err(r.expected(other, &format!("a string or a table in `{what}`"))),
         };
-        if !unit_or_package_name(&name) {
+        if !valid(&name) {
             return Err(Located::new(
                 CODE_SCHEMA,
                 item.site(),
@@ -306,7 +324,7 @@ fn unit_or_package_name(s: &str) -> bool {
 fn read_units(m: &mut Module, units: &Table, file: &Source) -> Result<(), Located> {
     let mut r = Reader::new(units, file, "[units]");
     if let Some(raw) = r.raw("enable") {
-        m.enable = conditional_list(&r, &raw, "enable", "unit")?
+        m.enable = conditional_list(&r, &raw, "enable", "unit", unit_or_package_name)?
             .into_iter()
             .map(|(c, wanted_by)| Conditional {
                 item: UnitRef {
@@ -319,13 +337,13 @@ fn read_units(m: &mut Module, units: &Table, file: &Source) -> Result<(), Locate
             .collect();
     }
     if let Some(raw) = r.raw("mask") {
-        m.mask = conditional_list(&r, &raw, "mask", "unit")?
+        m.mask = conditional_list(&r, &raw, "mask", "unit", unit_or_package_name)?
             .into_iter()
             .map(|(c, _)| c)
             .collect();
     }
     if let Some(raw) = r.raw("disable") {
-        m.disable = conditional_list(&r, &raw, "disable", "unit")?
+        m.disable = conditional_list(&r, &raw, "disable", "unit", unit_or_package_name)?
             .into_iter()
             .map(|(c, _)| c)
             .collect();

@@ -55,6 +55,8 @@ pub struct Rendered {
     pub entries: BTreeMap<String, Entry>,
     pub packages: Vec<String>,
     pub units: Units,
+    /// Absolute paths to delete from the base image, sorted.
+    pub remove: Vec<String>,
 }
 
 pub fn render(config: &Config) -> Result<Rendered, Vec<Located>> {
@@ -62,10 +64,15 @@ pub fn render(config: &Config) -> Result<Rendered, Vec<Located>> {
     let tera = load_templates(config).map_err(|e| vec![e])?;
     let mut tree = paths::Tree::default();
     let mut packages = Vec::new();
+    let mut remove = Vec::new();
     let mut errors = Vec::new();
     for m in &config.modules {
         let ctx = context_for(&json, &m.name, &config.profile.name);
-        if let Err(e) = render_module(m, &tera, &ctx, &mut tree, &mut packages) {
+        let lists = Lists {
+            packages: &mut packages,
+            remove: &mut remove,
+        };
+        if let Err(e) = render_module(m, &tera, &ctx, &mut tree, lists) {
             errors.push(e);
         }
     }
@@ -76,11 +83,20 @@ pub fn render(config: &Config) -> Result<Rendered, Vec<Located>> {
     let entries = tree.finish().map_err(|e| vec![e])?;
     packages.sort();
     packages.dedup();
+    remove.sort();
+    remove.dedup();
     Ok(Rendered {
         entries,
         packages,
         units,
+        remove,
     })
+}
+
+/// What modules add up across the whole profile.
+struct Lists<'a> {
+    packages: &'a mut Vec<String>,
+    remove: &'a mut Vec<String>,
 }
 
 fn render_module(
@@ -88,11 +104,18 @@ fn render_module(
     tera: &tera::Tera,
     ctx: &tera::Context,
     tree: &mut paths::Tree,
-    packages: &mut Vec<String>,
+    lists: Lists,
 ) -> Result<(), Located> {
     for p in &m.packages {
         if enabled(p, ctx)? {
-            packages.push(p.item.clone());
+            lists.packages.push(p.item.clone());
+        }
+    }
+    for r in &m.remove {
+        if enabled(r, ctx)? {
+            let path = normalize_target(&r.item)
+                .map_err(|e| Located::new(paths::CODE_PATH, &r.site, e))?;
+            lists.remove.push(format!("/{path}"));
         }
     }
     for f in &m.files {

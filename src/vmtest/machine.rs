@@ -237,6 +237,48 @@ pub struct Client {
     pub ns: String,
     pub ipv4: Option<String>,
     pub ipv6: Option<String>,
+    /// Servers started with `spawn` (e.g. an ACME server on a client host); killed at the end.
+    pub spawned: Vec<std::process::Child>,
+}
+
+impl Client {
+    pub fn new(name: &str, ns: &str, ipv4: Option<String>, ipv6: Option<String>) -> Client {
+        Client {
+            name: name.into(),
+            ns: ns.into(),
+            ipv4,
+            ipv6,
+            spawned: Vec::new(),
+        }
+    }
+
+    /// Start a long-running host command in this client's namespace and return
+    /// at once; its output goes to `log`. It is killed when the test ends.
+    pub fn spawn(&mut self, command: &str, log: &std::path::Path) -> Result<(), String> {
+        use std::os::unix::process::CommandExt;
+        let file = std::fs::File::create(log)
+            .map_err(|e| format!("cannot write {}: {e}", log.display()))?;
+        let err = file.try_clone().map_err(|e| e.to_string())?;
+        let child = std::process::Command::new("ip")
+            .args(["netns", "exec", &self.ns, "bash", "-c", command])
+            .stdin(std::process::Stdio::null())
+            .stdout(file)
+            .stderr(err)
+            .process_group(0)
+            .spawn()
+            .map_err(|e| format!("{}: cannot start {command}: {e}", self.name))?;
+        self.spawned.push(child);
+        Ok(())
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        for child in &mut self.spawned {
+            host::kill_group(child.id());
+            let _ = child.wait();
+        }
+    }
 }
 
 impl Runner for Client {
@@ -307,7 +349,13 @@ pub fn wait_until(
 /// Wait until a systemd unit is active; fail at once when it failed or cannot start.
 pub fn wait_for_unit(m: &mut Machine, unit: &str, timeout_secs: u64) -> Result<(), String> {
     let quoted = shell_quote(unit);
-    let query = format!("systemctl show --property=LoadState,ActiveState,SubState {quoted}");
+    // Jobs are counted BEFORE the state is read: a unit seen inactive after
+    // "no jobs pending" really has nothing coming (read the other way round, a
+    // job finishing in between looks like a unit that will never start).
+    let query = format!(
+        "echo Jobs=$(systemctl list-jobs --no-legend | wc -l); \
+         systemctl show --property=LoadState,ActiveState,SubState {quoted}"
+    );
     let deadline = Instant::now() + Duration::from_secs(timeout_secs);
     loop {
         let state = succeed(m, &query, 60)?;
@@ -316,14 +364,14 @@ pub fn wait_for_unit(m: &mut Machine, unit: &str, timeout_secs: u64) -> Result<(
                 .lines()
                 .find_map(|l| l.strip_prefix(&format!("{k}=")))
                 .unwrap_or("")
+                .trim()
                 .to_string()
         };
         let (load, active) = (get("LoadState"), get("ActiveState"));
         if active == "active" {
             return Ok(());
         }
-        let stuck =
-            active == "failed" || load == "not-found" || (active == "inactive" && no_jobs(m)?);
+        let stuck = unit_is_stuck(&load, &active, &get("Jobs"));
         if stuck || Instant::now() >= deadline {
             let why = if stuck {
                 "cannot become active".to_string()
@@ -342,16 +390,17 @@ pub fn wait_for_unit(m: &mut Machine, unit: &str, timeout_secs: u64) -> Result<(
     }
 }
 
+/// Failed, unknown, or inactive with no job queued anywhere: waiting cannot help.
+fn unit_is_stuck(load: &str, active: &str, jobs: &str) -> bool {
+    active == "failed" || load == "not-found" || (active == "inactive" && jobs == "0")
+}
+
 /// Wait until something listens on TCP `port` in the guest (any address).
 pub fn wait_for_open_port(m: &mut Machine, port: u16, timeout_secs: u64) -> Result<(), String> {
     let cmd = format!("ss -Htln 'sport = :{port}' | grep -q .");
     wait_until(m, &cmd, timeout_secs, true)
         .map(|_| ())
         .map_err(|e| format!("waiting for TCP port {port} to listen: {e}"))
-}
-
-fn no_jobs(m: &mut Machine) -> Result<bool, String> {
-    Ok(succeed(m, "systemctl list-jobs --no-legend | wc -l", 60)?.trim() == "0")
 }
 
 fn unit_status(m: &mut Machine, quoted: &str) -> String {
@@ -394,6 +443,15 @@ fn last_chars(s: &str, n: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stuck_units() {
+        assert!(unit_is_stuck("loaded", "failed", "3"));
+        assert!(unit_is_stuck("not-found", "inactive", "3"));
+        assert!(unit_is_stuck("loaded", "inactive", "0"));
+        assert!(!unit_is_stuck("loaded", "inactive", "2"));
+        assert!(!unit_is_stuck("loaded", "activating", "0"));
+    }
 
     #[test]
     fn quoting_survives_single_quotes() {

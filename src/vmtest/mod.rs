@@ -6,6 +6,7 @@
 mod channel;
 mod copy;
 mod host;
+mod images;
 pub mod interrupt;
 pub mod machine;
 mod net;
@@ -18,7 +19,7 @@ pub mod spec;
 use machine::{Client, Machine};
 use qemu::{Accel, Backend, ImageDir, VmConfig};
 use script::{Context, Handle};
-use spec::{MachineSpec, Source, TestSpec};
+use spec::TestSpec;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -39,6 +40,12 @@ pub struct VmTestArgs {
     /// Accelerator: auto tries KVM briefly and falls back to TCG
     #[arg(long, value_enum, default_value = "auto")]
     pub accel: AccelChoice,
+    /// Extra folder of modules for building PROFILE (repeatable)
+    #[arg(long = "modules", value_name = "DIR")]
+    pub module_dirs: Vec<PathBuf>,
+    /// Cache of Debian bases for the image stage [default: $XDG_CACHE_HOME/hardroot or ~/.cache/hardroot]
+    #[arg(long, env = "HARDROOT_CACHE", value_name = "DIR")]
+    pub cache: Option<PathBuf>,
     /// Run this script of the test folder instead of test.rhai (e.g. bench.rhai)
     #[arg(long, value_name = "FILE", default_value = "test.rhai")]
     pub script: PathBuf,
@@ -68,22 +75,32 @@ pub fn run(args: &VmTestArgs) -> miette::Result<()> {
         }
         Err(Failure::Test(msg)) => Err(TestFailed(msg).into()),
         Err(Failure::Driver(msg)) => Err(miette::miette!("{msg}")),
+        Err(Failure::Build(report)) => Err(report),
     }
 }
 
 /// Why `run_test` did not pass: the test itself failed (exit 4), or the driver
 /// could not run it (exit 3: no image, no QEMU, not root, interrupted).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Failure {
     Test(String),
     Driver(String),
+    /// Building the profile failed: the core's diagnostic, kept for its exit code (1 for a wrong profile).
+    Build(miette::Report),
 }
 
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Failure::Test(m) | Failure::Driver(m) => f.write_str(m),
+            Failure::Build(r) => write!(f, "{r:?}"),
         }
+    }
+}
+
+impl From<String> for Failure {
+    fn from(msg: String) -> Self {
+        Failure::Driver(msg)
     }
 }
 
@@ -99,7 +116,7 @@ pub struct Passed {
 /// machine's serial tail.
 pub fn run_test(args: &VmTestArgs) -> Result<Passed, Failure> {
     let started = Instant::now();
-    let ready = prepare(args).map_err(Failure::Driver)?;
+    let ready = prepare(args)?;
     let Ready {
         ctx,
         clients,
@@ -147,8 +164,7 @@ struct Ready {
     out_dir: PathBuf,
 }
 
-fn prepare(args: &VmTestArgs) -> Result<Ready, String> {
-    let started = Instant::now();
+fn prepare(args: &VmTestArgs) -> Result<Ready, Failure> {
     let spec = spec::load(&args.test)?;
     let out_dir = args
         .out
@@ -160,7 +176,12 @@ fn prepare(args: &VmTestArgs) -> Result<Ready, String> {
         .prefix("hr-vm-")
         .tempdir()
         .map_err(|e| format!("cannot make a temp folder: {e}"))?;
-    let images = resolve_images(&spec, args)?;
+    let mut images = images::Images::new(args, run_dir.path());
+    let images = spec
+        .machines
+        .iter()
+        .map(|m| images.for_machine(m))
+        .collect::<Result<Vec<_>, _>>()?;
     let accel = choose_accel(args.accel, &images, run_dir.path());
 
     // Declared before the machines: dropped after them (QEMU holds the taps).
@@ -185,7 +206,8 @@ fn prepare(args: &VmTestArgs) -> Result<Ready, String> {
         results: Mutex::new(results),
         test_dir: spec.dir.clone(),
         out_dir: out_dir.clone(),
-        deadline: started + Duration::from_secs(spec.timeout_secs),
+        // The limit is the script's: building images does not count.
+        deadline: Instant::now() + Duration::from_secs(spec.timeout_secs),
         machines,
     });
     Ok(Ready {
@@ -256,30 +278,6 @@ fn prepare_out_dir(out: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// One image folder per machine, in spec order.
-fn resolve_images(spec: &TestSpec, args: &VmTestArgs) -> Result<Vec<ImageDir>, String> {
-    spec.machines.iter().map(|m| image_for(m, args)).collect()
-}
-
-fn image_for(m: &MachineSpec, args: &VmTestArgs) -> Result<ImageDir, String> {
-    match (&m.source, &args.image, &args.profile) {
-        (Source::Image(dir), _, _) | (Source::Default, Some(dir), _) => ImageDir::open(dir),
-        (Source::Profile(p), _, _) | (Source::Default, None, Some(p)) => build_image(p),
-        (Source::Default, None, None) => Err(format!(
-            "machine {} names no profile or image in test.toml, and neither PROFILE nor --image was given",
-            m.name
-        )),
-    }
-}
-
-fn build_image(profile: &Path) -> Result<ImageDir, String> {
-    Err(format!(
-        "cannot build an image for {}: the image stage (crate::image::build_image) is not wired in yet; \
-         build an image folder by hand (vm-tests/smoke/make-image.sh DIR) and pass --image DIR",
-        profile.display()
-    ))
-}
-
 fn choose_accel(choice: AccelChoice, images: &[ImageDir], scratch: &Path) -> Accel {
     match (choice, images.first()) {
         (AccelChoice::Kvm, _) => Accel::Kvm,
@@ -334,12 +332,12 @@ fn make_clients(spec: &TestSpec, network: Option<&net::Network>) -> Vec<Handle<C
     spec.clients
         .iter()
         .map(|c| {
-            Handle::new(Client {
-                name: c.name.clone(),
-                ns: net.client_ns(&c.name),
-                ipv4: c.ipv4.map(|n| n.addr().to_string()),
-                ipv6: c.ipv6.map(|n| n.addr().to_string()),
-            })
+            Handle::new(Client::new(
+                &c.name,
+                &net.client_ns(&c.name),
+                c.ipv4.map(|n| n.addr().to_string()),
+                c.ipv6.map(|n| n.addr().to_string()),
+            ))
         })
         .collect()
 }

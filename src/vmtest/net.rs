@@ -106,9 +106,27 @@ impl Network {
 impl Drop for Network {
     fn drop(&mut self) {
         for ns in self.clients.iter().chain(std::iter::once(&self.ns)) {
+            // A deleted namespace lives on while a process is in it: stop stragglers
+            // (servers a script started in the background on a client host) first.
+            kill_members(ns);
             if let Err(e) = admin(&["ip", "netns", "del", ns]) {
                 eprintln!("warning: could not delete network namespace {ns}: {e}");
             }
+        }
+    }
+}
+
+fn kill_members(ns: &str) {
+    let Ok(pids) = admin(&["ip", "netns", "pids", ns]) else {
+        return;
+    };
+    for pid in pids
+        .split_whitespace()
+        .filter_map(|p| p.parse::<i32>().ok())
+    {
+        // SAFETY: kill(2) on a pid that `ip netns pids` reported inside our namespace.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
         }
     }
 }

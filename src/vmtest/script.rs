@@ -93,6 +93,8 @@ pub fn engine(ctx: &Arc<Context>) -> Engine {
     register_runner::<Machine>(&mut engine, ctx, "Machine");
     register_runner::<Client>(&mut engine, ctx, "Client");
     register_machine(&mut engine, ctx);
+    register_addresses(&mut engine);
+    register_client(&mut engine, ctx);
     register_globals(&mut engine, ctx);
     engine
 }
@@ -172,20 +174,6 @@ fn outcome_map(o: Outcome) -> Map {
 /// Verbs only VMs have: power, units, ports, files.
 fn register_machine(engine: &mut Engine, ctx: &Arc<Context>) {
     type M = Handle<Machine>;
-    engine.register_get("ipv4", |h: &mut M| {
-        h.lock()
-            .ipv4
-            .clone()
-            .map(Dynamic::from)
-            .unwrap_or(Dynamic::UNIT)
-    });
-    engine.register_get("ipv6", |h: &mut M| {
-        h.lock()
-            .ipv6
-            .clone()
-            .map(Dynamic::from)
-            .unwrap_or(Dynamic::UNIT)
-    });
     engine.register_fn("is_up", |h: &mut M| h.lock().is_up());
 
     let c = Arc::clone(ctx);
@@ -289,6 +277,34 @@ fn register_machine(engine: &mut Engine, ctx: &Arc<Context>) {
             )
         },
     );
+}
+
+/// Verbs only client hosts have.
+fn register_client(engine: &mut Engine, ctx: &Arc<Context>) {
+    let c = Arc::clone(ctx);
+    engine.register_fn(
+        "start_background",
+        move |h: &mut Handle<Client>, cmd: &str| -> Fallible<()> {
+            let mut client = h.lock();
+            let name = client.name.clone();
+            let log = c
+                .out_dir
+                .join(format!("{name}.background{}.log", client.spawned.len()));
+            c.record(&name, "start_background", cmd, || client.spawn(cmd, &log))
+        },
+    );
+}
+
+/// `ipv4` / `ipv6` of machines and clients: the addresses from test.toml
+/// without prefix length, or `()` when test.toml gives none.
+fn register_addresses(engine: &mut Engine) {
+    fn addr(a: &Option<String>) -> Dynamic {
+        a.clone().map(Dynamic::from).unwrap_or(Dynamic::UNIT)
+    }
+    engine.register_get("ipv4", |h: &mut Handle<Machine>| addr(&h.lock().ipv4));
+    engine.register_get("ipv6", |h: &mut Handle<Machine>| addr(&h.lock().ipv6));
+    engine.register_get("ipv4", |h: &mut Handle<Client>| addr(&h.lock().ipv4));
+    engine.register_get("ipv6", |h: &mut Handle<Client>| addr(&h.lock().ipv6));
 }
 
 /// Host paths: relative ones are taken from the test folder (copy_to_vm) or
@@ -443,12 +459,7 @@ mod tests {
         let mut m = Machine::new("server", backend, Duration::from_secs(30));
         m.ipv4 = Some("192.168.77.10".into());
         // A "client" that runs in the host's own namespace is enough to test the API.
-        let client = Client {
-            name: "trusted".into(),
-            ns: String::new(),
-            ipv4: None,
-            ipv6: None,
-        };
+        let client = Client::new("trusted", "", Some("192.168.77.20".into()), None);
         let ctx = Arc::new(Context {
             results: Mutex::new(Results::new("unit", "", dir.path())),
             test_dir: dir.path().to_path_buf(),
@@ -555,12 +566,34 @@ mod tests {
     fn clients_and_asserts() {
         let f = fixture();
         // An empty namespace name makes `ip netns exec` fail: the client's error must say so.
+        let props = r#"assert(trusted.ipv4 == "192.168.77.20" && trusted.ipv6 == () && trusted.name == "trusted", "client properties")"#;
+        run(&f.ctx, props, &f.clients).unwrap();
+        // Registered (the process itself fails at once: there is no namespace "").
+        run(&f.ctx, r#"trusted.start_background("sleep 1")"#, &f.clients).unwrap();
+        assert!(f.dir.path().join("trusted.background0.log").exists());
         let err = run(&f.ctx, r#"trusted.succeed("true")"#, &f.clients).unwrap_err();
         assert!(err.starts_with("trusted: command failed"), "{err}");
         let err = run_script(&f, r#"assert(1 == 2, "numbers differ")"#).unwrap_err();
         assert!(err.contains("assertion failed: numbers differ"), "{err}");
         let err = run_script(&f, "let x = ;").unwrap_err();
         assert!(err.starts_with("test.rhai:"), "{err}");
+    }
+
+    #[test]
+    fn the_repository_scripts_compile() {
+        let f = fixture();
+        let vm_tests = Path::new(env!("CARGO_MANIFEST_DIR")).join("vm-tests");
+        for dir in std::fs::read_dir(vm_tests).unwrap().flatten() {
+            for script in std::fs::read_dir(dir.path()).unwrap().flatten() {
+                let path = script.path();
+                if path.extension().is_some_and(|e| e == "rhai") {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    if let Err(e) = engine(&f.ctx).compile(&text) {
+                        panic!("{}: {e}", path.display());
+                    }
+                }
+            }
+        }
     }
 
     #[test]
