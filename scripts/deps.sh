@@ -8,6 +8,7 @@ packages=(
   iproute2 iptables openssh-server openssh-client nginx     # real-tool validation, test clients
   systemd curl openssl netcat-openbsd python3 python3-yaml  # unit verify, client probes, YAML parse
   nix-bin ssh-audit                                         # flake parse check; SSH algorithm audit
+  pebble python3-slixmpp                                    # XMPP VM test: ACME CA, XMPP client
 )
 
 # Packages whose maintainer scripts the tests run offline in a scratch root
