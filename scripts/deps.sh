@@ -10,6 +10,7 @@ packages=(
   nix-bin ssh-audit                                         # flake parse check; SSH algorithm audit
   chromium chromium-driver                                  # the acceptance report renders in headless Chromium
   postgresql ejabberd erlang-p1-pgsql dehydrated pebble procps  # live service tests (own netns)
+  python3-slixmpp                                           # XMPP VM test: XMPP client (pebble above is its ACME CA)
 )
 
 # Packages whose maintainer scripts the tests run offline in a scratch root

@@ -14,17 +14,21 @@ pub struct Images<'a> {
     cache: Option<&'a Path>,
     /// Build outputs and images go here (the test's temporary folder).
     work: PathBuf,
-    built: HashMap<PathBuf, ImageDir>,
+    /// The test's output folder: each machine's manifest.json and config.json are copied there.
+    out: PathBuf,
+    /// Per profile: its image and the build folder it came from.
+    built: HashMap<PathBuf, (ImageDir, PathBuf)>,
 }
 
 impl<'a> Images<'a> {
-    pub fn new(args: &'a super::VmTestArgs, work: &Path) -> Images<'a> {
+    pub fn new(args: &'a super::VmTestArgs, work: &Path, out: &Path) -> Images<'a> {
         Images {
             default_profile: args.profile.as_deref(),
             default_image: args.image.as_deref(),
             module_dirs: &args.module_dirs,
             cache: args.cache.as_deref(),
             work: work.to_path_buf(),
+            out: out.to_path_buf(),
             built: HashMap::new(),
         }
     }
@@ -42,15 +46,16 @@ impl<'a> Images<'a> {
                 )));
             }
         };
-        if let Some(img) = self.built.get(&profile) {
-            return Ok(img.clone());
+        if !self.built.contains_key(&profile) {
+            let built = self.build(&profile)?;
+            self.built.insert(profile.clone(), built);
         }
-        let img = self.build(&profile)?;
-        self.built.insert(profile, img.clone());
-        Ok(img)
+        let (img, build_dir) = &self.built[&profile];
+        publish_build(build_dir, &self.out, &m.name)?;
+        Ok(img.clone())
     }
 
-    fn build(&self, profile: &Path) -> Result<ImageDir, Failure> {
+    fn build(&self, profile: &Path) -> Result<(ImageDir, PathBuf), Failure> {
         let n = self.built.len();
         let build_dir = self.work.join(format!("build-{n}"));
         eprintln!("vm-test: building {}", profile.display());
@@ -60,12 +65,31 @@ impl<'a> Images<'a> {
             module_dirs: self.module_dirs.to_vec(),
         };
         crate::build::build(&opts).map_err(Failure::Build)?;
-        image_stage(
+        let img = image_stage(
             &build_dir,
             &self.work.join(format!("image-{n}")),
             self.cache,
-        )
+        )?;
+        Ok((img, build_dir))
     }
+}
+
+/// Tests derive what to expect from the build (declared units, evaluated
+/// options) rather than from lists of their own: OUT/MACHINE.manifest.json
+/// and OUT/MACHINE.config.json outlive the temporary build folder.
+fn publish_build(build_dir: &Path, out: &Path, machine: &str) -> Result<(), Failure> {
+    for file in ["manifest.json", "config.json"] {
+        let from = build_dir.join(file);
+        let to = out.join(format!("{machine}.{file}"));
+        std::fs::copy(&from, &to).map_err(|e| {
+            Failure::Driver(format!(
+                "cannot copy {} to {}: {e}",
+                from.display(),
+                to.display()
+            ))
+        })?;
+    }
+    Ok(())
 }
 
 /// The image stage: the cached Debian base plus this build's overlay

@@ -185,7 +185,7 @@ fn prepare(args: &VmTestArgs) -> Result<Ready, Failure> {
         .prefix("hr-vm-")
         .tempdir()
         .map_err(|e| format!("cannot make a temp folder: {e}"))?;
-    let mut images = images::Images::new(args, run_dir.path());
+    let mut images = images::Images::new(args, run_dir.path(), &out_dir);
     let images = spec
         .machines
         .iter()
@@ -280,7 +280,9 @@ fn prepare_out_dir(out: &Path) -> Result<(), String> {
         std::fs::read_dir(out).map_err(|e| format!("cannot read {}: {e}", out.display()))?;
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".serial.log") || name.ends_with(".qemu.log") || name == "results.json" {
+        // A stale manifest would tell a test run with --image what another build declared.
+        let stale = [".serial.log", ".qemu.log", ".manifest.json", ".config.json"];
+        if stale.iter().any(|s| name.ends_with(s)) || name == "results.json" {
             let _ = std::fs::remove_file(entry.path());
         }
     }

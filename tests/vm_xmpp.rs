@@ -1,0 +1,87 @@
+//! The XMPP acceptance test (vm-tests/xmpp-server) through the real binary:
+//! `hardroot vm-test profiles/xmpp-test.toml vm-tests/xmpp-server`, as
+//! scripts/xmpp.sh runs it. Builds the image (the Debian base comes from the
+//! image cache after the first run) and boots it under QEMU: minutes.
+//!
+//! `#[ignore]`d like the other VM tests so that a plain `cargo test` stays
+//! quick; scripts/test.sh runs it with `--ignored`. It skips, loudly, only
+//! when the machine cannot run VM tests at all (not root, no /dev/net/tun).
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn cannot_run() -> Option<String> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("not root (the test network needs network namespaces and taps)".into());
+    }
+    if !Path::new("/dev/net/tun").exists() {
+        return Some("/dev/net/tun is missing (QEMU's tap device needs it)".into());
+    }
+    None
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{} was not written: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+#[ignore = "builds and boots the XMPP image in QEMU; needs root, qemu and mmdebstrap"]
+fn xmpp_server_acceptance_test_passes() {
+    if let Some(why) = cannot_run() {
+        eprintln!("\n!!!!! SKIPPED vm_xmpp: {why} !!!!!\n");
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_hardroot"))
+        .current_dir(repo())
+        .args([
+            "vm-test",
+            "profiles/xmpp-test.toml",
+            "vm-tests/xmpp-server",
+            "--out",
+        ])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        run.status.success(),
+        "vm-test failed (exit {:?}):\n{stderr}",
+        run.status.code()
+    );
+
+    // Every subtest ran and passed (a script that stopped early cannot pass).
+    let results = read_json(&out.path().join("results.json"));
+    let subtests = results["subtests"].as_array().cloned().unwrap_or_default();
+    assert!(subtests.len() >= 10, "too few subtests ran: {results}");
+    assert!(subtests.iter().all(|s| s["passed"] == true), "{results}");
+
+    // The exposure matrix for the report: one entry per declared listener,
+    // with both clients' measurements.
+    let matrix = read_json(&out.path().join("exposure.json"));
+    let listeners = matrix["listeners"].as_array().cloned().unwrap_or_default();
+    assert!(listeners.len() >= 15, "{matrix}");
+    for l in &listeners {
+        for client in ["trusted", "untrusted"] {
+            for fam in ["ipv4", "ipv6"] {
+                assert!(
+                    l["reachable"][client][fam].is_boolean(),
+                    "no {client} {fam} measurement: {l}"
+                );
+            }
+        }
+        assert!(l["listening"].is_boolean(), "{l}");
+    }
+    let ssh = listeners
+        .iter()
+        .find(|l| l["service"] == "ssh")
+        .expect("ssh is in the exposure table");
+    assert_eq!(ssh["reachable"]["trusted"]["ipv4"], true, "{ssh}");
+    assert_eq!(ssh["reachable"]["untrusted"]["ipv4"], false, "{ssh}");
+}

@@ -1,0 +1,270 @@
+#!/bin/bash
+# Runs inside the XMPP server VM (copied in by test.rhai): every check that
+# needs no client host, in one command, because each round trip to the guest
+# costs ~0.3 s under TCG. Prints one line per check and ends with the list of
+# failures; exits 1 if there is any, so the driver shows them all at once.
+#   guest-check.sh UNITS_FILE
+# UNITS_FILE: "enable|mask|disable UNIT" lines, made on the host from the
+# build's manifest.json (the units the profile declared).
+set -uo pipefail
+units_file=$1
+failures=()
+
+pass() { printf 'ok    %s\n' "$*"; }
+fail() {
+	printf 'FAIL  %s\n' "$*"
+	failures+=("$*")
+}
+# check DESCRIPTION COMMAND...: the command's success is the check.
+check() {
+	local what=$1
+	shift
+	if "$@" >/dev/null 2>&1; then pass "$what"; else fail "$what"; fi
+}
+
+prop() { systemctl show -P "$2" "$1"; }
+
+# ---- units -------------------------------------------------------------------------
+# One `systemctl show` for all units (each call costs a lot under TCG); its
+# blocks come in the order the units were asked for.
+unit_states() {
+	systemctl show -p LoadState,ActiveState,Result,Type,UnitFileState,ExecMainStartTimestampMonotonic "$@" |
+		awk 'BEGIN { RS = ""; FS = "\n" }
+		{
+			delete v
+			for (i = 1; i <= NF; i++) { k = $i; sub(/=.*/, "", k); val = $i; sub(/^[^=]*=/, "", val); v[k] = val }
+			printf "%s %s %s %s %s %s\n", v["LoadState"], v["ActiveState"], v["Result"] == "" ? "-" : v["Result"],
+				v["Type"] == "" ? "-" : v["Type"], v["UnitFileState"] == "" ? "-" : v["UnitFileState"],
+				v["ExecMainStartTimestampMonotonic"] == "" ? 0 : v["ExecMainStartTimestampMonotonic"]
+		}'
+}
+
+check_units() {
+	local kinds=() units=() kind unit i
+	while read -r kind unit; do
+		[ -n "$unit" ] || continue
+		kinds+=("$kind")
+		units+=("$unit")
+	done <"$units_file"
+	[ ${#units[@]} -gt 0 ] || fail "no units declared in $units_file"
+	local states=()
+	mapfile -t states < <(unit_states "${units[@]}")
+	[ ${#states[@]} -eq ${#units[@]} ] || fail "systemctl show gave ${#states[@]} answers for ${#units[@]} units"
+	local load active result type file started
+	for i in "${!units[@]}"; do
+		unit=${units[$i]}
+		read -r load active result type file started <<<"${states[$i]:-? ? ? ? ? 0}"
+		case "${kinds[$i]}" in
+		enable)
+			# A oneshot without RemainAfterExit is "inactive" after it
+			# succeeded: done when it ran and its result is success.
+			if [ "$active" = active ] || { [ "$active" = inactive ] && [ "$type" = oneshot ] && [ "$result" = success ] && [ "$started" != 0 ]; }; then
+				pass "unit $unit $load/$active/$result"
+			else fail "unit $unit is not active ($load/$active/$result); its last log lines:
+$(journalctl -b -u "$unit" -n 12 --no-pager -o cat 2>&1)"; fi
+			;;
+		mask)
+			if [ "$load" = masked ] && [ "$active" = inactive ]; then pass "unit $unit masked and inactive"; else fail "unit $unit should be masked and inactive ($load/$active)"; fi
+			;;
+		disable)
+			if [ "$active" != active ] && [ "$file" != enabled ]; then pass "unit $unit disabled and inactive ($file/$active)"; else fail "unit $unit should be disabled and inactive ($file/$active)"; fi
+			;;
+		*) fail "units file: unknown kind '${kinds[$i]}'" ;;
+		esac
+	done
+	local failed
+	failed=$(systemctl --failed --plain --no-legend)
+	if [ -z "$failed" ]; then pass "systemctl --failed is empty"; else fail "failed units: $failed"; fi
+	local running
+	running=$(systemctl is-system-running)
+	if [ "$running" = running ]; then pass "system is running"; else fail "is-system-running: $running"; fi
+}
+
+# ---- sockets against the exposure table ------------------------------------------------
+check_sockets() {
+	local report
+	if report=$(/usr/lib/hardroot/audit-ports 2>&1); then
+		pass "audit-ports: the listening sockets match /etc/hardroot/exposure.tsv"
+	else
+		fail "audit-ports found problems:
+$report"
+	fi
+	# Exactly: a declared single port with nothing on it is a failure here too
+	# (the audit only reports it, as a service may be stopped on purpose).
+	local missing
+	missing=$(printf '%s\n' "$report" | grep 'declared but nothing listens' || true)
+	if [ -z "$missing" ]; then pass "every declared port has a socket"; else fail "declared, not listening:
+$missing"; fi
+
+	if pgrep -x epmd >/dev/null; then fail "epmd is running"; else pass "epmd is not running"; fi
+	only_on 4369 tcp ""
+	local dist pg
+	dist=$(awk -F'\t' '$1 == "ejabberd" && $2 == "tcp" && $5 == "localhost" && $3 == 5210' /etc/hardroot/exposure.tsv)
+	[ -n "$dist" ] || fail "exposure.tsv has no localhost row for the Erlang distribution port 5210"
+	only_on 5210 tcp "127.0.0.1"
+	pg=$(awk -F'\t' '$1 == "postgresql" {print $3}' /etc/hardroot/exposure.tsv)
+	only_on "${pg:-5432}" tcp "127.0.0.1 ::1"
+}
+
+# only_on PORT PROTO "ADDR...": the port's sockets bind exactly these addresses ("" = none).
+only_on() {
+	local got
+	got=$(ss -H -ln --"$2" "sport = :$1" | awk '{print $4}' | sed -e 's/:[0-9]*$//' -e 's/^\[//' -e 's/\]$//' | sort -u | xargs)
+	local want
+	want=$(printf '%s\n' $3 | sort -u | xargs)
+	if [ "$got" = "$want" ]; then pass "$2 port $1 bound to: ${want:-nothing}"; else fail "$2 port $1 bound to '${got}', expected '${want}'"; fi
+}
+
+# ---- firewall ---------------------------------------------------------------------------
+check_firewall() {
+	local t rules p
+	for t in iptables ip6tables; do
+		rules=$($t -S)
+		for p in "INPUT DROP" "FORWARD DROP" "OUTPUT ACCEPT"; do
+			if grep -qx -- "-P $p" <<<"$rules"; then pass "$t policy $p"; else fail "$t: policy is not $p"; fi
+		done
+		if grep -- '-A INPUT' <<<"$rules" | grep -v -i crowdsec | tail -1 | grep -q -- '-j REJECT'; then
+			pass "$t ends INPUT with a REJECT"
+		else fail "$t: the last INPUT rule is not a REJECT"; fi
+	done
+	# The rules the machine runs are the rules the image carries (CrowdSec's
+	# chain aside, which its bouncer adds at run time). iptables-save prints
+	# rules in its own canonical form (10/sec, ICMPv6 types as numbers), so
+	# the file is loaded into a scratch network namespace and saved the same way.
+	local v d ns=hardroot-check-$$
+	ip netns add "$ns"
+	for v in 4 6; do
+		t=iptables
+		[ $v = 6 ] && t=ip6tables
+		if d=$(diff <($t-save -t filter | grep '^-A' | grep -v -i crowdsec) \
+			<(ip netns exec "$ns" $t-restore </etc/iptables/rules.v$v && ip netns exec "$ns" $t-save -t filter | grep '^-A')); then
+			pass "loaded v$v rules equal /etc/iptables/rules.v$v"
+		else
+			fail "loaded v$v rules differ from /etc/iptables/rules.v$v (< loaded, > file):
+$d"
+		fi
+	done
+	ip netns del "$ns"
+	# Loaded before networking: the loader finished before networkd started.
+	local fw net
+	fw=$(prop hardroot-firewall.service ExecMainExitTimestampMonotonic)
+	net=$(prop systemd-networkd.service ExecMainStartTimestampMonotonic)
+	if [ "${fw:-0}" -gt 0 ] && [ "${net:-0}" -gt 0 ] && [ "$fw" -lt "$net" ]; then
+		pass "firewall loaded at ${fw} us, networkd started at ${net} us (monotonic)"
+	else
+		fail "firewall loaded at ${fw:-?} us, networkd started at ${net:-?} us: not before networking"
+	fi
+}
+
+# ---- sshd ---------------------------------------------------------------------------------
+check_sshd() {
+	local t
+	t=$(sshd -T 2>&1) || {
+		fail "sshd -T failed: $t"
+		return
+	}
+	want() {
+		if printf '%s\n' "$t" | grep -qx "$1"; then pass "sshd -T: $1"; else fail "sshd -T: expected '$1', got '$(printf '%s\n' "$t" | grep "^${1%% *} ")'"; fi
+	}
+	want "passwordauthentication no"
+	want "kbdinteractiveauthentication no"
+	want "permitemptypasswords no"
+	want "pubkeyauthentication yes"
+	want "authenticationmethods publickey"
+	want "x11forwarding no"
+	want "allowagentforwarding no"
+	want "permittunnel no"
+	if printf '%s\n' "$t" | grep -Eqx 'permitrootlogin (without-password|prohibit-password|no)'; then
+		pass "sshd -T: $(printf '%s\n' "$t" | grep ^permitrootlogin)"
+	else fail "sshd -T: root may log in with a password: $(printf '%s\n' "$t" | grep ^permitrootlogin)"; fi
+	local tries
+	tries=$(printf '%s\n' "$t" | awk '$1 == "maxauthtries" {print $2}')
+	if [ "${tries:-99}" -le 3 ]; then pass "sshd -T: maxauthtries $tries"; else fail "sshd -T: maxauthtries ${tries:-unset}"; fi
+	# The effective algorithm lists are the configured ones (nothing appended by defaults).
+	local k conf eff
+	for k in Ciphers MACs KexAlgorithms HostKeyAlgorithms; do
+		conf=$(awk -v k="$k" '$1 == k {print $2}' /etc/ssh/sshd_config)
+		eff=$(printf '%s\n' "$t" | awk -v k="${k,,}" '$1 == k {print $2}')
+		if [ -n "$conf" ] && [ "$conf" = "$eff" ]; then pass "sshd -T: ${k,,} $eff"; else fail "sshd -T: ${k,,} is '$eff', sshd_config says '$conf'"; fi
+	done
+}
+
+# ---- PostgreSQL ---------------------------------------------------------------------------
+pg() { runuser -u postgres -- psql -X -A -t -q -d postgres -c "$1"; }
+
+check_postgresql() {
+	local pwfile=/etc/ejabberd/sql-password.yml pw
+	pw=$(sed -n 's/^sql_password: "\(.*\)"$/\1/p' "$pwfile" 2>/dev/null)
+	[ -n "$pw" ] || fail "no password in $pwfile"
+	check "ejabberd logs in with its password over 127.0.0.1 (scram)" \
+		env PGPASSWORD="$pw" psql -X -h 127.0.0.1 -U ejabberd -d ejabberd -c 'select 1'
+	check "ejabberd logs in with its password over ::1 (scram)" \
+		env PGPASSWORD="$pw" psql -X -h ::1 -U ejabberd -d ejabberd -c 'select 1'
+	check "a wrong password is refused" \
+		sh -c "! PGPASSWORD=wrong-$RANDOM psql -X -h 127.0.0.1 -U ejabberd -d ejabberd -c 'select 1'"
+	check "no TCP login from the server's own public address" \
+		sh -c "! PGPASSWORD='$pw' PGCONNECT_TIMEOUT=3 psql -X -h $(hostname -I | awk '{print $1}') -U ejabberd -d ejabberd -c 'select 1'"
+	check "no login over the Unix socket for the ejabberd OS user" \
+		sh -c "! runuser -u ejabberd -- psql -X -d ejabberd -c 'select 1'"
+	# One psql for all facts: every process start is slow under TCG.
+	local facts enc scram attrs hba_bad hba_remote listen
+	facts=$(pg "SELECT current_setting('password_encryption'),
+		(SELECT rolpassword LIKE 'SCRAM-SHA-256\$%' FROM pg_authid WHERE rolname = 'ejabberd'),
+		(SELECT concat_ws(',', rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls) FROM pg_roles WHERE rolname = 'ejabberd'),
+		(SELECT count(*) FROM pg_hba_file_rules WHERE auth_method NOT IN ('scram-sha-256', 'peer') OR 'replication' = ANY(database)
+			OR (type LIKE 'host%' AND auth_method <> 'scram-sha-256')),
+		(SELECT count(*) FROM pg_hba_file_rules WHERE type LIKE 'host%' AND NOT (address IN ('127.0.0.1', '::1')
+			AND netmask IN ('255.255.255.255', 'ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff'))),
+		current_setting('listen_addresses')")
+	IFS='|' read -r enc scram attrs hba_bad hba_remote listen <<<"$facts"
+	[ "$enc" = scram-sha-256 ] && pass "password_encryption $enc" || fail "password_encryption is $enc"
+	[ "$scram" = t ] && pass "the ejabberd role's password is stored as SCRAM-SHA-256" || fail "ejabberd password not SCRAM ($scram)"
+	[ "$attrs" = "f,f,f,f,f" ] && pass "role ejabberd: no superuser, createdb, createrole, replication, bypassrls" ||
+		fail "role ejabberd attributes super,createdb,createrole,replication,bypassrls = '$attrs'"
+	[ "$hba_bad" = 0 ] && pass "pg_hba: TCP only with scram-sha-256, no trust, no replication" || fail "pg_hba has $hba_bad rule(s) other than scram/peer: $(pg 'TABLE pg_hba_file_rules')"
+	[ "$hba_remote" = 0 ] && pass "pg_hba: TCP from loopback only" || fail "pg_hba allows $hba_remote non-loopback TCP source(s)"
+	[ "$listen" = localhost ] && pass "listen_addresses $listen" || fail "listen_addresses is $listen"
+}
+
+# ---- sysctl ---------------------------------------------------------------------------------
+check_sysctl() {
+	local f=/etc/sysctl.d/99-hardening.conf key val live n=0
+	while IFS='=' read -r key val; do
+		case "$key" in '' | '#'*) continue ;; esac
+		key=${key//[[:space:]]/}
+		val=${val//[[:space:]]/}
+		live=$(sysctl -n "$key" 2>&1)
+		n=$((n + 1))
+		[ "$live" = "$val" ] || fail "sysctl $key is $live, $f says $val"
+	done <"$f"
+	[ "$n" -ge 17 ] && pass "$n sysctl values of $f are live" || fail "only $n values in $f (the guide has 17)"
+}
+
+# ---- CrowdSec, TLS files ------------------------------------------------------------------------
+check_crowdsec() {
+	check "crowdsec is active" systemctl is-active --quiet crowdsec.service
+	check "crowdsec-firewall-bouncer is active" systemctl is-active --quiet crowdsec-firewall-bouncer.service
+	check "the bouncer is registered with the local API" sh -c "cscli bouncers list -o raw | tail -n +2 | grep -q ."
+	check "the bouncer's chain is hooked into INPUT (v4)" sh -c "iptables -S INPUT | grep -qi crowdsec"
+	check "the bouncer's chain is hooked into INPUT (v6)" sh -c "ip6tables -S INPUT | grep -qi crowdsec"
+	check "no CrowdSec central API credentials (offline)" sh -c "! grep -qs '^url:' /etc/crowdsec/online_api_credentials.yaml"
+}
+
+check_tls_files() {
+	check "private key is root-only 0600" sh -c '[ "$(stat -c %a:%U /etc/hardroot/tls/privkey.pem)" = 600:root ]'
+	check "combined PEM is 0640 root:ejabberd" sh -c '[ "$(stat -c %a:%U:%G /etc/hardroot/tls/combined.pem)" = 640:root:ejabberd ]'
+}
+
+# Each section's time is printed too: the test's figures (TCG makes every call slow).
+for section in units sockets firewall sshd postgresql sysctl crowdsec tls_files; do
+	t0=$(date +%s.%N)
+	"check_$section"
+	awk -v s="$section" -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "time  %-11s %.1f s\n", s, b - a }'
+done
+
+if [ ${#failures[@]} -gt 0 ]; then
+	printf '\n%d check(s) failed:\n' "${#failures[@]}" >&2
+	printf -- '- %s\n' "${failures[@]}" >&2
+	exit 1
+fi
+printf '\nall guest checks passed\n'

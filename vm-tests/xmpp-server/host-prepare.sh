@@ -1,0 +1,41 @@
+#!/bin/bash
+# Host side of the XMPP VM test, before the server boots:
+#   host-prepare.sh OUT MANIFEST
+# OUT/to-guest/ receives what test.rhai copies into the guest in one go:
+#   authorized_keys   the public half of a key made now (the private half stays in OUT/keys)
+#   accounts          two XMPP accounts with random passwords, "user password" a line
+#   units             "enable|mask|disable UNIT" from the build's manifest.json
+#   guest-check.sh    the in-guest checks
+#   udp-counted.sh    the firewall counters check after the UDP probes
+# Nothing secret is ever in the repository: every key and password is made here, per run.
+set -euo pipefail
+out=$1
+manifest=$2
+here=$(cd "$(dirname "$0")" && pwd)
+
+if [ ! -f "$manifest" ]; then
+	echo "no build manifest at $manifest: run the test with a PROFILE (hardroot vm-test profiles/xmpp-test.toml vm-tests/xmpp-server), not --image" >&2
+	exit 1
+fi
+
+rm -rf "$out/keys" "$out/to-guest"
+mkdir -p "$out/keys" "$out/to-guest"
+chmod 0700 "$out/keys"
+ssh-keygen -q -t ed25519 -N '' -C hardroot-vm-test -f "$out/keys/id_ed25519"
+cp "$out/keys/id_ed25519.pub" "$out/to-guest/authorized_keys"
+
+for u in alice bob; do
+	printf '%s %s\n' "$u" "$(openssl rand -hex 16)"
+done >"$out/keys/accounts"
+cp "$out/keys/accounts" "$out/to-guest/accounts"
+
+/usr/bin/python3 - "$manifest" >"$out/to-guest/units" <<'PY'
+import json, sys
+units = json.load(open(sys.argv[1], encoding="utf-8"))["units"]
+for u in units.get("enable", []):
+    print("enable", u["unit"])
+for kind in ("mask", "disable"):
+    for u in units.get(kind, []):
+        print(kind, u)
+PY
+cp "$here/guest-check.sh" "$here/udp-counted.sh" "$out/to-guest/"

@@ -1,0 +1,94 @@
+#!/usr/bin/python3
+"""Two XMPP clients log in over STARTTLS (SCRAM) and exchange a message.
+
+  xmpp-client.py SERVER_IP DOMAIN CA_FILE ACCOUNTS_FILE
+
+ACCOUNTS_FILE holds two lines "user password" (made by the test at run
+time). The server is reached by address, with DOMAIN as the XMPP host and the
+TLS name: nothing is resolved. The certificate must verify against CA_FILE.
+Exit 0 when the second account received the first one's message.
+"""
+import asyncio
+import logging
+import secrets
+import sys
+
+import slixmpp
+
+TIMEOUT = 60
+
+
+class Client(slixmpp.ClientXMPP):
+    def __init__(self, jid, password, server_ip, ca_file):
+        super().__init__(jid, password)
+        self.server_ip = server_ip
+        # The TLS name and the name get_dns_records is asked for (connect()
+        # leaves it empty when given an address).
+        self.default_domain = self.boundjid.domain
+        self.ca_certs = ca_file
+        self.ready = asyncio.get_event_loop().create_future()
+        self.inbox = asyncio.Queue()
+        self.facts = {}
+        self.add_event_handler("session_start", self.on_session_start)
+        self.add_event_handler("failed_auth", lambda _: self.fail("authentication failed"))
+        self.add_event_handler("failed_all_auth", lambda _: self.fail("no usable SASL mechanism"))
+        self.add_event_handler("connection_failed", lambda e: self.fail(f"connection failed: {e}"))
+        self.add_event_handler("tls_success", lambda _: self.facts.update(tls=True))
+        self.add_event_handler("auth_success", lambda _: self.facts.update(sasl=self.plugin["feature_mechanisms"].mech.name))
+        self.add_event_handler("message", lambda m: self.inbox.put_nowait(m))
+
+    async def get_dns_records(self, domain, port=None):
+        # Connect by address; the domain stays the TLS and XMPP name.
+        return [(domain, self.server_ip, port or 5222)]
+
+    def fail(self, why):
+        if not self.ready.done():
+            self.ready.set_exception(RuntimeError(f"{self.boundjid.bare}: {why}"))
+
+    async def on_session_start(self, _):
+        self.send_presence()
+        if not self.ready.done():
+            self.ready.set_result(True)
+
+
+async def run(server_ip, domain, ca_file, accounts):
+    (u1, p1), (u2, p2) = accounts
+    a = Client(f"{u1}@{domain}", p1, server_ip, ca_file)
+    b = Client(f"{u2}@{domain}", p2, server_ip, ca_file)
+    for c in (a, b):
+        c.connect(address=(server_ip, 5222), force_starttls=True)
+    await asyncio.wait_for(asyncio.gather(a.ready, b.ready), TIMEOUT)
+    for c in (a, b):
+        print(f"{c.boundjid.full}: logged in, STARTTLS {c.facts.get('tls')}, SASL {c.facts.get('sasl')}")
+        if not c.facts.get("tls") or not str(c.facts.get("sasl", "")).startswith("SCRAM-"):
+            raise RuntimeError(f"{c.boundjid.bare}: expected STARTTLS and SCRAM, got {c.facts}")
+    body = "hardroot test " + secrets.token_hex(8)
+    a.send_message(mto=b.boundjid.bare, mbody=body, mtype="chat")
+    while True:
+        msg = await asyncio.wait_for(b.inbox.get(), TIMEOUT)
+        if msg["body"] == body:
+            break
+    print(f"{b.boundjid.bare} received from {msg['from']}: {body}")
+    for c in (a, b):
+        c.disconnect()
+
+
+def main(argv):
+    if len(argv) != 5:
+        print(__doc__, file=sys.stderr)
+        sys.exit(2)
+    logging.basicConfig(level=logging.WARNING)
+    with open(argv[4], encoding="utf-8") as f:
+        accounts = [tuple(line.split()) for line in f if line.strip()]
+    if len(accounts) != 2 or any(len(a) != 2 for a in accounts):
+        print(f"{argv[4]}: expected two lines 'user password'", file=sys.stderr)
+        sys.exit(2)
+    try:
+        asyncio.get_event_loop().run_until_complete(run(argv[1], argv[2], argv[3], accounts))
+    except (RuntimeError, asyncio.TimeoutError) as e:
+        print(f"XMPP exchange failed: {e or 'timed out after %d s' % TIMEOUT}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main(sys.argv)
