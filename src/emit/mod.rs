@@ -16,7 +16,7 @@ use crate::render::Rendered;
 use std::path::{Path, PathBuf};
 
 pub use manifest::{Manifest, ManifestEntry, root_hash};
-pub use write::{check_out, replace_dir};
+pub use write::{check_out, replace_dir, set_mtime};
 
 /// Used when SOURCE_DATE_EPOCH is not set: 2024-01-01T00:00:00Z.
 pub const DEFAULT_EPOCH: i64 = 1_704_067_200;

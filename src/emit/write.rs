@@ -42,8 +42,8 @@ pub fn write_tree(root: &Path, rendered: &Rendered, epoch: i64) -> Result<(), Em
     set_mtime(root, epoch).map_err(io(root))
 }
 
-/// Sets atime and mtime without following a symlink.
-fn set_mtime(path: &Path, epoch: i64) -> std::io::Result<()> {
+/// Sets atime and mtime without following a symlink (the image stage clamps its trees with it too).
+pub fn set_mtime(path: &Path, epoch: i64) -> std::io::Result<()> {
     let c = CString::new(path.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
     let t = libc::timespec {
         tv_sec: epoch as libc::time_t,

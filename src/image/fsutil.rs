@@ -2,7 +2,6 @@
 //! never followed: an absolute link would point into the host.
 use super::error::{Result, io_err};
 use std::collections::BTreeMap;
-use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -31,29 +30,7 @@ pub fn clamp_times(root: &Path, sde: i64) -> Result<()> {
 }
 
 fn set_times(path: &Path, secs: i64) -> Result<()> {
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io_err("touching", path)(std::io::Error::other("path holds a NUL byte")))?;
-    let t = libc::timespec {
-        tv_sec: secs,
-        tv_nsec: 0,
-    };
-    let times = [t, t];
-    // SAFETY: c is a valid NUL-terminated path and times points to two timespecs.
-    let rc = unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            times.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io_err("setting times of", path)(
-            std::io::Error::last_os_error(),
-        ))
-    }
+    crate::emit::set_mtime(path, secs).map_err(io_err("setting times of", path))
 }
 
 pub struct Survey {
