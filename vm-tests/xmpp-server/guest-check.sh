@@ -28,14 +28,15 @@ prop() { systemctl show -P "$2" "$1"; }
 # One `systemctl show` for all units (each call costs a lot under TCG); its
 # blocks come in the order the units were asked for.
 unit_states() {
-	systemctl show -p LoadState,ActiveState,Result,Type,UnitFileState,ExecMainStartTimestampMonotonic "$@" |
+	systemctl show -p LoadState,ActiveState,Result,Type,UnitFileState,ExecMainStartTimestampMonotonic,ConditionResult "$@" |
 		awk 'BEGIN { RS = ""; FS = "\n" }
 		{
 			delete v
 			for (i = 1; i <= NF; i++) { k = $i; sub(/=.*/, "", k); val = $i; sub(/^[^=]*=/, "", val); v[k] = val }
-			printf "%s %s %s %s %s %s\n", v["LoadState"], v["ActiveState"], v["Result"] == "" ? "-" : v["Result"],
+			printf "%s %s %s %s %s %s %s\n", v["LoadState"], v["ActiveState"], v["Result"] == "" ? "-" : v["Result"],
 				v["Type"] == "" ? "-" : v["Type"], v["UnitFileState"] == "" ? "-" : v["UnitFileState"],
-				v["ExecMainStartTimestampMonotonic"] == "" ? 0 : v["ExecMainStartTimestampMonotonic"]
+				v["ExecMainStartTimestampMonotonic"] == "" ? 0 : v["ExecMainStartTimestampMonotonic"],
+				v["ConditionResult"] == "" ? "-" : v["ConditionResult"]
 		}'
 }
 
@@ -50,15 +51,17 @@ check_units() {
 	local states=()
 	mapfile -t states < <(unit_states "${units[@]}")
 	[ ${#states[@]} -eq ${#units[@]} ] || fail "systemctl show gave ${#states[@]} answers for ${#units[@]} units"
-	local load active result type file started
+	local load active result type file started cond
 	for i in "${!units[@]}"; do
 		unit=${units[$i]}
-		read -r load active result type file started <<<"${states[$i]:-? ? ? ? ? 0}"
+		read -r load active result type file started cond <<<"${states[$i]:-? ? ? ? ? 0 -}"
 		case "${kinds[$i]}" in
 		enable)
 			# A oneshot without RemainAfterExit is "inactive" after it
 			# succeeded: done when it ran and its result is success.
-			if [ "$active" = active ] || { [ "$active" = inactive ] && [ "$type" = oneshot ] && [ "$result" = success ] && [ "$started" != 0 ]; }; then
+			# A first-boot oneshot skipped by its Condition (after a reboot) is done too.
+			if [ "$active" = active ] || { [ "$active" = inactive ] && [ "$type" = oneshot ] && [ "$result" = success ] &&
+				{ [ "$started" != 0 ] || [ "$cond" = no ]; }; }; then
 				pass "unit $unit $load/$active/$result"
 			else fail "unit $unit is not active ($load/$active/$result); its last log lines:
 $(journalctl -b -u "$unit" -n 12 --no-pager -o cat 2>&1)"; fi

@@ -6,8 +6,9 @@
       (/etc/hardroot/exposure.tsv), v4 and v6, and records what happened.
   probe.py check TABLE REACH.json trusted|untrusted
       Compares one client's results with what each row's exposure promises.
-  probe.py matrix TABLE SS.txt OUT.json NAME=REACH.json...
-      Joins the guest's listening sockets (ss -tulpnH) and every client's
+  probe.py matrix TABLE SS.txt COUNTED.tsv OUT.json NAME=REACH.json...
+      Joins the guest's listening sockets (ss -tulpnH), the firewall's ACCEPT
+      counters for public UDP ports (udp-counted.sh) and every client's
       results into the exposure matrix (exposure.json) the report reads.
 
 Probe states: open (connected / a STUN answer), refused (the firewall let the
@@ -191,8 +192,20 @@ def reachable(states, ok):
     return any(s in ok for s in states.values())
 
 
-def matrix(table, ss_file, out, clients):
+def read_counted(path):
+    """port -> {"ipv4": packets, "ipv6": packets} from udp-counted.sh."""
+    counted = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            cols = line.split()
+            if len(cols) == 3:
+                counted[int(cols[0])] = {"ipv4": int(cols[1]), "ipv6": int(cols[2])}
+    return counted
+
+
+def matrix(table, ss_file, counted_file, out, clients):
     rows = read_table(table)
+    counted = read_counted(counted_file)
     probes = {}
     for spec in clients:
         name, _, path = spec.partition("=")
@@ -203,6 +216,10 @@ def matrix(table, ss_file, out, clients):
     for i, row in enumerate(rows):
         addrs = listening_addrs(ss_file, row)
         entry = dict(row, listening=bool(addrs), listening_on=addrs, reachable={}, passes_firewall={}, probes={})
+        if row["proto"] == "udp" and row["port"] in counted and not row["port_end"]:
+            # A service that stays silent: the firewall's ACCEPT rule counted
+            # the probes of all clients (per family), see udp-counted.sh.
+            entry["firewall_accept_packets"] = counted[row["port"]]
         for name, data in probes.items():
             res = data["results"][i]
             entry["probes"][name] = res
@@ -222,8 +239,8 @@ def main(argv):
         reach(argv[2], argv[3], argv[4], argv[5])
     elif len(argv) == 5 and argv[1] == "check":
         check(argv[2], argv[3], argv[4])
-    elif len(argv) >= 5 and argv[1] == "matrix":
-        matrix(argv[2], argv[3], argv[4], argv[5:])
+    elif len(argv) >= 6 and argv[1] == "matrix":
+        matrix(argv[2], argv[3], argv[4], argv[5], argv[6:])
     else:
         print(__doc__, file=sys.stderr)
         sys.exit(2)

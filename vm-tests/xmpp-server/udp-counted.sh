@@ -3,19 +3,24 @@
 # answer the probe looks the same from outside as a DROP, so for every public
 # single UDP port of the exposure table the firewall's own ACCEPT counters must
 # show that the probes got through, v4 and v6.
-#   udp-counted.sh MIN    (MIN packets per family: one per probing client)
+#   udp-counted.sh MIN OUT.tsv    (MIN packets per family: one per probing client)
+# OUT.tsv: "port<TAB>v4 packets<TAB>v6 packets" for the exposure matrix.
 set -uo pipefail
 min=$1
+out=$2
+: >"$out"
 bad=0
 while IFS=$'\t' read -r service proto port port_end exposure _; do
 	case "$service" in '#'*) continue ;; esac
 	[ "$proto" = udp ] && [ "$exposure" = public ] && [ "$port_end" = 0 ] || continue
+	counts=()
 	for t in iptables ip6tables; do
 		# iptables-save -c: "[packets:bytes] -A INPUT -p udp -m udp --dport N ... -j ACCEPT"
 		n=$($t-save -c -t filter | awk -v p="$port" '
 			/-A INPUT / && / -p udp / && / -j ACCEPT/ && $0 ~ ("--dport " p "( |$)") {
 				split(substr($1, 2), c, ":"); s += c[1]
 			} END { print s + 0 }')
+		counts+=("$n")
 		if [ "$n" -ge "$min" ]; then
 			echo "ok    $service $port/udp: $t ACCEPT rule counted $n packet(s)"
 		else
@@ -23,5 +28,6 @@ while IFS=$'\t' read -r service proto port port_end exposure _; do
 			bad=1
 		fi
 	done
+	printf '%s\t%s\t%s\n' "$port" "${counts[0]}" "${counts[1]}" >>"$out"
 done </etc/hardroot/exposure.tsv
 exit $bad
