@@ -72,6 +72,7 @@ fn build(a: &RunArgs, out: &Path) -> miette::Result<ImageOutput> {
         disk: false,
         sources: Vec::new(),
         quiet: false,
+        json: false,
     };
     crate::image::build_profile(&args)
 }

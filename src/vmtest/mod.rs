@@ -55,6 +55,10 @@ pub struct VmTestArgs {
     /// Also write the acceptance report (one HTML page), passed or failed; see `hardroot report`
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// Print results.json on stdout when the test ran, passed or failed (shape: docs/json.md);
+    /// progress and errors stay on stderr
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -66,7 +70,11 @@ pub enum AccelChoice {
 
 pub fn run(args: &VmTestArgs) -> miette::Result<()> {
     interrupt::install();
-    match run_test(args) {
+    let outcome = run_test(args);
+    if args.json {
+        print_results(args);
+    }
+    match outcome {
         Ok(p) => {
             eprintln!(
                 "vm-test {}: passed in {:.1}s (results: {})",
@@ -80,6 +88,25 @@ pub fn run(args: &VmTestArgs) -> miette::Result<()> {
         Err(Failure::Driver(msg)) => Err(miette::miette!("{msg}")),
         Err(Failure::Build(report)) => Err(report),
     }
+}
+
+/// `--json`: the results.json this run wrote. prepare() deleted any older one,
+/// so a missing file means the driver failed before the test started (stdout
+/// then stays empty and the error is on stderr).
+fn print_results(args: &VmTestArgs) {
+    let Ok(spec) = spec::load(&args.test) else {
+        return;
+    };
+    let path = out_dir(args, &spec).join("results.json");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        print!("{text}");
+    }
+}
+
+fn out_dir(args: &VmTestArgs, spec: &TestSpec) -> PathBuf {
+    args.out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("out/vm-test").join(&spec.name))
 }
 
 /// Why `run_test` did not pass: the test itself failed (exit 4), or the driver
@@ -175,10 +202,7 @@ struct Ready {
 
 fn prepare(args: &VmTestArgs) -> Result<Ready, Failure> {
     let spec = spec::load(&args.test)?;
-    let out_dir = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("out/vm-test").join(&spec.name));
+    let out_dir = out_dir(args, &spec);
     prepare_out_dir(&out_dir)?;
     // Sockets and disks: a short path (unix sockets cap at 108 bytes), removed at the end.
     let run_dir = tempfile::Builder::new()
