@@ -14,20 +14,21 @@ pub struct RunArgs {
     /// The profile to boot, e.g. profiles/xmpp-server.toml
     pub profile: PathBuf,
     /// Output folder for the image [default: out/run/<profile>]
-    #[arg(short, long)]
+    #[arg(short, long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Host port on 127.0.0.1 forwarded to the guest's SSH port 22
-    #[arg(long, default_value_t = 2222)]
+    #[arg(long, default_value_t = 2222, value_name = "PORT")]
     pub ssh_port: u16,
     /// Guest memory in MiB
-    #[arg(long, default_value_t = 2048)]
+    #[arg(long, default_value_t = 2048, value_name = "MIB")]
     pub memory: u32,
     /// Guest CPUs
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_name = "N")]
     pub cpus: u32,
+    /// Extra folder of modules, searched before modules/ beside the profile (repeatable)
     #[arg(long = "modules", value_name = "DIR")]
     pub module_dirs: Vec<PathBuf>,
-    /// Base cache folder (as for `hardroot image`)
+    /// Cache of Debian bases [default: $XDG_CACHE_HOME/hardroot or ~/.cache/hardroot]
     #[arg(long, env = "HARDROOT_CACHE", value_name = "DIR")]
     pub cache: Option<PathBuf>,
     /// Let this public key (e.g. ~/.ssh/id_ed25519.pub) log in as root too: it is added to

@@ -25,13 +25,13 @@ pub struct ImageArgs {
     /// Profile to build, e.g. profiles/xmpp-server.toml
     #[arg(required_unless_present = "from_build")]
     pub profile: Option<PathBuf>,
-    /// Output folder
-    #[arg(short, long, default_value = "out")]
+    /// Output folder: rootfs.img, vmlinuz, initrd.img, image-manifest.json (and the overlay)
+    #[arg(short, long, default_value = "out", value_name = "DIR")]
     pub out: PathBuf,
     /// Use an existing `hardroot build` output folder instead of building PROFILE
     #[arg(long, value_name = "DIR", conflicts_with = "profile")]
     pub from_build: Option<PathBuf>,
-    /// Extra module folders (as for `hardroot build`)
+    /// Extra folder of modules, searched before modules/ beside the profile (repeatable)
     #[arg(long = "modules", value_name = "DIR")]
     pub module_dirs: Vec<PathBuf>,
     /// Base cache [default: $XDG_CACHE_HOME/hardroot or ~/.cache/hardroot]

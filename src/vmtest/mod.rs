@@ -25,7 +25,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, clap::Args)]
-#[command(allow_missing_positional = true)]
+#[command(
+    allow_missing_positional = true,
+    after_help = "Examples:\n  \
+                  hardroot vm-test profiles/xmpp-test.toml vm-tests/xmpp-server   build the profile's image, boot, test\n  \
+                  hardroot vm-test --image img vm-tests/xmpp-server              boot an image built before\n\n\
+                  How to write a test: docs/testing.md."
+)]
 pub struct VmTestArgs {
     /// Profile of the machine under test (used by machines in test.toml that name no profile or image)
     pub profile: Option<PathBuf>,
@@ -40,7 +46,7 @@ pub struct VmTestArgs {
     /// Accelerator: auto tries KVM briefly and falls back to TCG
     #[arg(long, value_enum, default_value = "auto")]
     pub accel: AccelChoice,
-    /// Extra folder of modules for building PROFILE (repeatable)
+    /// Extra folder of modules, searched before modules/ beside the profile (repeatable)
     #[arg(long = "modules", value_name = "DIR")]
     pub module_dirs: Vec<PathBuf>,
     /// Cache of Debian bases for the image stage [default: $XDG_CACHE_HOME/hardroot or ~/.cache/hardroot]
@@ -50,7 +56,7 @@ pub struct VmTestArgs {
     #[arg(long, value_name = "FILE", default_value = "test.rhai")]
     pub script: PathBuf,
     /// Serial console lines printed per machine when the test fails
-    #[arg(long, default_value = "40")]
+    #[arg(long, default_value = "40", value_name = "LINES")]
     pub tail: usize,
     /// Also write the acceptance report (one HTML page), passed or failed; see `hardroot report`
     #[arg(long, value_name = "FILE")]
