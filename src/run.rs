@@ -100,7 +100,10 @@ fn build(a: &RunArgs, out: &Path) -> miette::Result<ImageOutput> {
         .tempdir()
         .map_err(|e| miette::miette!("cannot make a temp folder: {e}"))?;
     let profile = match &a.ssh_key {
-        Some(key) => with_key(&a.profile, key, wrapper_dir.path())?,
+        Some(key) => {
+            require_ssh_module(a)?;
+            with_key(&a.profile, key, wrapper_dir.path())?
+        }
         None => a.profile.clone(),
     };
     let args = ImageArgs {
@@ -117,6 +120,19 @@ fn build(a: &RunArgs, out: &Path) -> miette::Result<ImageOutput> {
         json: false,
     };
     crate::image::build_profile(&args)
+}
+
+/// Said about the user's profile, not about the wrapper that would name it.
+fn require_ssh_module(a: &RunArgs) -> miette::Result<()> {
+    let (config, _) = crate::build::check(&a.profile, &a.module_dirs)?;
+    if config.modules.iter().any(|m| m.name == "ssh") {
+        return Ok(());
+    }
+    Err(miette::miette!(
+        "--ssh-key needs the ssh module, and {} does not import it: add \"ssh\" to its [profile] imports, \
+         or log in on the console",
+        a.profile.display()
+    ))
 }
 
 /// A profile that imports PROFILE and adds one key to ssh.authorized_keys
