@@ -207,11 +207,7 @@ fn summary_json(out: &ImageOutput, took: std::time::Duration) -> serde_json::Val
         },
         "packages": out.packages,
         "steps": out.steps,
-        "seconds": progress_round(took.as_secs_f64()),
+        "seconds": progress::round_ms(took.as_secs_f64()),
         "warnings": out.warnings,
     })
-}
-
-fn progress_round(secs: f64) -> f64 {
-    (secs * 1000.0).round() / 1000.0
 }

@@ -26,6 +26,11 @@ pub fn take_timings() -> Vec<Timing> {
     LOG.with(|log| std::mem::take(&mut *log.borrow_mut()))
 }
 
+/// Seconds to the millisecond, as every JSON document of hardroot gives them.
+pub fn round_ms(secs: f64) -> f64 {
+    (secs * 1000.0).round() / 1000.0
+}
+
 pub struct Step {
     key: &'static str,
     name: String,
@@ -60,7 +65,7 @@ impl Step {
         LOG.with(|log| {
             log.borrow_mut().push(Timing {
                 step: self.key,
-                seconds: (took.as_secs_f64() * 1000.0).round() / 1000.0,
+                seconds: round_ms(took.as_secs_f64()),
             })
         });
         let line = format!(
