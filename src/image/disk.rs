@@ -94,7 +94,7 @@ pub fn build(
     let parts = cached_parts(cache, base, build, &disk, quiet)?;
     let step = Step::start("assembling disk.img", quiet);
     let work = tempfile::Builder::new()
-        .prefix(".disk-")
+        .prefix(&super::leftovers::prefix("disk"))
         .tempdir_in(out)
         .map_err(io_err("creating a temp folder in", out))?;
     let mut images = Vec::new();
@@ -156,7 +156,7 @@ fn cached_parts(
 
 fn pack_parts(base: &Base, build: &BuildDir, disk: &DiskSettings, dest: &Path) -> Result<()> {
     let tmp = tempfile::Builder::new()
-        .prefix(".tmp-disk-")
+        .prefix(&super::leftovers::prefix("disk-parts"))
         .tempdir_in(&base.dir)
         .map_err(io_err("creating a temp folder in", &base.dir))?;
     let stage = tmp.path().join("root");
@@ -295,12 +295,7 @@ fn patched_part(
 ) -> Result<PathBuf> {
     let img = work.join(format!("{}.img", part.label));
     let src = dir.join(format!("{}.img", part.label));
-    tools::run(
-        tools::command(tools::CP.0)
-            .arg("--sparse=always")
-            .arg(&src)
-            .arg(&img),
-    )?;
+    super::sparse::copy(&src, &img)?;
     let entries: Vec<(String, &Entry)> = build
         .manifest
         .entries

@@ -9,12 +9,15 @@ pub mod cache;
 pub mod disk;
 pub mod error;
 pub mod fsutil;
+pub mod gc;
 pub mod hygiene;
+pub mod leftovers;
 pub mod manifest;
 pub mod output;
 pub mod overlay;
 pub mod pack;
 pub mod progress;
+pub mod sparse;
 pub mod tools;
 
 pub use error::ImageError;
