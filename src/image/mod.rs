@@ -8,6 +8,7 @@ pub mod base;
 pub mod cache;
 pub mod disk;
 pub mod error;
+pub mod esp;
 pub mod fsutil;
 pub mod gc;
 pub mod hygiene;

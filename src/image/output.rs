@@ -191,7 +191,8 @@ fn write_image_manifest(
             "file": "disk.img",
             "sha256": d.sha256,
             "root_partuuid": d.root_partuuid,
-            "cmdline": format!("root=PARTUUID={} rw console=ttyS0", d.root_partuuid),
+            "cmdline": disk::cmdline(&d.root_partuuid),
+            "bootable": d.bootable,
         })
     });
     let doc = json!({
