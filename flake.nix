@@ -9,7 +9,7 @@
       forAll = f: nixpkgs.lib.genAttrs systems (system: f nixpkgs.legacyPackages.${system});
       # Every host tool the pipeline and the tests call (scripts/deps.sh installs the same set on Debian).
       hostTools = pkgs: with pkgs; [
-        mmdebstrap e2fsprogs util-linux qemu_kvm qemu-utils
+        mmdebstrap e2fsprogs util-linux qemu_kvm qemu-utils dosfstools mtools OVMF
         iproute2 iptables openssh nginx systemd curl openssl netcat-openbsd
         (python3.withPackages (ps: [ ps.pyyaml ]))
       ];
