@@ -47,6 +47,8 @@ fn xmpp_server_acceptance_test_passes() {
             "--out",
         ])
         .arg(out.path())
+        .arg("--report")
+        .arg(out.path().join("report.html"))
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&run.stderr);
@@ -84,4 +86,19 @@ fn xmpp_server_acceptance_test_passes() {
         .expect("ssh is in the exposure table");
     assert_eq!(ssh["reachable"]["trusted"]["ipv4"], true, "{ssh}");
     assert_eq!(ssh["reachable"]["untrusted"]["ipv4"], false, "{ssh}");
+
+    // The report of this run has every input it reads: no "missing" note,
+    // the live sshd, sysctl and firewall facts and the boot chart are there.
+    let page = std::fs::read_to_string(out.path().join("report.html"))
+        .expect("vm-test --report wrote the page");
+    for gone in ["missing:", "not found (no manifest.json"] {
+        assert!(
+            !page.contains(gone),
+            "the report lacks an input ({gone}):\n{page}"
+        );
+    }
+    assert!(
+        page.contains("id=\"boot-plot\""),
+        "the boot chart is in the report"
+    );
 }

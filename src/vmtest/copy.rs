@@ -29,7 +29,8 @@ pub fn to_vm(r: &mut dyn Runner, host: &Path, guest: &str) -> Result<(), String>
     Ok(())
 }
 
-/// Copy a guest file or folder to exactly `host`.
+/// Copy a guest file or folder to exactly `host`; a file copied onto an
+/// existing host folder lands inside it, as with `cp`.
 pub fn from_vm(r: &mut dyn Runner, guest: &str, host: &Path) -> Result<(), String> {
     let (parent, name) = split_guest(guest)?;
     let cmd = format!(
@@ -103,7 +104,7 @@ fn unpack(archive: &[u8], name: &str, dest: &Path) -> Result<(), String> {
                 path.display()
             ));
         }
-        let target = dest.join(rel);
+        let target = top_or_below(dest, name, rel, entry.header().entry_type().is_dir());
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent)
                 .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
@@ -113,6 +114,19 @@ fn unpack(archive: &[u8], name: &str, dest: &Path) -> Result<(), String> {
             .map_err(|e| format!("cannot write {}: {e}", target.display()))?;
     }
     Ok(())
+}
+
+/// Where an entry lands. `Path::join("")` would add a trailing slash, which
+/// a file cannot be unpacked to: the top entry is `dest` itself, or
+/// `dest/name` for a file copied onto an existing folder.
+fn top_or_below(dest: &Path, name: &str, rel: &Path, is_dir: bool) -> std::path::PathBuf {
+    if !rel.as_os_str().is_empty() {
+        dest.join(rel)
+    } else if !is_dir && dest.is_dir() {
+        dest.join(name)
+    } else {
+        dest.to_path_buf()
+    }
 }
 
 #[cfg(test)]
@@ -140,6 +154,25 @@ mod tests {
         unpack(&archive, "copied", &dst.path().join("here")).unwrap();
         assert_eq!(
             std::fs::read_to_string(dst.path().join("here/sub/f")).unwrap(),
+            "data"
+        );
+    }
+
+    #[test]
+    fn a_file_copied_onto_an_existing_folder_lands_inside_it() {
+        let src = tempfile::tempdir().unwrap();
+        std::fs::write(src.path().join("x.conf"), "data").unwrap();
+        let archive = pack(&src.path().join("x.conf"), "x.conf").unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        unpack(&archive, "x.conf", dst.path()).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dst.path().join("x.conf")).unwrap(),
+            "data"
+        );
+        // Onto a path that does not exist: exactly that path.
+        unpack(&archive, "x.conf", &dst.path().join("renamed")).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dst.path().join("renamed")).unwrap(),
             "data"
         );
     }

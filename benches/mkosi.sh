@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Peer comparison (issue 9): the image a user would otherwise make with mkosi
+# (Debian 12's mkosi 14), given what hardroot is given, timed next to it.
+#
+# mkosi gets: the profile's package set (from the overlay's manifest.json),
+# the rendered overlay as its extra tree, the overlay's "early" files (those
+# hardroot puts in place before packages are configured, e.g. CrowdSec's
+# offline marker) as its skeleton tree, the host's Debian mirror, and ext4 in
+# a GPT disk (gpt_ext4; mkosi 14 has no bare ext4 output). hardroot gets the
+# profile. Both start with empty caches; "warm" is one file of the overlay
+# changed (mkosi --incremental) / one value of the profile changed (hardroot).
+#
+# usage: benches/mkosi.sh [PROFILE]      (root; default profiles/xmpp-server.toml)
+# Prints one table; asserts nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+profile="${1:-profiles/xmpp-server.toml}"
+command -v mkosi >/dev/null || {
+  echo "mkosi.sh: mkosi is missing: apt-get install mkosi debootstrap" >&2
+  exit 3
+}
+if [ -z "${HARDROOT:-}" ]; then cargo build --release --quiet; fi
+hr="${HARDROOT:-$PWD/target/release/hardroot}"
+work="$(mktemp -d /var/tmp/hardroot-mkosi.XXXXXX)"
+variant="$(dirname "$profile")/.bench-mkosi-$$.toml"
+trap 'rm -rf "$work" "$variant"' EXIT
+now() { date +%s.%N; }
+secs() { awk "BEGIN { printf \"%.1f\", $2 - $1 }"; }
+
+# The host's Debian mirror, read at run time (never written into the repo):
+# the first deb822 or one-line source serving the bookworm suite.
+host_mirror() {
+  python3 - <<'EOF'
+import glob, re, sys
+for path in sorted(glob.glob("/etc/apt/sources.list.d/*.sources")):
+    for stanza in open(path).read().split("\n\n"):
+        f = dict(re.findall(r"^(\w[\w-]*):\s*(.*)$", stanza, re.M))
+        if "bookworm" in f.get("Suites", "").split() and "deb" in f.get("Types", "").split():
+            print(f["URIs"].split()[0]); sys.exit(0)
+for path in ["/etc/apt/sources.list"] + sorted(glob.glob("/etc/apt/sources.list.d/*.list")):
+    try:
+        for line in open(path):
+            w = re.sub(r"\[[^]]*\]", "", line).split()
+            if len(w) >= 3 and w[0] == "deb" and w[2] == "bookworm":
+                print(w[1]); sys.exit(0)
+    except FileNotFoundError:
+        pass
+sys.exit("mkosi.sh: no bookworm source in the host's apt configuration")
+EOF
+}
+mirror="$(host_mirror)"
+
+"$hr" build "$profile" -o "$work/build" >/dev/null
+overlay="$work/build/overlay"
+pkgs="$(python3 -c 'import json,sys; print(",".join(json.load(open(sys.argv[1]))["packages"]))' "$work/build/manifest.json")"
+mkdir -p "$work/skeleton"
+python3 - "$work/build/manifest.json" "$overlay" "$work/skeleton" <<'EOF'
+import json, os, shutil, sys
+manifest, overlay, skeleton = sys.argv[1:]
+for e in json.load(open(manifest))["entries"]:
+    if e.get("early") and e["type"] == "file":
+        dst = os.path.join(skeleton, e["path"])
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        shutil.copy2(os.path.join(overlay, e["path"]), dst)
+EOF
+
+# --local-mirror keeps mkosi 14 off security.debian.org, which it otherwise
+# writes into the image and updates from (only the host's mirror is reachable
+# here); it also means mkosi installs bookworm without -updates/-security,
+# hardroot with them (the host's sources): a few package versions differ.
+mkosi_build() {
+  mkosi --distribution=debian --release=bookworm \
+    --mirror="$mirror" --local-mirror="$mirror" \
+    --format=gpt_ext4 --package="$pkgs" \
+    --skeleton-tree="$work/skeleton" --extra-tree="$overlay" \
+    --cache="$work/mkosi-cache" --output-dir="$work/mkosi-out" \
+    --workspace-dir="$work" \
+    --incremental --force build >>"$work/mkosi.log" 2>&1 || {
+    tail -n 40 "$work/mkosi.log" >&2
+    exit 1
+  }
+}
+
+t0=$(now); mkosi_build; t1=$(now)
+mkosi_cold=$(secs "$t0" "$t1")
+mkosi_raw="$(find "$work/mkosi-out" -maxdepth 1 -name '*.raw' | head -n 1)"
+mkosi_bytes=$(stat -c %s "$mkosi_raw")
+echo "# changed by benches/mkosi.sh" >>"$overlay/etc/motd"
+t0=$(now); mkosi_build; t1=$(now)
+mkosi_warm=$(secs "$t0" "$t1")
+mkosi_used=$(python3 - "$mkosi_raw" <<'EOF'
+import subprocess, sys, json
+# The root partition's used blocks, read with sfdisk + dumpe2fs (no mount).
+t = json.loads(subprocess.run(["sfdisk", "-J", sys.argv[1]], capture_output=True, text=True, check=True).stdout)
+p = max(t["partitiontable"]["partitions"], key=lambda p: p["size"])
+off = p["start"] * 512
+out = subprocess.run(["dumpe2fs", "-h", f"{sys.argv[1]}?offset={off}"], capture_output=True, text=True).stdout
+f = dict(l.split(":", 1) for l in out.splitlines() if ":" in l)
+used = (int(f["Block count"]) - int(f["Free blocks"])) * int(f["Block size"])
+print(used >> 20)
+EOF
+)
+
+t0=$(now)
+"$hr" image "$profile" -o "$work/hr-cold" --cache "$work/hr-cache" -q >/dev/null
+t1=$(now)
+hr_cold=$(secs "$t0" "$t1")
+printf '[profile]\nimports = ["%s"]\n[force.networking]\nhostname = "bench"\n' "$(basename "$profile")" >"$variant"
+t0=$(now)
+"$hr" image "$variant" -o "$work/hr-warm" --cache "$work/hr-cache" -q >/dev/null
+t1=$(now)
+hr_warm=$(secs "$t0" "$t1")
+hr_used=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["rootfs"]["used_bytes"] >> 20)' "$work/hr-cold/image-manifest.json")
+
+ratio() { awk "BEGIN { printf \"%.2f\", $1 / $2 }"; }
+echo "| figure | hardroot | mkosi $(mkosi --version | awk '{print $2}') | hardroot / mkosi |"
+echo "|---|---|---|---|"
+echo "| cold image (empty caches) | ${hr_cold} s | ${mkosi_cold} s | $(ratio "$hr_cold" "$mkosi_cold") |"
+echo "| warm image (one file/value changed) | ${hr_warm} s | ${mkosi_warm} s | $(ratio "$hr_warm" "$mkosi_warm") |"
+echo "| used size of the root filesystem | ${hr_used} MiB | ${mkosi_used} MiB | $(ratio "$hr_used" "$mkosi_used") |"
+echo "| image file | $(stat -c %s "$work/hr-cold/rootfs.img" | awk '{printf "%d", $1/1048576}') MiB (ext4) | $((mkosi_bytes >> 20)) MiB (GPT + ext4) | |"

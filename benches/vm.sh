@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# VM benchmark (issue 6 and 9): a bare boot of the XMPP test image to
+# `systemctl is-system-running --wait` next to the whole acceptance test on
+# the same image, under the same accelerator (TCG here). Target: the whole
+# test ≤ 2 × the bare boot. Prints figures (median of RUNS runs each,
+# default 1: one acceptance run is minutes under TCG); asserts nothing.
+# usage: benches/vm.sh            (root; RUNS=3 benches/vm.sh for medians)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs="${RUNS:-1}"
+if [ -z "${HARDROOT:-}" ]; then cargo build --release --quiet; fi
+hr="${HARDROOT:-$PWD/target/release/hardroot}"
+work="$(mktemp -d /var/tmp/hardroot-vmbench.XXXXXX)"
+trap 'rm -rf "$work"' EXIT
+profile=profiles/xmpp-test.toml
+test=vm-tests/xmpp-server
+now() { date +%s.%N; }
+median() { sort -n | awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.1f", m }'; }
+field() { python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print($2)" "$1"; }
+
+for i in $(seq "$runs"); do
+  "$hr" vm-test "$profile" "$test" --script bare-boot.rhai --out "$work/bare-$i" \
+    2>"$work/bare-$i.log" || { tail -n 30 "$work/bare-$i.log" >&2; exit 1; }
+  sed -n 's/.*is-system-running ([a-z]*) \([0-9.]*\) s.*/\1/p' "$work/bare-$i.log" >>"$work/bare.txt"
+  t0=$(now)
+  "$hr" vm-test "$profile" "$test" --out "$work/accept-$i" \
+    2>"$work/accept-$i.log" || { tail -n 30 "$work/accept-$i.log" >&2; exit 1; }
+  t1=$(now)
+  awk "BEGIN { printf \"%.1f\n\", $t1 - $t0 }" >>"$work/accept-process.txt"
+  field "$work/accept-$i/results.json" 'r["duration_s"]' >>"$work/accept.txt"
+  field "$work/accept-$i/results.json" \
+    'next(s["duration_s"] for s in r["subtests"] if s["name"] == "boot")' >>"$work/accept-boot.txt"
+done
+
+bare=$(median <"$work/bare.txt")
+accept=$(median <"$work/accept.txt")
+process=$(median <"$work/accept-process.txt")
+boot=$(median <"$work/accept-boot.txt")
+accel=$(field "$work/accept-1/results.json" 'r["accel"]')
+echo "| figure (median of $runs, $accel) | seconds |"
+echo "|---|---|"
+echo "| bare boot to is-system-running | $bare |"
+echo "| acceptance test (results.json duration) | $accept |"
+echo "| acceptance test, whole process (image from the warm cache) | $process |"
+echo "| acceptance test, its boot subtest | $boot |"
+echo "| ratio whole test / bare boot (target ≤ 2) | $(awk "BEGIN { printf \"%.2f\", $accept / $bare }") |"
