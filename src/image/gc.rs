@@ -26,6 +26,7 @@ pub enum CacheAction {
         json: bool,
     },
     /// Remove cached bases; with both options, only those matching both
+    #[command(group(clap::ArgGroup::new("rule").required(true).multiple(true).args(["keep", "older_than"])))]
     Gc {
         /// Keep the N most recently used entries
         #[arg(long, value_name = "N")]
@@ -60,12 +61,7 @@ pub fn run(args: &CacheArgs) -> miette::Result<()> {
             older_than,
             dry_run,
         } => {
-            if keep.is_none() && older_than.is_none() {
-                return Err(miette::miette!(
-                    help = "e.g. `hardroot cache gc --keep 2` or `--older-than 30d`",
-                    "gc needs --keep N and/or --older-than AGE"
-                ));
-            }
+            // clap's "rule" group makes sure at least one of the two is given.
             let now = SystemTime::now();
             let doomed = select(&entries(&cache)?, *keep, *older_than, now);
             gc(&cache, &doomed, *dry_run)
