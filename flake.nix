@@ -7,11 +7,16 @@
     let
       systems = [ "x86_64-linux" "aarch64-linux" ];
       forAll = f: nixpkgs.lib.genAttrs systems (system: f nixpkgs.legacyPackages.${system});
-      # Every host tool the pipeline and the tests call (scripts/deps.sh installs the same set on Debian).
+      # Every host tool the pipeline and the tests call: scripts/deps.sh installs the same set
+      # on Debian, and tests/flake.rs checks that the two lists match and that each tool is used.
       hostTools = pkgs: with pkgs; [
-        mmdebstrap e2fsprogs util-linux qemu_kvm qemu-utils dosfstools mtools OVMF
-        iproute2 iptables openssh nginx systemd curl openssl netcat-openbsd
-        (python3.withPackages (ps: [ ps.pyyaml ]))
+        mmdebstrap e2fsprogs util-linux qemu_kvm qemu-utils   # image + vm-test
+        dosfstools mtools OVMF   # bootable disk.img: its ESP without a mount, UEFI firmware for its boot test
+        iproute2 iptables openssh nginx systemd curl openssl procps   # real-tool checks, test clients
+        nix ssh-audit chromium   # flake parse check, SSH algorithm audit, the report in headless Chromium
+        postgresql dehydrated pebble   # live service tests; pebble is the tests' ACME CA
+        (ejabberd.override { withPgsql = true; })   # Debian: ejabberd + erlang-p1-pgsql
+        (python3.withPackages (ps: [ ps.pyyaml ps.slixmpp ]))   # YAML checks, the XMPP test client
       ];
     in {
       packages = forAll (pkgs: {

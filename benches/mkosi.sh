@@ -23,32 +23,35 @@ if [ -z "${HARDROOT:-}" ]; then cargo build --release --quiet; fi
 hr="${HARDROOT:-$PWD/target/release/hardroot}"
 work="$(mktemp -d /var/tmp/hardroot-mkosi.XXXXXX)"
 variant="$(dirname "$profile")/.bench-mkosi-$$.toml"
-trap 'rm -rf "$work" "$variant"' EXIT
+# KEEP=1 keeps the work folder (logs, both images) for a look afterwards.
+trap '[ -n "${KEEP:-}" ] && echo "kept $work" >&2 || rm -rf "$work"; rm -f "$variant"' EXIT
 now() { date +%s.%N; }
 secs() { awk "BEGIN { printf \"%.1f\", $2 - $1 }"; }
 
-# The host's Debian mirror, read at run time (never written into the repo):
-# the first deb822 or one-line source serving the bookworm suite.
+# The host's Debian mirror for SUITE, read at run time (never written into
+# the repo): the first deb822 or one-line source serving it.
 host_mirror() {
-  python3 - <<'EOF'
+  python3 - "$1" <<'EOF'
 import glob, re, sys
+suite = sys.argv[1]
 for path in sorted(glob.glob("/etc/apt/sources.list.d/*.sources")):
     for stanza in open(path).read().split("\n\n"):
         f = dict(re.findall(r"^(\w[\w-]*):\s*(.*)$", stanza, re.M))
-        if "bookworm" in f.get("Suites", "").split() and "deb" in f.get("Types", "").split():
+        if suite in f.get("Suites", "").split() and "deb" in f.get("Types", "").split():
             print(f["URIs"].split()[0]); sys.exit(0)
 for path in ["/etc/apt/sources.list"] + sorted(glob.glob("/etc/apt/sources.list.d/*.list")):
     try:
         for line in open(path):
             w = re.sub(r"\[[^]]*\]", "", line).split()
-            if len(w) >= 3 and w[0] == "deb" and w[2] == "bookworm":
+            if len(w) >= 3 and w[0] == "deb" and w[2] == suite:
                 print(w[1]); sys.exit(0)
     except FileNotFoundError:
         pass
-sys.exit("mkosi.sh: no bookworm source in the host's apt configuration")
+sys.exit(f"mkosi.sh: no {suite} source in the host's apt configuration")
 EOF
 }
-mirror="$(host_mirror)"
+mirror="$(host_mirror bookworm)"
+security="$(host_mirror bookworm-security)"
 
 "$hr" build "$profile" -o "$work/build" >/dev/null
 overlay="$work/build/overlay"
@@ -64,17 +67,22 @@ for e in json.load(open(manifest))["entries"]:
         shutil.copy2(os.path.join(overlay, e["path"]), dst)
 EOF
 
-# --local-mirror keeps mkosi 14 off security.debian.org, which it otherwise
-# writes into the image and updates from (only the host's mirror is reachable
-# here); it also means mkosi installs bookworm without -updates/-security,
-# hardroot with them (the host's sources): a few package versions differ.
+# --nspawn-keep-unit: mkosi runs apt and dpkg in systemd-nspawn, which
+# otherwise asks systemd over D-Bus for a scope (no system bus in containers
+# such as CI's).
+# mkosi 14 writes security.debian.org into the image's sources and updates
+# from it; only the host's mirrors may be reached here, so the skeleton tree
+# (copied after that, before apt runs) replaces the file with the host's
+# security mirror: both tools then install from the same three suites.
+mkdir -p "$work/skeleton/etc/apt/sources.list.d"
+echo "deb $security bookworm-security main" >"$work/skeleton/etc/apt/sources.list.d/bookworm-security.list"
 mkosi_build() {
   mkosi --distribution=debian --release=bookworm \
-    --mirror="$mirror" --local-mirror="$mirror" \
+    --mirror="$mirror" \
     --format=gpt_ext4 --package="$pkgs" \
     --skeleton-tree="$work/skeleton" --extra-tree="$overlay" \
     --cache="$work/mkosi-cache" --output-dir="$work/mkosi-out" \
-    --workspace-dir="$work" \
+    --workspace-dir="$work" --nspawn-keep-unit \
     --incremental --force build >>"$work/mkosi.log" 2>&1 || {
     tail -n 40 "$work/mkosi.log" >&2
     exit 1
@@ -83,7 +91,7 @@ mkosi_build() {
 
 t0=$(now); mkosi_build; t1=$(now)
 mkosi_cold=$(secs "$t0" "$t1")
-mkosi_raw="$(find "$work/mkosi-out" -maxdepth 1 -name '*.raw' | head -n 1)"
+mkosi_raw="$(find "$work/mkosi-out" -maxdepth 2 -name image.raw | head -n 1)"
 mkosi_bytes=$(stat -c %s "$mkosi_raw")
 echo "# changed by benches/mkosi.sh" >>"$overlay/etc/motd"
 t0=$(now); mkosi_build; t1=$(now)
@@ -112,10 +120,21 @@ t1=$(now)
 hr_warm=$(secs "$t0" "$t1")
 hr_used=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["rootfs"]["used_bytes"] >> 20)' "$work/hr-cold/image-manifest.json")
 
+# Same package set? Names only (mkosi does not upgrade what debootstrap
+# installed to -updates/-security versions, so some versions differ).
+pkg_diff=$(python3 - "$mkosi_raw.manifest" "$work/hr-cold/image-manifest.json" <<'EOF'
+import json, sys
+m = {p["name"] for p in json.load(open(sys.argv[1]))["packages"]}
+h = {p["name"] for p in json.load(open(sys.argv[2]))["packages"]}
+print(f"{len(h)} | {len(m)} | only in mkosi's: {' '.join(sorted(m - h)) or '-'}; only in hardroot's: {' '.join(sorted(h - m)) or '-'}")
+EOF
+)
+
 ratio() { awk "BEGIN { printf \"%.2f\", $1 / $2 }"; }
 echo "| figure | hardroot | mkosi $(mkosi --version | awk '{print $2}') | hardroot / mkosi |"
 echo "|---|---|---|---|"
 echo "| cold image (empty caches) | ${hr_cold} s | ${mkosi_cold} s | $(ratio "$hr_cold" "$mkosi_cold") |"
 echo "| warm image (one file/value changed) | ${hr_warm} s | ${mkosi_warm} s | $(ratio "$hr_warm" "$mkosi_warm") |"
 echo "| used size of the root filesystem | ${hr_used} MiB | ${mkosi_used} MiB | $(ratio "$hr_used" "$mkosi_used") |"
+echo "| packages installed | $pkg_diff |"
 echo "| image file | $(stat -c %s "$work/hr-cold/rootfs.img" | awk '{printf "%d", $1/1048576}') MiB (ext4) | $((mkosi_bytes >> 20)) MiB (GPT + ext4) | |"

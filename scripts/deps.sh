@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that hardroot's pipeline and tests call, when missing.
-# Every tool named here is used by a script or a test (flake.nix's dev shell lists the same set).
+# Every tool named here is used by a script or a test, and flake.nix's dev shell lists the same
+# set: tests/flake.rs checks both.
 set -euo pipefail
 
 packages=(
   mmdebstrap e2fsprogs fdisk qemu-utils qemu-system-x86   # image + vm-test
   dosfstools mtools ovmf                                    # bootable disk.img: ESP without a mount; UEFI firmware for its boot test
   iproute2 iptables openssh-server openssh-client nginx     # real-tool validation, test clients
-  systemd curl openssl netcat-openbsd python3 python3-yaml  # unit verify, client probes, YAML parse
+  systemd curl openssl python3 python3-yaml                 # unit verify, client probes, YAML parse
   nix-bin ssh-audit                                         # flake parse check; SSH algorithm audit
-  chromium chromium-driver                                  # the acceptance report renders in headless Chromium
+  chromium                                                  # the acceptance report renders in headless Chromium
   postgresql ejabberd erlang-p1-pgsql dehydrated pebble procps  # live service tests (own netns)
   python3-slixmpp                                           # XMPP VM test: XMPP client (pebble above is its ACME CA)
 )

@@ -13,7 +13,16 @@ use std::process::ExitCode;
     long_about = "hardroot turns a profile (profiles/*.toml) and a tree of modules (modules/<name>/) into a \
                   reproducible root-filesystem overlay, a Debian 12 disk image, and a VM test that proves it.\n\n\
                   Pipeline: profile → evaluate → render → emit (build) → image → vm-test.",
-    after_help = "Exit codes: 0 success; 1 the profile or a module is wrong (the message names file:line:col); \
+    after_help = "Examples:\n  \
+                  hardroot check profiles/xmpp-server.toml          evaluate and run every assertion\n  \
+                  hardroot build profiles/xmpp-server.toml -o out   write the overlay; prints its root hash\n  \
+                  hardroot explain profiles/xmpp-server.toml ssh.port\n  \
+                  hardroot image profiles/xmpp-server.toml -o img   Debian base (cached) + overlay → ext4 image\n  \
+                  hardroot vm-test profiles/xmpp-test.toml vm-tests/xmpp-server\n  \
+                  hardroot run profiles/xmpp-server.toml            boot it here, like `mkosi qemu`\n\n\
+                  Every verb that reports takes --json (docs/json.md). Docs: README.md, docs/modules.md, \
+                  docs/testing.md, docs/options.md.\n\n\
+                  Exit codes: 0 success; 1 the profile or a module is wrong (the message names file:line:col); \
                   2 bad command line; 3 the environment failed (I/O, a missing tool, not root); 4 a VM test failed."
 )]
 pub struct Cli {
@@ -29,7 +38,7 @@ pub enum Command {
     Check(CheckArgs),
     /// The reference of every option of every module (like the NixOS options manual)
     Options(OptionsArgs),
-    /// Why an option has its value, or which module and lines made a file
+    /// Why an option has its value (like nixos-option), or which module and lines made a file
     Explain(ExplainArgs),
     /// Compare two build outputs by their manifests
     Diff(DiffArgs),
@@ -41,7 +50,7 @@ pub enum Command {
     VmTest(crate::vmtest::VmTestArgs),
     /// Write the acceptance report (one self-contained HTML page) of a finished VM test
     Report(crate::report::ReportArgs),
-    /// Build (base from cache) and boot a profile interactively: console here, SSH on 127.0.0.1
+    /// Build a profile's image and boot it in QEMU, like `mkosi qemu`: console here, SSH on 127.0.0.1
     Run(crate::run::RunArgs),
     /// Print shell completions: hardroot completions bash > /etc/bash_completion.d/hardroot
     Completions(CompletionsArgs),
@@ -51,6 +60,7 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct CompletionsArgs {
+    /// The shell to complete for
     pub shell: clap_complete::Shell,
 }
 
@@ -66,20 +76,22 @@ pub struct BuildArgs {
     /// The profile, e.g. profiles/xmpp-server.toml
     pub profile: PathBuf,
     /// Output folder (replaced atomically; a failed build leaves it as it was)
-    #[arg(short, long, default_value = "out")]
+    #[arg(short, long, default_value = "out", value_name = "DIR")]
     pub out: PathBuf,
     #[command(flatten)]
     pub modules: ModuleDirs,
-    /// Print a JSON summary instead of text
+    /// Print a JSON summary on stdout instead of text (shape: docs/json.md)
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
+    /// The profile, e.g. profiles/xmpp-server.toml
     pub profile: PathBuf,
     #[command(flatten)]
     pub modules: ModuleDirs,
+    /// Print the result as JSON on stdout (shape: docs/json.md)
     #[arg(long)]
     pub json: bool,
 }
@@ -89,7 +101,7 @@ pub struct OptionsArgs {
     /// Folders of modules to document [default: ./modules]
     #[arg(long = "modules", value_name = "DIR")]
     pub dirs: Vec<PathBuf>,
-    /// Machine-readable reference
+    /// The reference as JSON on stdout (shape: docs/json.md)
     #[arg(long, conflicts_with = "markdown")]
     pub json: bool,
     /// The manual as Markdown (docs/options.md is generated with this)
@@ -99,11 +111,14 @@ pub struct OptionsArgs {
 
 #[derive(Debug, Args)]
 pub struct ExplainArgs {
+    /// The profile, e.g. profiles/xmpp-server.toml
     pub profile: PathBuf,
     /// An option (`ssh.port`) or a path in the image (`/etc/iptables/rules.v4`)
+    #[arg(value_name = "OPTION|PATH")]
     pub what: String,
     #[command(flatten)]
     pub modules: ModuleDirs,
+    /// Print the explanation as JSON on stdout (shape: docs/json.md)
     #[arg(long)]
     pub json: bool,
 }
@@ -114,12 +129,16 @@ pub struct DiffArgs {
     pub a: PathBuf,
     /// The newer build output folder
     pub b: PathBuf,
+    /// Print the differences as JSON on stdout (shape: docs/json.md)
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if only_prints(&cli.command) {
+        die_quietly_on_closed_pipe();
+    }
     let result = match &cli.command {
         Command::Build(a) => crate::commands::build(a),
         Command::Check(a) => crate::commands::check(a),
@@ -148,6 +167,32 @@ pub fn main() -> ExitCode {
             eprintln!("{e:?}");
             ExitCode::from(exit_code(&e))
         }
+    }
+}
+
+/// Verbs that own no VM, namespace or half-written output: stopping them at
+/// any point leaves nothing behind.
+fn only_prints(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Build(_)
+            | Command::Check(_)
+            | Command::Options(_)
+            | Command::Explain(_)
+            | Command::Diff(_)
+            | Command::Completions(_)
+            | Command::Man
+    )
+}
+
+/// `hardroot options --json | head` should end like any Unix filter when the
+/// reader goes away, not panic in println!. Rust ignores SIGPIPE by default;
+/// the default action is right for these verbs only (see only_prints): the
+/// VM verbs must survive to shut their machines down.
+fn die_quietly_on_closed_pipe() {
+    // SAFETY: called before any thread is started; restores the default disposition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

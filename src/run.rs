@@ -2,32 +2,39 @@
 //! like `mkosi qemu`: serial console on this terminal, SSH forwarded from
 //! 127.0.0.1 only, the golden image untouched (writes go to a throwaway
 //! copy-on-write layer). Ctrl-C or a poweroff in the guest ends it and cleans up.
+//! `--ssh-key FILE` adds a key to ssh.authorized_keys through a wrapper profile.
 use crate::image::{ImageArgs, ImageOutput};
 use crate::vmtest::qemu::probe_accel;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, ExitStatus};
+use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     /// The profile to boot, e.g. profiles/xmpp-server.toml
     pub profile: PathBuf,
     /// Output folder for the image [default: out/run/<profile>]
-    #[arg(short, long)]
+    #[arg(short, long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Host port on 127.0.0.1 forwarded to the guest's SSH port 22
-    #[arg(long, default_value_t = 2222)]
+    #[arg(long, default_value_t = 2222, value_name = "PORT")]
     pub ssh_port: u16,
     /// Guest memory in MiB
-    #[arg(long, default_value_t = 2048)]
+    #[arg(long, default_value_t = 2048, value_name = "MIB")]
     pub memory: u32,
     /// Guest CPUs
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_name = "N")]
     pub cpus: u32,
+    /// Extra folder of modules, searched before modules/ beside the profile (repeatable)
     #[arg(long = "modules", value_name = "DIR")]
     pub module_dirs: Vec<PathBuf>,
-    /// Base cache folder (as for `hardroot image`)
+    /// Cache of Debian bases [default: $XDG_CACHE_HOME/hardroot or ~/.cache/hardroot]
     #[arg(long, env = "HARDROOT_CACHE", value_name = "DIR")]
     pub cache: Option<PathBuf>,
+    /// Let this public key (e.g. ~/.ssh/id_ed25519.pub) log in as root too: it is added to
+    /// ssh.authorized_keys for this run's image only (the profile must import `ssh`)
+    #[arg(long, value_name = "FILE")]
+    pub ssh_key: Option<PathBuf>,
 }
 
 pub fn run(a: &RunArgs) -> miette::Result<()> {
@@ -41,16 +48,23 @@ pub fn run(a: &RunArgs) -> miette::Result<()> {
         .clone()
         .unwrap_or_else(|| PathBuf::from("out/run").join(&name));
     let image = build(a, &out)?;
+    for note in ssh_notes(&out.join("config.json")) {
+        eprintln!("note: {note}");
+    }
     let layer = out.join("run-layer.qcow2");
     copy_on_write(&image, &layer)?;
     let accel = probe_accel(&image.kernel, &out);
+    // Ctrl-C on a terminal reaches QEMU too (signal=on) and it quits; a SIGTERM
+    // sent to hardroot alone is passed on. Either way the layer is removed.
+    crate::vmtest::interrupt::install();
     eprintln!(
         "==> booting {name}: ssh -p {} root@127.0.0.1   (Ctrl-C or `poweroff` to stop)",
         a.ssh_port
     );
     let status = Command::new("qemu-system-x86_64")
         .args(qemu_args(a, &image, &layer, accel.args()))
-        .status();
+        .spawn()
+        .and_then(wait_or_stop);
     let _ = std::fs::remove_file(&layer);
     match status {
         Ok(s) if s.success() || s.code().is_none() => Ok(()),
@@ -60,9 +74,40 @@ pub fn run(a: &RunArgs) -> miette::Result<()> {
     }
 }
 
+/// Waits for QEMU; on SIGINT/SIGTERM to hardroot, asks QEMU to quit (SIGTERM)
+/// and waits for it, so that nothing outlives `hardroot run`.
+fn wait_or_stop(mut qemu: Child) -> std::io::Result<ExitStatus> {
+    let mut asked = false;
+    loop {
+        if let Some(status) = qemu.try_wait()? {
+            return Ok(status);
+        }
+        if crate::vmtest::interrupt::requested() && !asked {
+            if let Ok(pid) = i32::try_from(qemu.id()) {
+                // SAFETY: kill(2) on our own child's pid has no memory effects.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+            }
+            asked = true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn build(a: &RunArgs, out: &Path) -> miette::Result<ImageOutput> {
+    // Holds the wrapper profile (if any) until the image is built.
+    let wrapper_dir = tempfile::Builder::new()
+        .prefix("hardroot-run-")
+        .tempdir()
+        .map_err(|e| miette::miette!("cannot make a temp folder: {e}"))?;
+    let profile = match &a.ssh_key {
+        Some(key) => {
+            require_ssh_module(a)?;
+            with_key(&a.profile, key, wrapper_dir.path())?
+        }
+        None => a.profile.clone(),
+    };
     let args = ImageArgs {
-        profile: Some(a.profile.clone()),
+        profile: Some(profile),
         out: out.to_path_buf(),
         from_build: None,
         module_dirs: a.module_dirs.clone(),
@@ -72,8 +117,102 @@ fn build(a: &RunArgs, out: &Path) -> miette::Result<ImageOutput> {
         disk: false,
         sources: Vec::new(),
         quiet: false,
+        json: false,
     };
     crate::image::build_profile(&args)
+}
+
+/// Said about the user's profile, not about the wrapper that would name it.
+fn require_ssh_module(a: &RunArgs) -> miette::Result<()> {
+    let (config, _) = crate::build::check(&a.profile, &a.module_dirs)?;
+    if config.modules.iter().any(|m| m.name == "ssh") {
+        return Ok(());
+    }
+    Err(miette::miette!(
+        "--ssh-key needs the ssh module, and {} does not import it: add \"ssh\" to its [profile] imports, \
+         or log in on the console",
+        a.profile.display()
+    ))
+}
+
+/// A profile that imports PROFILE and adds one key to ssh.authorized_keys
+/// (lists concatenate, so the profile's own keys stay). The key goes through
+/// the ssh module's type check like any profile value. Same file name, so the
+/// profile keeps its name.
+fn with_key(profile: &Path, key_file: &Path, dir: &Path) -> miette::Result<PathBuf> {
+    let text = std::fs::read_to_string(key_file)
+        .map_err(|e| miette::miette!("cannot read --ssh-key {}: {e}", key_file.display()))?;
+    let Some(key) = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+    else {
+        return Err(miette::miette!(
+            "--ssh-key {} holds no key; give a public key file such as ~/.ssh/id_ed25519.pub",
+            key_file.display()
+        ));
+    };
+    let original =
+        std::path::absolute(profile).map_err(|e| miette::miette!("{}: {e}", profile.display()))?;
+    let mut head = toml_edit::Table::new();
+    head["description"] = toml_edit::value("hardroot run: the profile plus --ssh-key");
+    head["imports"] = toml_edit::value(toml_edit::Array::from_iter([original
+        .to_string_lossy()
+        .into_owned()]));
+    let mut ssh = toml_edit::Table::new();
+    ssh["authorized_keys"] = toml_edit::value(toml_edit::Array::from_iter([key]));
+    let mut doc = toml_edit::DocumentMut::new();
+    doc.insert("profile", toml_edit::Item::Table(head));
+    doc.insert("ssh", toml_edit::Item::Table(ssh));
+    let name = profile
+        .file_name()
+        .unwrap_or(std::ffi::OsStr::new("profile.toml"));
+    let path = dir.join(name);
+    std::fs::write(&path, doc.to_string())
+        .map_err(|e| miette::miette!("cannot write {}: {e}", path.display()))?;
+    Ok(path)
+}
+
+/// Why the forwarded SSH port may not answer, read from the evaluated
+/// options: QEMU's user network gives the guest 10.0.2.15 by DHCP, and the
+/// host's forwarded connections arrive from 10.0.2.2.
+fn ssh_notes(config: &Path) -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string(config) else {
+        return Vec::new();
+    };
+    let Ok(c) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return Vec::new();
+    };
+    if c.get("ssh").is_none() {
+        return vec!["the profile has no ssh module: log in on this console".into()];
+    }
+    let mut notes = Vec::new();
+    let statics = c["networking"]["addresses"]
+        .as_array()
+        .is_some_and(|a| !a.is_empty());
+    if statics {
+        notes.push(
+            "networking.addresses is set, but QEMU's user network only reaches a guest \
+             that takes 10.0.2.15 by DHCP: the SSH port will not answer (use this console, \
+             or a profile without static addresses)"
+                .into(),
+        );
+    }
+    let host = std::net::Ipv4Addr::new(10, 0, 2, 2);
+    let trusted = c["firewall"]["trusted_v4"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n.as_str()?.parse::<ipnet::Ipv4Net>().ok())
+        .any(|n| n.contains(&host));
+    if c["ssh"]["exposure"] == "trusted" && !trusted {
+        notes.push(
+            "ssh.exposure is \"trusted\" and firewall.trusted_v4 lacks 10.0.2.2, where \
+             forwarded connections come from: the firewall drops them"
+                .into(),
+        );
+    }
+    notes
 }
 
 fn copy_on_write(image: &ImageOutput, layer: &Path) -> miette::Result<()> {
@@ -136,4 +275,52 @@ fn qemu_args(a: &RunArgs, image: &ImageOutput, layer: &Path, accel: [&str; 4]) -
         .map(|x| x.to_string()),
     );
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notes_say_why_ssh_will_not_answer() {
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("config.json");
+        let write = |v: serde_json::Value| std::fs::write(&f, v.to_string()).unwrap();
+        write(serde_json::json!({ "system": {} }));
+        assert!(ssh_notes(&f)[0].contains("no ssh module"));
+        write(serde_json::json!({
+            "ssh": { "exposure": "trusted" },
+            "networking": { "addresses": [{ "address": "192.0.2.10", "prefix": 24 }] },
+            "firewall": { "trusted_v4": ["203.0.113.0/24"] },
+        }));
+        let notes = ssh_notes(&f);
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        write(serde_json::json!({
+            "ssh": { "exposure": "trusted" },
+            "networking": { "addresses": [] },
+            "firewall": { "trusted_v4": ["10.0.2.0/24"] },
+        }));
+        assert!(ssh_notes(&f).is_empty());
+    }
+
+    #[test]
+    fn the_key_is_added_to_the_profile_it_wraps() {
+        let t = tempfile::tempdir().unwrap();
+        let key = t.path().join("k.pub");
+        std::fs::write(&key, "# comment\n\nssh-ed25519 AAAAC3Nza\"x t@h\n").unwrap();
+        let wrapper = with_key(Path::new("profiles/p.toml"), &key, t.path()).unwrap();
+        assert_eq!(wrapper.file_name().unwrap(), "p.toml");
+        let doc: toml_edit::DocumentMut =
+            std::fs::read_to_string(&wrapper).unwrap().parse().unwrap();
+        let imports = doc["profile"]["imports"].as_array().unwrap();
+        assert!(Path::new(imports.get(0).unwrap().as_str().unwrap()).is_absolute());
+        // The quote stays inside the string: the ssh module's pattern rejects it later.
+        let keys = doc["ssh"]["authorized_keys"].as_array().unwrap();
+        assert_eq!(
+            keys.get(0).unwrap().as_str(),
+            Some("ssh-ed25519 AAAAC3Nza\"x t@h")
+        );
+        std::fs::write(&key, "\n# only a comment\n").unwrap();
+        assert!(with_key(Path::new("p.toml"), &key, t.path()).is_err());
+    }
 }

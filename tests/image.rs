@@ -1,5 +1,6 @@
 //! Image stage, end to end (needs root, mmdebstrap, e2fsprogs, qemu-utils and
 //! the host's apt sources). The base is cached under target/ between runs.
+mod common;
 mod image_support;
 
 use hardroot::image::{ImageError, ImageOutput, ImageRequest, build_image};
@@ -406,4 +407,62 @@ fn disk_image_has_the_hardened_layout_and_is_reproducible() {
         !debugfs(&outs[0].rootfs, "cat /etc/fstab").contains("LABEL=var"),
         "rootfs.img keeps the single-filesystem fstab"
     );
+}
+
+/// `hardroot image --json`: the documented shape, stdout nothing but JSON,
+/// and figures that agree with the files (docs/json.md).
+#[test]
+fn image_json_summary_has_the_documented_shape_and_true_figures() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let build = write_build(&tmp.path().join("build"), &default_entries(), &[]);
+    let out = tmp.path().join("out");
+    let run = || {
+        let o = Command::new(env!("CARGO_BIN_EXE_hardroot"))
+            .args(["image", "--qcow2", "--json", "--from-build"])
+            .arg(&build)
+            .arg("-o")
+            .arg(&out)
+            .arg("--cache")
+            .arg(cache_dir())
+            .output()
+            .expect("run hardroot image");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).expect("stdout is one JSON document")
+    };
+    run();
+    // The second run finds the base the first one used (or built).
+    let v = run();
+    common::assert_json_shape(
+        &common::json_doc_example("hardroot image --json"),
+        &v,
+        "image",
+    );
+    assert_eq!(v["format"], 1);
+    assert_eq!(v["base"]["cache"], "hit");
+    let steps: Vec<&str> = v["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .filter_map(|s| s["step"].as_str())
+        .collect();
+    assert_eq!(
+        steps,
+        ["copy_base", "apply_overlay", "fsck", "hash", "qcow2"]
+    );
+    let rootfs = out.join("rootfs.img");
+    assert_eq!(v["rootfs"]["path"], rootfs.to_string_lossy().as_ref());
+    assert_eq!(v["rootfs"]["sha256"], common::sha256_file(&rootfs));
+    let len = |p: &Path| std::fs::metadata(p).expect("metadata").len();
+    assert_eq!(v["rootfs"]["size_bytes"], len(&rootfs));
+    assert_eq!(v["qcow2"]["size_bytes"], len(&out.join("rootfs.qcow2")));
+    assert!(v["disk"].is_null());
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("image-manifest.json")).expect("image manifest"),
+    )
+    .expect("manifest json");
+    assert_eq!(
+        v["packages"].as_u64(),
+        manifest["packages"].as_array().map(|p| p.len() as u64)
+    );
+    assert_eq!(v["kernel"]["version"], manifest["kernel"]["version"]);
 }

@@ -415,9 +415,7 @@ fn headless_chromium_renders_the_page() {
             .output()
             .is_ok_and(|o| o.status.success())
     }) else {
-        panic!(
-            "chromium is not installed: scripts/deps.sh installs it (Debian packages chromium chromium-driver)"
-        );
+        panic!("chromium is not installed: scripts/deps.sh installs it (Debian package chromium)");
     };
     let run = run_copy();
     let page = run.path().join("report.html");

@@ -37,7 +37,10 @@ fn xmpp_server_acceptance_test_passes() {
         eprintln!("\n!!!!! SKIPPED vm_xmpp: {why} !!!!!\n");
         return;
     }
-    let out = tempfile::tempdir().unwrap();
+    // Kept after the run (a CI artifact, like the report test's): the
+    // report, results.json with every subtest's duration, serial logs.
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("vm-xmpp");
+    let _ = std::fs::remove_dir_all(&out);
     let run = Command::new(env!("CARGO_BIN_EXE_hardroot"))
         .current_dir(repo())
         .args([
@@ -46,9 +49,9 @@ fn xmpp_server_acceptance_test_passes() {
             "vm-tests/xmpp-server",
             "--out",
         ])
-        .arg(out.path())
+        .arg(&out)
         .arg("--report")
-        .arg(out.path().join("report.html"))
+        .arg(out.join("report.html"))
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&run.stderr);
@@ -59,14 +62,14 @@ fn xmpp_server_acceptance_test_passes() {
     );
 
     // Every subtest ran and passed (a script that stopped early cannot pass).
-    let results = read_json(&out.path().join("results.json"));
+    let results = read_json(&out.join("results.json"));
     let subtests = results["subtests"].as_array().cloned().unwrap_or_default();
     assert!(subtests.len() >= 10, "too few subtests ran: {results}");
     assert!(subtests.iter().all(|s| s["passed"] == true), "{results}");
 
     // The exposure matrix for the report: one entry per declared listener,
     // with both clients' measurements.
-    let matrix = read_json(&out.path().join("exposure.json"));
+    let matrix = read_json(&out.join("exposure.json"));
     let listeners = matrix["listeners"].as_array().cloned().unwrap_or_default();
     assert!(listeners.len() >= 15, "{matrix}");
     for l in &listeners {
@@ -89,8 +92,8 @@ fn xmpp_server_acceptance_test_passes() {
 
     // The report of this run has every input it reads: no "missing" note,
     // the live sshd, sysctl and firewall facts and the boot chart are there.
-    let page = std::fs::read_to_string(out.path().join("report.html"))
-        .expect("vm-test --report wrote the page");
+    let page =
+        std::fs::read_to_string(out.join("report.html")).expect("vm-test --report wrote the page");
     for gone in ["missing:", "not found (no manifest.json"] {
         assert!(
             !page.contains(gone),

@@ -9,6 +9,8 @@
 //! The image is HARDROOT_TEST_IMAGE (a folder with rootfs.img, vmlinuz,
 //! initrd.img) or is built once by vm-tests/smoke/make-image.sh into a cache
 //! folder named by the hash of that script and the backdoor module.
+mod common;
+
 use hardroot::vmtest::{AccelChoice, Failure, VmTestArgs, run_test};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -68,6 +70,7 @@ fn args(test: &Path, out: &Path) -> VmTestArgs {
         script: PathBuf::from("test.rhai"),
         tail: 40,
         report: None,
+        json: false,
     }
 }
 
@@ -79,11 +82,27 @@ fn results(out: &Path) -> serde_json::Value {
 #[ignore = "boots QEMU; needs root, qemu and mmdebstrap"]
 fn smoke_test_passes_and_records_every_verb() {
     let out = tempfile::tempdir().unwrap();
-    let passed = run_test(&args(&repo().join("vm-tests/smoke"), out.path()));
-    if let Err(e) = &passed {
-        panic!("smoke test failed:\n{e}");
-    }
-    let r = results(out.path());
+    // Through the CLI with --json, so that this one boot also proves that
+    // stdout is results.json and nothing else (docs/json.md).
+    let o = Command::new(env!("CARGO_BIN_EXE_hardroot"))
+        .arg("vm-test")
+        .arg("--image")
+        .arg(image())
+        .arg(repo().join("vm-tests/smoke"))
+        .arg("--out")
+        .arg(out.path())
+        .arg("--json")
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "smoke test failed (its error is above)");
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("stdout is JSON");
+    assert_eq!(r, results(out.path()), "stdout is results.json");
+    common::assert_json_shape(
+        &common::json_doc_example("hardroot vm-test --json"),
+        &r,
+        "vm-test",
+    );
     assert_eq!(r["passed"], true);
     let actions: Vec<&str> = r["steps"]
         .as_array()

@@ -182,7 +182,7 @@ fn build_entry(req: &Request, key: &str) -> Result<()> {
     let sde = req.inputs.source_date_epoch;
     let root = tmp.path().join("rootfs");
     bootstrap(req, tmp.path(), &root)?;
-    let step = Step::start("scrubbing and checking the base", req.quiet);
+    let step = Step::start("scrub_base", "scrubbing and checking the base", req.quiet);
     scrub(&root, &req.build.system.scrub)?;
     fsutil::clamp_times(&root, sde)?;
     let bad = hygiene::check(&root, Scope::Root)?;
@@ -199,6 +199,7 @@ fn build_entry(req: &Request, key: &str) -> Result<()> {
 
 fn bootstrap(req: &Request, tmp: &Path, root: &Path) -> Result<()> {
     let step = Step::start(
+        "bootstrap",
         format!(
             "bootstrapping {} packages with mmdebstrap",
             req.inputs.packages.len()
@@ -332,7 +333,7 @@ fn pack_base(
     survey: fsutil::Survey,
     kernel: String,
 ) -> Result<BaseMeta> {
-    let step = Step::start("packing the base into ext4", req.quiet);
+    let step = Step::start("pack_base", "packing the base into ext4", req.quiet);
     let sde = req.inputs.source_date_epoch;
     let size = pack::image_size(survey.used_bytes, req.build.system.image_free_mib);
     let spec = pack::Ext4Spec {

@@ -105,7 +105,7 @@ pub fn build(
     tools::require(tools::SFDISK)?;
     let disk = settings(build)?;
     let parts = cached_parts(cache, base, build, &disk, quiet)?;
-    let step = Step::start("assembling disk.img", quiet);
+    let step = Step::start("assemble_disk", "assembling disk.img", quiet);
     let work = tempfile::Builder::new()
         .prefix(&super::leftovers::prefix("disk"))
         .tempdir_in(out)
@@ -173,7 +173,11 @@ fn cached_parts(
     let dir = base.dir.join(format!("disk-{key}"));
     let _lock = cache.lock(&format!("{}-disk-{key}", base.meta.key), true)?;
     if !dir.join("parts.json").is_file() {
-        let step = Step::start("packing the disk's filesystems", quiet);
+        let step = Step::start(
+            "pack_disk_filesystems",
+            "packing the disk's filesystems",
+            quiet,
+        );
         pack_parts(base, build, disk, &dir)?;
         step.done("");
     }

@@ -29,13 +29,13 @@ pub struct ImageArgs {
     /// Profile to build, e.g. profiles/xmpp-server.toml
     #[arg(required_unless_present = "from_build")]
     pub profile: Option<PathBuf>,
-    /// Output folder
-    #[arg(short, long, default_value = "out")]
+    /// Output folder: rootfs.img, vmlinuz, initrd.img, image-manifest.json (and the overlay)
+    #[arg(short, long, default_value = "out", value_name = "DIR")]
     pub out: PathBuf,
     /// Use an existing `hardroot build` output folder instead of building PROFILE
     #[arg(long, value_name = "DIR", conflicts_with = "profile")]
     pub from_build: Option<PathBuf>,
-    /// Extra module folders (as for `hardroot build`)
+    /// Extra folder of modules, searched before modules/ beside the profile (repeatable)
     #[arg(long = "modules", value_name = "DIR")]
     pub module_dirs: Vec<PathBuf>,
     /// Base cache [default: $XDG_CACHE_HOME/hardroot or ~/.cache/hardroot]
@@ -56,6 +56,9 @@ pub struct ImageArgs {
     /// Only print errors and the final summary
     #[arg(short, long)]
     pub quiet: bool,
+    /// Print the summary as JSON on stdout (shape: docs/json.md); progress stays on stderr
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// What another stage (vm-test, benches) asks of the image stage.
@@ -86,7 +89,18 @@ pub struct ImageOutput {
     pub image_manifest: PathBuf,
     pub cache_key: String,
     pub base_from_cache: bool,
+    /// rootfs.img's size (the ext4 file system's size; the file is sparse).
+    pub size_bytes: u64,
     pub used_bytes: u64,
+    pub profile: String,
+    pub overlay_root_hash: String,
+    pub kernel_version: String,
+    /// Debian packages installed in the base (dependencies included).
+    pub packages: usize,
+    /// The timed steps of this build, in order (base steps only on a cache miss).
+    pub steps: Vec<progress::Timing>,
+    /// The core build's warnings, when the image stage built the profile itself.
+    pub warnings: Vec<String>,
 }
 
 pub fn build_image(req: &ImageRequest) -> Result<ImageOutput, ImageError> {
@@ -96,14 +110,21 @@ pub fn build_image(req: &ImageRequest) -> Result<ImageOutput, ImageError> {
 pub fn run(args: &ImageArgs) -> miette::Result<()> {
     let started = std::time::Instant::now();
     let out = build_profile(args)?;
-    print_summary(&out, started.elapsed());
+    if args.json {
+        let v = summary_json(&out, started.elapsed());
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        print_summary(&out, started.elapsed());
+    }
     Ok(())
 }
 
 /// Overlay (or an existing build folder) → image, as `hardroot image` does; `run` uses it too.
 pub fn build_profile(args: &ImageArgs) -> miette::Result<ImageOutput> {
-    let build_dir = match &args.from_build {
-        Some(dir) => dir.clone(),
+    // Steps a failed earlier build on this thread left in the log are not ours.
+    progress::take_timings();
+    let (build_dir, warnings) = match &args.from_build {
+        Some(dir) => (dir.clone(), Vec::new()),
         None => build_overlay(args)?,
     };
     let req = ImageRequest {
@@ -116,29 +137,31 @@ pub fn build_profile(args: &ImageArgs) -> miette::Result<ImageOutput> {
         sources: args.sources.clone(),
         quiet: args.quiet,
     };
-    Ok(build_image(&req)?)
+    let mut out = build_image(&req)?;
+    out.warnings = warnings;
+    Ok(out)
 }
 
 /// The core's build writes OUT/overlay, manifest.json and config.json; the
-/// image outputs then join them in OUT.
-fn build_overlay(args: &ImageArgs) -> miette::Result<PathBuf> {
+/// image outputs then join them in OUT. Returns OUT and the build's warnings.
+fn build_overlay(args: &ImageArgs) -> miette::Result<(PathBuf, Vec<String>)> {
     let Some(profile) = &args.profile else {
         return Err(miette::miette!("give a PROFILE or --from-build DIR"));
     };
+    let step = progress::Step::start("build", "building the overlay", args.quiet);
     let built = crate::build::build(&crate::build::BuildOptions {
         profile: profile.clone(),
         out: args.out.clone(),
         module_dirs: args.module_dirs.clone(),
     })?;
+    step.done(&format!("root hash {}", built.root_hash));
     for w in &built.warnings {
         let copy =
             crate::diag::Located::new(w.code, &w.site, w.message.clone()).label(w.label.clone());
         eprintln!("{:?}", miette::Report::new(copy));
     }
-    if !args.quiet {
-        eprintln!("==> overlay built: root hash {}", built.root_hash);
-    }
-    Ok(args.out.clone())
+    let warnings = built.warnings.iter().map(|w| w.to_string()).collect();
+    Ok((args.out.clone(), warnings))
 }
 
 fn print_summary(out: &ImageOutput, took: std::time::Duration) {
@@ -158,4 +181,37 @@ fn print_summary(out: &ImageOutput, took: std::time::Duration) {
         out.rootfs.display(),
         took.as_secs_f64()
     );
+}
+
+/// `hardroot image --json`: the shape is documented in docs/json.md (format 1).
+fn summary_json(out: &ImageOutput, took: std::time::Duration) -> serde_json::Value {
+    let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).ok();
+    serde_json::json!({
+        "format": 1,
+        "profile": out.profile,
+        "overlay_root_hash": out.overlay_root_hash,
+        "rootfs": {
+            "path": out.rootfs,
+            "sha256": out.rootfs_sha256,
+            "size_bytes": out.size_bytes,
+            "used_bytes": out.used_bytes,
+        },
+        "qcow2": out.qcow2.as_ref().map(|p| serde_json::json!({ "path": p, "size_bytes": size(p) })),
+        "disk": out.disk.as_ref().map(|p| serde_json::json!({
+            "path": p,
+            "sha256": out.disk_sha256,
+            "size_bytes": size(p),
+        })),
+        "kernel": { "path": out.kernel, "version": out.kernel_version },
+        "initrd": { "path": out.initrd },
+        "image_manifest": out.image_manifest,
+        "base": {
+            "cache_key": out.cache_key,
+            "cache": if out.base_from_cache { "hit" } else { "miss" },
+        },
+        "packages": out.packages,
+        "steps": out.steps,
+        "seconds": progress::round_ms(took.as_secs_f64()),
+        "warnings": out.warnings,
+    })
 }

@@ -76,7 +76,7 @@ fn write_outputs(
     disk: Option<disk::DiskOutput>,
 ) -> Result<ImageOutput> {
     let img = patched_image(req, build, base)?;
-    let step = Step::start("hashing the image", req.quiet);
+    let step = Step::start("hash", "hashing the image", req.quiet);
     let rootfs_sha256 = sha256_file(img.path())?;
     step.done("");
     let used_bytes = used_bytes(img.path())?;
@@ -99,24 +99,36 @@ fn write_outputs(
         image_manifest: req.out.join("image-manifest.json"),
         cache_key: base.meta.key.clone(),
         base_from_cache: base.from_cache,
+        size_bytes: base.meta.image_bytes,
         used_bytes,
+        profile: build.manifest.profile.clone(),
+        overlay_root_hash: build.manifest.root_hash.clone(),
+        kernel_version: base.meta.kernel.clone(),
+        packages: base.meta.packages.len(),
+        steps: Vec::new(),
+        warnings: Vec::new(),
     };
     write_image_manifest(build, base, disk.as_ref(), &mut out)?;
+    out.steps = super::progress::take_timings();
     Ok(out)
 }
 
 /// The cached base.img, copied sparsely, with the overlay patched in.
 fn patched_image(req: &ImageRequest, build: &BuildDir, base: &Base) -> Result<NamedTempFile> {
-    let step = Step::start("copying the cached base image", req.quiet);
+    let step = Step::start("copy_base", "copying the cached base image", req.quiet);
     let img = temp_in(&req.out, "rootfs.img")?;
     sparse::copy(&base.image(), img.path())?;
     step.done(&format!("{} MiB", base.meta.image_bytes >> 20));
-    let step = Step::start("applying the overlay with debugfs", req.quiet);
+    let step = Step::start(
+        "apply_overlay",
+        "applying the overlay with debugfs",
+        req.quiet,
+    );
     let uuid = root_uuid(build);
     let script = overlay::plan(build, &base.meta, &uuid)?;
     pack::debugfs(img.path(), &script, build.manifest.source_date_epoch)?;
     step.done(&format!("{} entries", build.manifest.entries.len()));
-    let step = Step::start("checking the image (e2fsck -fn)", req.quiet);
+    let step = Step::start("fsck", "checking the image (e2fsck -fn)", req.quiet);
     pack::fsck(img.path())?;
     step.done("");
     Ok(img)
@@ -155,7 +167,7 @@ fn copy_published(src: &Path, dest: &Path) -> Result<PathBuf> {
 }
 
 fn convert_qcow2(req: &ImageRequest, raw: &Path) -> Result<PathBuf> {
-    let step = Step::start("converting to qcow2", req.quiet);
+    let step = Step::start("qcow2", "converting to qcow2", req.quiet);
     let tmp = temp_in(&req.out, "rootfs.qcow2")?;
     tools::run(
         tools::command(tools::QEMU_IMG.0)

@@ -1,10 +1,38 @@
 //! Progress of long steps: a spinner with elapsed time on a terminal, plain
-//! "==>" lines otherwise (CI logs, pipes).
+//! "==>" lines otherwise (CI logs, pipes). Every finished step is also
+//! timed into a per-thread log that `hardroot image --json` reports.
 use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use std::cell::RefCell;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
+/// One finished step: a stable key (documented in docs/json.md) and its time.
+#[derive(Debug, Clone, Serialize)]
+pub struct Timing {
+    pub step: &'static str,
+    pub seconds: f64,
+}
+
+thread_local! {
+    // Steps happen deep in the base, disk and output layers; a per-thread log
+    // spares threading a collector through all of them. One image is built per
+    // thread at a time (vm-test builds its machines' images one after another).
+    static LOG: RefCell<Vec<Timing>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The steps finished on this thread since the last call, in order.
+pub fn take_timings() -> Vec<Timing> {
+    LOG.with(|log| std::mem::take(&mut *log.borrow_mut()))
+}
+
+/// Seconds to the millisecond, as every JSON document of hardroot gives them.
+pub fn round_ms(secs: f64) -> f64 {
+    (secs * 1000.0).round() / 1000.0
+}
+
 pub struct Step {
+    key: &'static str,
     name: String,
     started: Instant,
     bar: Option<ProgressBar>,
@@ -12,7 +40,8 @@ pub struct Step {
 }
 
 impl Step {
-    pub fn start(name: impl Into<String>, quiet: bool) -> Step {
+    /// `key` names the step in JSON output; `name` is what a person reads.
+    pub fn start(key: &'static str, name: impl Into<String>, quiet: bool) -> Step {
         let name = name.into();
         let bar = if !quiet && std::io::stderr().is_terminal() {
             Some(spinner(&name))
@@ -23,6 +52,7 @@ impl Step {
             None
         };
         Step {
+            key,
             name,
             started: Instant::now(),
             bar,
@@ -32,6 +62,12 @@ impl Step {
 
     pub fn done(self, detail: &str) -> Duration {
         let took = self.started.elapsed();
+        LOG.with(|log| {
+            log.borrow_mut().push(Timing {
+                step: self.key,
+                seconds: round_ms(took.as_secs_f64()),
+            })
+        });
         let line = format!(
             "{} {}({:.1} s)",
             self.name,

@@ -25,7 +25,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, clap::Args)]
-#[command(allow_missing_positional = true)]
+#[command(
+    allow_missing_positional = true,
+    after_help = "Examples:\n  \
+                  hardroot vm-test profiles/xmpp-test.toml vm-tests/xmpp-server   build the profile's image, boot, test\n  \
+                  hardroot vm-test --image img vm-tests/xmpp-server              boot an image built before\n\n\
+                  How to write a test: docs/testing.md."
+)]
 pub struct VmTestArgs {
     /// Profile of the machine under test (used by machines in test.toml that name no profile or image)
     pub profile: Option<PathBuf>,
@@ -40,7 +46,7 @@ pub struct VmTestArgs {
     /// Accelerator: auto tries KVM briefly and falls back to TCG
     #[arg(long, value_enum, default_value = "auto")]
     pub accel: AccelChoice,
-    /// Extra folder of modules for building PROFILE (repeatable)
+    /// Extra folder of modules, searched before modules/ beside the profile (repeatable)
     #[arg(long = "modules", value_name = "DIR")]
     pub module_dirs: Vec<PathBuf>,
     /// Cache of Debian bases for the image stage [default: $XDG_CACHE_HOME/hardroot or ~/.cache/hardroot]
@@ -50,11 +56,15 @@ pub struct VmTestArgs {
     #[arg(long, value_name = "FILE", default_value = "test.rhai")]
     pub script: PathBuf,
     /// Serial console lines printed per machine when the test fails
-    #[arg(long, default_value = "40")]
+    #[arg(long, default_value = "40", value_name = "LINES")]
     pub tail: usize,
     /// Also write the acceptance report (one HTML page), passed or failed; see `hardroot report`
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// Print results.json on stdout when the test ran, passed or failed (shape: docs/json.md);
+    /// progress and errors stay on stderr
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -66,7 +76,11 @@ pub enum AccelChoice {
 
 pub fn run(args: &VmTestArgs) -> miette::Result<()> {
     interrupt::install();
-    match run_test(args) {
+    let outcome = run_test(args);
+    if args.json {
+        print_results(args);
+    }
+    match outcome {
         Ok(p) => {
             eprintln!(
                 "vm-test {}: passed in {:.1}s (results: {})",
@@ -80,6 +94,25 @@ pub fn run(args: &VmTestArgs) -> miette::Result<()> {
         Err(Failure::Driver(msg)) => Err(miette::miette!("{msg}")),
         Err(Failure::Build(report)) => Err(report),
     }
+}
+
+/// `--json`: the results.json this run wrote. prepare() deleted any older one,
+/// so a missing file means the driver failed before the test started (stdout
+/// then stays empty and the error is on stderr).
+fn print_results(args: &VmTestArgs) {
+    let Ok(spec) = spec::load(&args.test) else {
+        return;
+    };
+    let path = out_dir(args, &spec).join("results.json");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        print!("{text}");
+    }
+}
+
+fn out_dir(args: &VmTestArgs, spec: &TestSpec) -> PathBuf {
+    args.out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("out/vm-test").join(&spec.name))
 }
 
 /// Why `run_test` did not pass: the test itself failed (exit 4), or the driver
@@ -175,10 +208,7 @@ struct Ready {
 
 fn prepare(args: &VmTestArgs) -> Result<Ready, Failure> {
     let spec = spec::load(&args.test)?;
-    let out_dir = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("out/vm-test").join(&spec.name));
+    let out_dir = out_dir(args, &spec);
     prepare_out_dir(&out_dir)?;
     // Sockets and disks: a short path (unix sockets cap at 108 bytes), removed at the end.
     let run_dir = tempfile::Builder::new()

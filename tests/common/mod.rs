@@ -37,3 +37,47 @@ pub fn sha256_file(path: &Path) -> String {
 pub fn text(o: &[u8]) -> String {
     String::from_utf8_lossy(o).into_owned()
 }
+
+/// The example JSON under the heading of docs/json.md that contains `heading`.
+pub fn json_doc_example(heading: &str) -> serde_json::Value {
+    let doc = std::fs::read_to_string(repo().join("docs/json.md")).expect("docs/json.md");
+    let section = doc
+        .split("\n## ")
+        .find(|s| s.lines().next().is_some_and(|h| h.contains(heading)))
+        .unwrap_or_else(|| panic!("docs/json.md has no section `{heading}`"));
+    let block = section
+        .split("```json\n")
+        .nth(1)
+        .and_then(|b| b.split("\n```").next())
+        .unwrap_or_else(|| panic!("docs/json.md `{heading}` has no json block"));
+    serde_json::from_str(block)
+        .unwrap_or_else(|e| panic!("docs/json.md `{heading}`: example is not JSON: {e}"))
+}
+
+/// Fails unless `real` has the documented shape: the same keys in every
+/// object, the same JSON type for every value. `null` on either side matches
+/// anything (nullable keys); arrays compare their first elements.
+pub fn assert_json_shape(doc: &serde_json::Value, real: &serde_json::Value, at: &str) {
+    use serde_json::Value::*;
+    match (doc, real) {
+        (Null, _) | (_, Null) => {}
+        (Object(d), Object(r)) => {
+            let dk: Vec<&str> = d.keys().map(|k| k.as_str()).collect();
+            let rk: Vec<&str> = r.keys().map(|k| k.as_str()).collect();
+            assert_eq!(
+                dk, rk,
+                "keys of {at} differ between docs/json.md and the output"
+            );
+            for (k, v) in d {
+                assert_json_shape(v, &r[k], &format!("{at}.{k}"));
+            }
+        }
+        (Array(d), Array(r)) => {
+            if let (Some(d0), Some(r0)) = (d.first(), r.first()) {
+                assert_json_shape(d0, r0, &format!("{at}[0]"));
+            }
+        }
+        (Bool(_), Bool(_)) | (Number(_), Number(_)) | (String(_), String(_)) => {}
+        _ => panic!("{at}: docs/json.md shows {doc}, the output has {real}"),
+    }
+}
