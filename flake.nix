@@ -11,6 +11,7 @@
       # on Debian, and tests/flake.rs checks that the two lists match and that each tool is used.
       hostTools = pkgs: with pkgs; [
         mmdebstrap e2fsprogs util-linux qemu_kvm qemu-utils   # image + vm-test
+        dosfstools mtools OVMF   # bootable disk.img: its ESP without a mount, UEFI firmware for its boot test
         iproute2 iptables openssh nginx systemd curl openssl procps   # real-tool checks, test clients
         nix ssh-audit chromium   # flake parse check, SSH algorithm audit, the report in headless Chromium
         postgresql dehydrated pebble   # live service tests; pebble is the tests' ACME CA

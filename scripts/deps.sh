@@ -6,6 +6,7 @@ set -euo pipefail
 
 packages=(
   mmdebstrap e2fsprogs fdisk qemu-utils qemu-system-x86   # image + vm-test
+  dosfstools mtools ovmf                                    # bootable disk.img: ESP without a mount; UEFI firmware for its boot test
   iproute2 iptables openssh-server openssh-client nginx     # real-tool validation, test clients
   systemd curl openssl python3 python3-yaml                 # unit verify, client probes, YAML parse
   nix-bin ssh-audit                                         # flake parse check; SSH algorithm audit

@@ -104,7 +104,7 @@ fn remove_stale_staging(parent: &Path, prefix: &str) {
 }
 
 /// True unless the kernel says no such process exists (EPERM means it does).
-fn process_alive(pid: i32) -> bool {
+pub fn process_alive(pid: i32) -> bool {
     if pid <= 0 {
         return true; // never signal a process group by accident
     }

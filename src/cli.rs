@@ -44,6 +44,8 @@ pub enum Command {
     Diff(DiffArgs),
     /// Build a profile into a disk image (overlay + cached Debian base)
     Image(crate::image::ImageArgs),
+    /// List or prune the cache of Debian bases that `image` builds from
+    Cache(crate::image::gc::CacheArgs),
     /// Boot the image in QEMU and run a test from vm-tests/
     VmTest(crate::vmtest::VmTestArgs),
     /// Write the acceptance report (one self-contained HTML page) of a finished VM test
@@ -144,6 +146,7 @@ pub fn main() -> ExitCode {
         Command::Explain(a) => crate::commands::explain(a),
         Command::Diff(a) => crate::commands::diff(a),
         Command::Image(a) => crate::image::run(a),
+        Command::Cache(a) => crate::image::gc::run(a),
         Command::VmTest(a) => crate::vmtest::run(a),
         Command::Report(a) => crate::report::run(a),
         Command::Run(a) => crate::run::run(a),

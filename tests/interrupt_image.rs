@@ -5,9 +5,11 @@
 //!
 //! After every kill: each published file in OUT is complete (byte-identical to
 //! a reference run: the image is reproducible), every published cache entry is
-//! complete (has its meta.json), and the next run succeeds. The whole process
-//! group is killed, as systemd or a CI runner would, so no orphaned mmdebstrap
-//! keeps writing after its parent died.
+//! complete (has its meta.json), and the next run succeeds. Half the kills hit
+//! the whole process group, as systemd or a CI runner would; the others hit
+//! hardroot alone (the OOM killer, `kill -9 PID`), after which no process it
+//! started may stay alive and nothing may stay mounted in the cache. After the
+//! last (complete) run, no temp file or folder is left in OUT or the cache.
 mod image_support;
 
 use image_support::*;
@@ -120,12 +122,84 @@ fn seed() -> u64 {
         | 1
 }
 
-fn kill_after(build: &Path, out: &Path, cache: &Path, delay: Duration) {
+/// SIGKILL to hardroot only: what it started must die by itself.
+fn kill_alone(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn kill_after(build: &Path, out: &Path, cache: &Path, delay: Duration, group: bool) {
     let mut child = image_cmd(build, out, cache)
         .spawn()
         .expect("spawn hardroot image");
     std::thread::sleep(delay);
-    kill_group(&mut child);
+    if group {
+        kill_group(&mut child);
+    } else {
+        kill_alone(&mut child);
+        assert_nothing_left_running(cache, delay);
+    }
+}
+
+/// Processes whose command line names a path in `dir` (mmdebstrap, apt, dpkg,
+/// mke2fs, debugfs all get the cache's temp paths as arguments).
+fn processes_using(dir: &Path) -> Vec<String> {
+    let needle = dir.to_string_lossy().into_owned();
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(raw) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
+        if cmd.contains(&needle) && !cmd.contains("interrupt_image") {
+            found.push(format!("{}: {cmd}", e.file_name().to_string_lossy()));
+        }
+    }
+    found
+}
+
+fn mounts_under(dir: &Path) -> Vec<String> {
+    let needle = dir.to_string_lossy().into_owned();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.split(' ').nth(4).is_some_and(|m| m.starts_with(&needle)))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Within 10 s of hardroot's death, its children are gone and so are mmdebstrap's mounts.
+fn assert_nothing_left_running(cache: &Path, delay: Duration) {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (procs, mounts) = (processes_using(cache), mounts_under(cache));
+        if procs.is_empty() && mounts.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < until,
+            "killed hardroot after {delay:?}; still running: {procs:#?}; still mounted: {mounts:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Temp entries (dot names) in OUT, the cache's base folder and its entries.
+fn all_leftovers(out: &Path, cache: &Path) -> Vec<String> {
+    let base = cache.join("base");
+    let mut dirs = vec![out.to_path_buf(), base.clone()];
+    for e in std::fs::read_dir(&base).into_iter().flatten().flatten() {
+        dirs.push(e.path());
+    }
+    let mut found = Vec::new();
+    for d in dirs {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.file_name().to_string_lossy().starts_with('.') {
+                found.push(e.path().display().to_string());
+            }
+        }
+    }
+    found
 }
 
 #[test]
@@ -143,7 +217,8 @@ fn sigkill_during_hardroot_image_never_corrupts_out_or_cache() {
 
     for i in 0..COLD_KILLS {
         let delay = Duration::from_millis(2_000 + rng.below(25_000));
-        kill_after(&build, &out, &cache, delay);
+        // Every other kill hits hardroot alone: mmdebstrap used to outlive it, mounts and all.
+        kill_after(&build, &out, &cache, delay, i % 2 == 0);
         let n = cache_consistent(&cache)
             .unwrap_or_else(|e| panic!("cold kill {i} after {delay:?}: {e}"));
         eprintln!("cold kill {i} after {delay:?}: {n} complete cache entries");
@@ -165,7 +240,7 @@ fn sigkill_during_hardroot_image_never_corrupts_out_or_cache() {
             let _ = std::fs::remove_dir_all(&out);
         }
         let delay = Duration::from_millis(rng.below(window));
-        kill_after(&build, &out, &cache, delay);
+        kill_after(&build, &out, &cache, delay, i % 2 == 1);
         for (file, hash) in published(&out) {
             let want = reference
                 .iter()
@@ -199,6 +274,8 @@ fn sigkill_during_hardroot_image_never_corrupts_out_or_cache() {
         reference,
         "the run after the kills differs"
     );
+    let left = all_leftovers(&out, &cache);
+    assert!(left.is_empty(), "garbage after the next run: {left:#?}");
 }
 
 #[test]

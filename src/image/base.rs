@@ -150,6 +150,7 @@ pub fn ensure(req: &Request) -> Result<(Base, std::fs::File)> {
     }
     // Entries are immutable once published, so a shared lock is enough to read one.
     let shared = req.cache.lock(&key, false)?;
+    req.cache.touch(&key);
     let meta = read_meta(&entry)?;
     Ok((
         Base {
@@ -175,7 +176,7 @@ fn read_meta(entry: &Path) -> Result<BaseMeta> {
 
 fn build_entry(req: &Request, key: &str) -> Result<()> {
     let tmp = tempfile::Builder::new()
-        .prefix(&format!(".tmp-{key}-"))
+        .prefix(&super::leftovers::prefix(key))
         .tempdir_in(req.cache.base_dir())
         .map_err(io_err("creating a temp folder in", req.cache.base_dir()))?;
     let sde = req.inputs.source_date_epoch;
@@ -215,7 +216,8 @@ fn bootstrap(req: &Request, tmp: &Path, root: &Path) -> Result<()> {
 
 fn mmdebstrap_command(req: &Request, tmp: &Path, root: &Path) -> Result<std::process::Command> {
     let s = &req.build.system;
-    let mut cmd = tools::command(tools::MMDEBSTRAP.0);
+    tools::require(tools::UNSHARE)?;
+    let mut cmd = tools::contained(tools::MMDEBSTRAP.0);
     cmd.env(
         "SOURCE_DATE_EPOCH",
         req.inputs.source_date_epoch.to_string(),
@@ -370,7 +372,7 @@ fn publish(cache: &Cache, tmp: tempfile::TempDir, key: &str) -> Result<()> {
     let entry = cache.entry(key);
     let old = cache
         .base_dir()
-        .join(format!(".old-{key}-{}", std::process::id()));
+        .join(format!("{}{key}", super::leftovers::prefix("old")));
     if entry.exists() {
         std::fs::rename(&entry, &old).map_err(io_err("moving aside", &entry))?;
     }

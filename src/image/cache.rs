@@ -62,55 +62,7 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// sha256 of a (sparse) file. Holes are found with SEEK_DATA and hashed as
-/// zeros from memory: reading them through the kernel made hashing a 2 GiB
-/// image take ~15 s on a busy disk instead of ~2 s.
-pub fn sha256_file(path: &Path) -> Result<String> {
-    use std::io::{Read, Seek, SeekFrom};
-    use std::os::fd::AsRawFd;
-    let mut file = File::open(path).map_err(io_err("reading", path))?;
-    let len = file.metadata().map_err(io_err("reading", path))?.len();
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let zeros = vec![0u8; 1 << 20];
-    let mut pos = 0u64;
-    while pos < len {
-        // SAFETY: lseek on an open fd; a negative result is handled below.
-        let data = unsafe { libc::lseek(file.as_raw_fd(), pos as libc::off_t, libc::SEEK_DATA) };
-        let data = if data < 0 { len } else { data as u64 };
-        feed_zeros(&mut hasher, &zeros, data - pos);
-        if data >= len {
-            break;
-        }
-        // SAFETY: as above.
-        let hole = unsafe { libc::lseek(file.as_raw_fd(), data as libc::off_t, libc::SEEK_HOLE) };
-        let hole = if hole < 0 {
-            len
-        } else {
-            (hole as u64).min(len)
-        };
-        file.seek(SeekFrom::Start(data))
-            .map_err(io_err("reading", path))?;
-        let mut left = hole - data;
-        while left > 0 {
-            let want = left.min(buf.len() as u64) as usize;
-            file.read_exact(&mut buf[..want])
-                .map_err(io_err("reading", path))?;
-            hasher.update(&buf[..want]);
-            left -= want as u64;
-        }
-        pos = hole;
-    }
-    Ok(hex(&hasher.finalize()))
-}
-
-fn feed_zeros(hasher: &mut Sha256, zeros: &[u8], mut n: u64) {
-    while n > 0 {
-        let k = n.min(zeros.len() as u64) as usize;
-        hasher.update(&zeros[..k]);
-        n -= k as u64;
-    }
-}
+pub use super::sparse::sha256_file;
 
 /// --cache, else $HARDROOT_CACHE (clap fills that in), else XDG, else ~/.cache.
 pub fn default_dir() -> PathBuf {
@@ -137,9 +89,23 @@ impl Cache {
             let text = "Signature: 8a477f597d28d172789f06886806bc55\n# hardroot base cache\n";
             std::fs::write(&tag, text).map_err(io_err("writing", &tag))?;
         }
-        Ok(Cache {
+        let cache = Cache {
             dir: dir.to_path_buf(),
-        })
+        };
+        cache.remove_leftovers();
+        Ok(cache)
+    }
+
+    /// Temp folders of killed runs: half-built bases (in base/) and
+    /// half-packed disk layouts (inside an entry).
+    fn remove_leftovers(&self) {
+        let base = self.base_dir();
+        super::leftovers::remove_dead(&base);
+        for entry in std::fs::read_dir(&base).into_iter().flatten().flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                super::leftovers::remove_dead(&entry.path());
+            }
+        }
     }
 
     pub fn entry(&self, key: &str) -> PathBuf {
@@ -150,15 +116,42 @@ impl Cache {
         self.dir.join("base")
     }
 
-    /// Blocks until no other run holds the key's lock in a conflicting way.
-    pub fn lock(&self, key: &str, exclusive: bool) -> Result<File> {
-        let path = self.dir.join("locks").join(format!("{key}.lock"));
-        let file = File::options()
+    pub fn lock_path(&self, key: &str) -> PathBuf {
+        self.dir.join("locks").join(format!("{key}.lock"))
+    }
+
+    fn lock_file(&self, key: &str) -> Result<File> {
+        let path = self.lock_path(key);
+        File::options()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&path)
-            .map_err(io_err("opening", &path))?;
+            .map_err(io_err("opening", &path))
+    }
+
+    /// The exclusive lock if nobody holds the key's lock now, else None.
+    pub fn try_lock(&self, key: &str) -> Result<Option<File>> {
+        let file = self.lock_file(key)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(file)),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(io_err("locking", self.lock_path(key))(e)),
+        }
+    }
+
+    /// Records a use of the entry (its lock file's mtime): `cache gc` keeps
+    /// recently used entries.
+    pub fn touch(&self, key: &str) {
+        if let Ok(f) = self.lock_file(key) {
+            let _ = f.set_modified(std::time::SystemTime::now());
+        }
+    }
+
+    /// Blocks until no other run holds the key's lock in a conflicting way.
+    pub fn lock(&self, key: &str, exclusive: bool) -> Result<File> {
+        let path = self.lock_path(key);
+        let file = self.lock_file(key)?;
         let res = if exclusive {
             file.lock()
         } else {

@@ -27,6 +27,9 @@ const TYPE_VAR: &str = "4D21B016-B534-45C2-A9FB-5C16E091FD2D";
 const TYPE_VAR_TMP: &str = "7EC6F557-3BC5-4ACA-B293-16EF5DF639D1";
 const TYPE_HOME: &str = "933AC7E1-2EB4-4F13-B844-0E14E2AEF915";
 const TYPE_LINUX_DATA: &str = "0FC63DAF-8483-4772-8E79-3D69D8477DE4";
+const TYPE_ESP: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
+/// The EFI system partition's pseudo mount point (it is not in /etc/fstab).
+const ESP_MOUNT: &str = "boot/efi";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Filesystem {
@@ -42,6 +45,15 @@ pub struct DiskSettings {
     pub filesystems: Vec<Filesystem>,
     #[serde(default)]
     pub root_size_mib: u64,
+    /// An EFI system partition with systemd-boot, kernel and initrd.
+    #[serde(default)]
+    pub bootable: bool,
+    #[serde(default = "default_esp_mib")]
+    pub esp_size_mib: u64,
+}
+
+fn default_esp_mib() -> u64 {
+    128
 }
 
 /// One packed partition in the cache.
@@ -55,6 +67,7 @@ struct Part {
 }
 
 pub struct DiskOutput {
+    pub bootable: bool,
     pub path: PathBuf,
     pub sha256: String,
     pub root_partuuid: String,
@@ -94,7 +107,7 @@ pub fn build(
     let parts = cached_parts(cache, base, build, &disk, quiet)?;
     let step = Step::start("assemble_disk", "assembling disk.img", quiet);
     let work = tempfile::Builder::new()
-        .prefix(".disk-")
+        .prefix(&super::leftovers::prefix("disk"))
         .tempdir_in(out)
         .map_err(io_err("creating a temp folder in", out))?;
     let mut images = Vec::new();
@@ -108,9 +121,31 @@ pub fn build(
             work.path(),
         )?);
     }
-    let result = assemble(build, &parts.1, &images, work.path(), out)?;
-    step.done(&format!("{} partitions", parts.1.len()));
+    let mut all = parts.1.clone();
+    if disk.bootable {
+        let size = disk.esp_size_mib * MIB;
+        let cmdline = cmdline(&partuuid(build, &build.system.root_label));
+        images.push(super::esp::make(base, build, &cmdline, size, work.path())?);
+        all.push(Part {
+            mount: ESP_MOUNT.into(),
+            label: "esp".into(),
+            size,
+            paths: BTreeMap::new(),
+        });
+    }
+    let result = assemble(build, &all, &images, work.path(), out)?;
+    step.done(&format!("{} partitions", all.len()));
     Ok(result)
+}
+
+/// The kernel command line that boots disk.img's root partition.
+pub fn cmdline(root_partuuid: &str) -> String {
+    format!("root=PARTUUID={root_partuuid} rw console=ttyS0")
+}
+
+/// A partition's GPT UUID: fixed by the overlay's root hash and the label.
+fn partuuid(build: &BuildDir, label: &str) -> String {
+    pack::uuid_from(&format!("partuuid:{}:{label}", build.manifest.root_hash))
 }
 
 fn layout_key(base: &Base, disk: &DiskSettings, free_mib: u64) -> String {
@@ -160,7 +195,7 @@ fn cached_parts(
 
 fn pack_parts(base: &Base, build: &BuildDir, disk: &DiskSettings, dest: &Path) -> Result<()> {
     let tmp = tempfile::Builder::new()
-        .prefix(".tmp-disk-")
+        .prefix(&super::leftovers::prefix("disk-parts"))
         .tempdir_in(&base.dir)
         .map_err(io_err("creating a temp folder in", &base.dir))?;
     let stage = tmp.path().join("root");
@@ -299,12 +334,7 @@ fn patched_part(
 ) -> Result<PathBuf> {
     let img = work.join(format!("{}.img", part.label));
     let src = dir.join(format!("{}.img", part.label));
-    tools::run(
-        tools::command(tools::CP.0)
-            .arg("--sparse=always")
-            .arg(&src)
-            .arg(&img),
-    )?;
+    super::sparse::copy(&src, &img)?;
     let entries: Vec<(String, &Entry)> = build
         .manifest
         .entries
@@ -369,6 +399,7 @@ fn part_type(mount: &str) -> &'static str {
         "var" => TYPE_VAR,
         "var/tmp" => TYPE_VAR_TMP,
         "home" => TYPE_HOME,
+        ESP_MOUNT => TYPE_ESP,
         _ => TYPE_LINUX_DATA,
     }
 }
@@ -394,7 +425,7 @@ fn assemble(
     let mut offset = MIB;
     let mut root_partuuid = String::new();
     for p in parts {
-        let uuid = pack::uuid_from(&format!("partuuid:{hash}:{}", p.label));
+        let uuid = partuuid(build, &p.label);
         if p.mount.is_empty() {
             root_partuuid = uuid.clone();
         }
@@ -423,6 +454,7 @@ fn assemble(
     let dest = out.join("disk.img");
     std::fs::rename(&disk, &dest).map_err(io_err("publishing", &dest))?;
     Ok(DiskOutput {
+        bootable: parts.iter().any(|p| p.mount == ESP_MOUNT),
         path: dest,
         sha256,
         root_partuuid,

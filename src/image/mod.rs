@@ -8,13 +8,17 @@ pub mod base;
 pub mod cache;
 pub mod disk;
 pub mod error;
+pub mod esp;
 pub mod fsutil;
+pub mod gc;
 pub mod hygiene;
+pub mod leftovers;
 pub mod manifest;
 pub mod output;
 pub mod overlay;
 pub mod pack;
 pub mod progress;
+pub mod sparse;
 pub mod tools;
 
 pub use error::ImageError;

@@ -7,7 +7,7 @@ use super::error::{ImageError, Result, io_err};
 use super::hygiene::{self, Scope};
 use super::manifest::BuildDir;
 use super::progress::Step;
-use super::{ImageOutput, ImageRequest, disk, overlay, pack, tools};
+use super::{ImageOutput, ImageRequest, disk, leftovers, overlay, pack, sparse, tools};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use tempfile::NamedTempFile;
@@ -25,6 +25,8 @@ pub fn build(req: &ImageRequest) -> Result<ImageOutput> {
     }
     std::fs::create_dir_all(req.out.join("logs"))
         .map_err(io_err("creating", req.out.join("logs")))?;
+    // A killed earlier run's temp files (OUT's are outside the cache's lock).
+    leftovers::remove_dead(&req.out);
     let sources = if req.sources.is_empty() {
         base::host_sources()?
     } else {
@@ -58,7 +60,6 @@ fn check_host(req: &ImageRequest) -> Result<()> {
         tools::MKE2FS,
         tools::DEBUGFS,
         tools::E2FSCK,
-        tools::CP,
     ] {
         tools::require(tool)?;
     }
@@ -115,14 +116,8 @@ fn write_outputs(
 /// The cached base.img, copied sparsely, with the overlay patched in.
 fn patched_image(req: &ImageRequest, build: &BuildDir, base: &Base) -> Result<NamedTempFile> {
     let step = Step::start("copy_base", "copying the cached base image", req.quiet);
-    let img = temp_in(&req.out, ".rootfs.img.")?;
-    tools::run(
-        tools::command(tools::CP.0)
-            .arg("--sparse=always")
-            .arg("--reflink=auto")
-            .arg(base.image())
-            .arg(img.path()),
-    )?;
+    let img = temp_in(&req.out, "rootfs.img")?;
+    sparse::copy(&base.image(), img.path())?;
     step.done(&format!("{} MiB", base.meta.image_bytes >> 20));
     let step = Step::start(
         "apply_overlay",
@@ -144,9 +139,10 @@ pub fn root_uuid(build: &BuildDir) -> String {
     pack::uuid_from(&format!("rootfs:{}", build.manifest.root_hash))
 }
 
-fn temp_in(dir: &Path, prefix: &str) -> Result<NamedTempFile> {
+/// A temp file in `dir` named for `what`, with our pid (see leftovers).
+fn temp_in(dir: &Path, what: &str) -> Result<NamedTempFile> {
     tempfile::Builder::new()
-        .prefix(prefix)
+        .prefix(&leftovers::prefix(what))
         .tempfile_in(dir)
         .map_err(io_err("creating a temp file in", dir))
 }
@@ -165,14 +161,14 @@ fn publish(tmp: NamedTempFile, dest: &Path) -> Result<PathBuf> {
 
 fn copy_published(src: &Path, dest: &Path) -> Result<PathBuf> {
     let dir = dest.parent().unwrap_or(Path::new("."));
-    let tmp = temp_in(dir, ".copy.")?;
+    let tmp = temp_in(dir, "copy")?;
     std::fs::copy(src, tmp.path()).map_err(io_err("copying", src))?;
     publish(tmp, dest)
 }
 
 fn convert_qcow2(req: &ImageRequest, raw: &Path) -> Result<PathBuf> {
     let step = Step::start("qcow2", "converting to qcow2", req.quiet);
-    let tmp = temp_in(&req.out, ".rootfs.qcow2.")?;
+    let tmp = temp_in(&req.out, "rootfs.qcow2")?;
     tools::run(
         tools::command(tools::QEMU_IMG.0)
             .args(["convert", "-q", "-f", "raw", "-O", "qcow2"])
@@ -207,7 +203,8 @@ fn write_image_manifest(
             "file": "disk.img",
             "sha256": d.sha256,
             "root_partuuid": d.root_partuuid,
-            "cmdline": format!("root=PARTUUID={} rw console=ttyS0", d.root_partuuid),
+            "cmdline": disk::cmdline(&d.root_partuuid),
+            "bootable": d.bootable,
         })
     });
     let doc = json!({
@@ -234,7 +231,7 @@ fn write_image_manifest(
         "packages": base.meta.packages,
     });
     let text = serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n";
-    let tmp = temp_in(&build_out_dir(out), ".image-manifest.")?;
+    let tmp = temp_in(&build_out_dir(out), "image-manifest")?;
     std::fs::write(tmp.path(), text).map_err(io_err("writing", tmp.path()))?;
     out.image_manifest = publish(tmp, &out.image_manifest)?;
     Ok(())

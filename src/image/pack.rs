@@ -123,7 +123,12 @@ pub fn quote(path: &str) -> Result<String> {
 /// so anything on stderr other than its banner is an error.
 pub fn debugfs(img: &Path, script: &str, sde: i64) -> Result<()> {
     tools::require(tools::DEBUGFS)?;
-    let file = tempfile::NamedTempFile::new().map_err(io_err("creating a temp file for", img))?;
+    // Beside the image, so a killed run's script is cleaned with its image.
+    let dir = img.parent().unwrap_or(Path::new("."));
+    let file = tempfile::Builder::new()
+        .prefix(&super::leftovers::prefix("debugfs"))
+        .tempfile_in(dir)
+        .map_err(io_err("creating a temp file for", img))?;
     std::fs::write(file.path(), script).map_err(io_err("writing", file.path()))?;
     let out = tools::command(tools::DEBUGFS.0)
         .env("E2FSPROGS_FAKE_TIME", sde.to_string())

@@ -11,6 +11,7 @@ pub const E2FSCK: (&str, &str) = ("e2fsck", "e2fsprogs");
 pub const QEMU_IMG: (&str, &str) = ("qemu-img", "qemu-utils");
 pub const SFDISK: (&str, &str) = ("sfdisk", "fdisk");
 pub const CP: (&str, &str) = ("cp", "coreutils");
+pub const UNSHARE: (&str, &str) = ("unshare", "util-linux");
 
 pub fn require(tool: (&str, &str)) -> Result<()> {
     if find_on_path(tool.0) {
@@ -41,11 +42,54 @@ pub fn require_root() -> Result<()> {
 }
 
 /// A command with sbin on PATH and a C locale, so tool output is parseable.
+/// The child is killed if we die first, so a killed `hardroot image` leaves
+/// no tool running on behind it, writing into files nobody will read.
 pub fn command(program: &str) -> Command {
+    use std::os::unix::process::CommandExt;
     let mut cmd = Command::new(program);
     let path = std::env::var("PATH").unwrap_or_default();
     cmd.env("PATH", format!("{path}:/usr/sbin:/sbin"));
     cmd.env("LC_ALL", "C.UTF-8");
+    let parent = std::process::id();
+    // SAFETY: the hook only makes async-signal-safe calls (prctl, getppid)
+    // and allocates nothing unless it fails.
+    unsafe { cmd.pre_exec(move || die_with_parent(parent)) };
+    cmd
+}
+
+/// In the forked child: SIGKILL when the parent goes (PR_SET_PDEATHSIG).
+fn die_with_parent(parent: u32) -> std::io::Result<()> {
+    // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number; no pointers.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // The parent may have died between fork and prctl: then nobody would kill us.
+    // SAFETY: getppid has no preconditions.
+    if u32::try_from(unsafe { libc::getppid() }).ok() != Some(parent) {
+        return Err(std::io::Error::other(
+            "hardroot exited while starting a tool",
+        ));
+    }
+    Ok(())
+}
+
+/// `program` in a mount and pid namespace of its own. For mmdebstrap: the
+/// /dev, /proc and /sys mounts it makes in the tree, and every process it
+/// starts (apt, dpkg, maintainer scripts), vanish with it. If we are killed,
+/// unshare is killed (see `command`), --kill-child kills the namespace's first
+/// process, and the kernel then kills the rest and drops the mounts; before,
+/// a killed run left mmdebstrap running and its mounts in the host's table.
+pub fn contained(program: &str) -> Command {
+    let mut cmd = command(UNSHARE.0);
+    cmd.args([
+        "--mount",
+        "--propagation",
+        "private",
+        "--pid",
+        "--kill-child=SIGKILL",
+        "--",
+        program,
+    ]);
     cmd
 }
 
