@@ -464,26 +464,7 @@ impl Tools {
         let cert = dir.join("cert.pem");
         let key = dir.join("key.pem");
         if !cert.exists() {
-            tool_ok(
-                Command::new("openssl")
-                    .args([
-                        "req",
-                        "-x509",
-                        "-newkey",
-                        "ec",
-                        "-pkeyopt",
-                        "ec_paramgen_curve:P-384",
-                        "-nodes",
-                        "-days",
-                        "1",
-                        "-subj",
-                        "/CN=example.org",
-                        "-keyout",
-                    ])
-                    .arg(&key)
-                    .arg("-out")
-                    .arg(&cert),
-            )?;
+            tool_ok(&mut self_signed_cmd(&key, &cert))?;
         }
         let dh = dir.join("dh.pem");
         let dh_text = files(r)

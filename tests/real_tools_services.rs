@@ -162,24 +162,7 @@ fn has(lines: &[String], wanted: &str) -> bool {
 
 fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    run(Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-384",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=example.org",
-            "-keyout",
-        ])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert));
+    run(&mut self_signed_cmd(&key, &cert));
     (cert, key)
 }
 

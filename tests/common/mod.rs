@@ -81,3 +81,48 @@ pub fn assert_json_shape(doc: &serde_json::Value, real: &serde_json::Value, at: 
         _ => panic!("{at}: docs/json.md shows {doc}, the output has {real}"),
     }
 }
+
+/// A small xorshift generator for random kill times, without a dependency;
+/// tests print the seed so that a failing sequence can be replayed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// A fresh odd (never zero) seed from the clock.
+    pub fn seed_from_clock() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+            | 1
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+}
+
+/// `openssl req` for a throwaway one-day P-384 certificate for example.org
+/// (what the TLS module's first-boot fallback makes), for real-tool checks.
+pub fn self_signed_cmd(key: &Path, cert: &Path) -> Command {
+    let mut c = Command::new("openssl");
+    c.args([
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-384",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=example.org",
+        "-keyout",
+    ])
+    .arg(key)
+    .arg("-out")
+    .arg(cert);
+    c
+}
