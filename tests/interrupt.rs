@@ -78,17 +78,6 @@ fn staging_leftovers(dir: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// A small xorshift generator: random kill times without a dependency; the seed is printed.
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
-}
-
 #[test]
 fn sigkill_at_random_moments_never_leaves_a_corrupt_out() {
     let tmp = tempfile::tempdir().unwrap();
@@ -99,10 +88,7 @@ fn sigkill_at_random_moments_never_leaves_a_corrupt_out() {
     let expected = fingerprint(&reference);
     overlay_matches_manifest(&reference).unwrap();
 
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64)
-        | 1;
+    let seed = Rng::seed_from_clock();
     eprintln!("kill loop: seed {seed}, one build takes {build_time:?}");
     let mut rng = Rng(seed);
     let work = tmp.path().join("work");

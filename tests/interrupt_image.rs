@@ -10,8 +10,10 @@
 //! hardroot alone (the OOM killer, `kill -9 PID`), after which no process it
 //! started may stay alive and nothing may stay mounted in the cache. After the
 //! last (complete) run, no temp file or folder is left in OUT or the cache.
+mod common;
 mod image_support;
 
+use common::Rng;
 use image_support::*;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -105,23 +107,6 @@ fn leftovers(dir: &Path) -> usize {
         .unwrap_or(0)
 }
 
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
-}
-
-fn seed() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64)
-        | 1
-}
-
 /// SIGKILL to hardroot only: what it started must die by itself.
 fn kill_alone(child: &mut Child) {
     let _ = child.kill();
@@ -211,7 +196,7 @@ fn sigkill_during_hardroot_image_never_corrupts_out_or_cache() {
     // A cache of its own: the kills must be able to hit the bootstrap.
     let cache = tmp.path().join("cache");
     let out = tmp.path().join("out");
-    let seed = seed();
+    let seed = Rng::seed_from_clock();
     let mut rng = Rng(seed);
     eprintln!("image kill loop: seed {seed}");
 
