@@ -68,26 +68,10 @@ fn targets() -> Vec<Target> {
         .find(|p| p.exists());
     if let Some(profile) = profile {
         let tmp = tempfile::tempdir().unwrap();
-        let mut dirs = vec![repo().join("modules")];
-        dirs.extend(stand_ins(tmp.path()));
+        let dirs = vec![repo().join("modules")];
         out.push(Target { profile, dirs, tmp });
     }
     out
-}
-
-/// Empty modules for the ones other branches write, so the profiles evaluate before they land.
-fn stand_ins(dir: &Path) -> Option<PathBuf> {
-    let missing: Vec<&str> = ["system", "test_backdoor"]
-        .into_iter()
-        .filter(|m| !repo().join("modules").join(m).join("module.toml").exists())
-        .collect();
-    for m in &missing {
-        let d = dir.join("stand-ins").join(m);
-        std::fs::create_dir_all(&d).unwrap();
-        let text = format!("[module]\ndescription = \"stand-in for {m}\"\n");
-        std::fs::write(d.join("module.toml"), text).unwrap();
-    }
-    (!missing.is_empty()).then(|| dir.join("stand-ins"))
 }
 
 // ---- which options, and the hostile value in their shape -----------------------

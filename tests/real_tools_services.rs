@@ -37,31 +37,6 @@ impl Built {
     }
 }
 
-/// Modules the profiles import that other branches provide. Until they are
-/// merged, a stand-in with no effect lets these modules be built and checked.
-fn stand_ins(dir: &Path) -> Vec<String> {
-    let mut args = Vec::new();
-    for name in ["system", "test_backdoor"] {
-        if repo()
-            .join("modules")
-            .join(name)
-            .join("module.toml")
-            .exists()
-        {
-            continue;
-        }
-        let m = dir.join("stand-ins").join(name);
-        std::fs::create_dir_all(&m).unwrap();
-        let toml = format!("[module]\ndescription = \"stand-in for {name} (not merged yet)\"\n");
-        std::fs::write(m.join("module.toml"), toml).unwrap();
-        if args.is_empty() {
-            args.push("--modules".to_string());
-            args.push(dir.join("stand-ins").display().to_string());
-        }
-    }
-    args
-}
-
 fn build(profile: &str) -> Built {
     build_path(
         &repo().join("profiles").join(profile),
@@ -82,7 +57,6 @@ fn build_variant(extra: &str) -> Built {
 fn build_path(profile: &Path, dir: tempfile::TempDir) -> Built {
     let out = dir.path().join("out");
     let mut args = vec!["build".to_string(), profile.display().to_string()];
-    args.extend(stand_ins(dir.path()));
     args.extend([
         "--modules".to_string(),
         repo().join("modules").display().to_string(),
@@ -919,6 +893,19 @@ fn live_postgresql_ejabberd_and_nginx_in_a_network_namespace() {
     );
 
     // PostgreSQL: the role has no powers beyond its rows; idempotent; no secret in the log.
+    assert_eq!(
+        res("roles-1.txt").lines().collect::<Vec<_>>(),
+        [
+            "postgresql-roles: created role ejabberd",
+            "postgresql-roles: created database ejabberd",
+            "postgresql-roles: loaded /usr/share/ejabberd/sql/pg.sql into ejabberd",
+            &format!(
+                "postgresql-roles: new password for role ejabberd written to {}/etc/sql-password.yml",
+                w.path().display()
+            ),
+        ],
+        "what the first run did"
+    );
     assert_eq!(res("role.txt").trim(), "f|f|f|f|t");
     assert_eq!(res("db-owner.txt").trim(), "postgres");
     assert_eq!(
@@ -1187,10 +1174,10 @@ export CURL_CA_BUNDLE=$W/ca/pebble-chain.pem
 cp $W/ca/ca.pem $CURL_CA_BUNDLE
 i=0; until curl -s -o /dev/null https://$ACME_IP:14000/dir; do i=$((i+1)); [ $i -lt 50 ] || exit 1; sleep 0.2; done
 D="dehydrated --config $W/dehydrated/config"
-$D --register --accept-terms > $R/register.txt 2>&1
-$D --cron > $R/cron-1.txt 2>&1
+# As hardroot-acme.service runs it (the test checks the unit's ExecStart).
+$D --cron --accept-terms > $R/cron-1.txt 2>&1
 cp $R/reloads.txt $R/reloads-1.txt
-$D --cron > $R/cron-2.txt 2>&1
+$D --cron --accept-terms > $R/cron-2.txt 2>&1
 cp $R/reloads.txt $R/reloads-2.txt
 openssl x509 -in $W/tls/fullchain.pem -noout -issuer > $R/issuer-after.txt
 openssl x509 -in $W/tls/fullchain.pem -noout -text > $R/cert.txt
@@ -1225,6 +1212,17 @@ fn live_acme_with_pebble_replaces_the_fallback_and_reloads() {
 
     let b = build("xmpp-test.toml");
     let names = b.file("etc/dehydrated/domains.txt");
+    // The script below runs dehydrated exactly as the unit does.
+    let unit = b.file("etc/systemd/system/hardroot-acme.service");
+    let exec: Vec<&str> = unit
+        .lines()
+        .filter(|l| l.starts_with("ExecStart="))
+        .collect();
+    assert_eq!(
+        exec,
+        ["ExecStart=/usr/bin/dehydrated --cron --accept-terms"],
+        "{unit}"
+    );
     let w = tempfile::tempdir().unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(w.path(), std::fs::Permissions::from_mode(0o755)).unwrap();

@@ -107,33 +107,6 @@ impl Listener {
     }
 }
 
-/// Modules the XMPP profiles import that other branches write (the image's
-/// `system`, the VM tests' `test_backdoor`). Until they are merged, an empty
-/// stand-in lets the profiles build; once merged, the real ones are used.
-fn stand_ins(dir: &Path) -> Vec<String> {
-    let missing: Vec<&str> = ["system", "test_backdoor"]
-        .into_iter()
-        .filter(|m| !repo().join("modules").join(m).join("module.toml").exists())
-        .collect();
-    for m in &missing {
-        let d = dir.join("stand-ins").join(m);
-        fs::create_dir_all(&d).expect("mkdir stand-in");
-        let toml = format!("[module]\ndescription = \"stand-in for {m} (not merged yet)\"\n");
-        fs::write(d.join("module.toml"), toml).expect("write stand-in");
-    }
-    if missing.is_empty() {
-        return Vec::new();
-    }
-    eprintln!(
-        "NOTE: stand-ins for modules not merged yet: {}",
-        missing.join(", ")
-    );
-    vec![
-        "--modules".to_string(),
-        dir.join("stand-ins").display().to_string(),
-    ]
-}
-
 fn build(profile: &str) -> Built {
     build_in(tempfile::tempdir().expect("tempdir"), profile, &[])
 }
@@ -159,7 +132,6 @@ fn build_in(tmp: tempfile::TempDir, profile: &str, extra_args: &[&str]) -> Built
         out.display().to_string(),
     ];
     args.extend(extra_args.iter().map(|a| a.to_string()));
-    args.extend(stand_ins(tmp.path()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let o = hardroot(&repo(), &args);
     assert!(
