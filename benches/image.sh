@@ -4,11 +4,13 @@
 #   warm  ≤ 5 s after a one-value profile change (same package set)
 #   used  ≤ 750 MiB for the XMPP set
 # usage: benches/image.sh [PROFILE]   (root; default profiles/xmpp-server.toml)
+#        RUNS=N benches/image.sh     (rounds; default 3, each figure their median)
 # Keep the modules unchanged while it runs: every step reads them.
-# Builds into a fresh temp cache, so it costs two full bootstraps.
+# Each round builds into a fresh temp cache, so it costs two full bootstraps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 profile="${1:-profiles/xmpp-server.toml}"
+runs="${RUNS:-3}"
 # HARDROOT=path/to/hardroot skips the release build (e.g. a debug binary: the
 # image stage is I/O bound and sha2 is optimised in dev builds too).
 if [ -z "${HARDROOT:-}" ]; then
@@ -29,39 +31,51 @@ s = json.load(open(sys.argv[1]))["system"]
 for p in s["dpkg_path_exclude"]: print("--dpkgopt=path-exclude=" + p)
 for p in s["dpkg_path_include"]: print("--dpkgopt=path-include=" + p)' "$work/overlay/config.json")
 sources=(/etc/apt/sources.list.d/*.sources)
-t0=$(now)
-mmdebstrap --mode=root --variant=minbase --include="$pkgs" "${dpkgopts[@]}" \
-    --essential-hook='mkdir -p "$1/etc/crowdsec" && echo "# offline" > "$1/etc/crowdsec/online_api_credentials.yaml"' \
-    bookworm "$work/bare" "${sources[@]}" >"$work/bare.log" 2>&1
-t1=$(now)
-rm -rf "$work/bare"
-bare=$(secs "$t0" "$t1")
-
-t0=$(now)
-"$hr" image "$profile" -o "$work/cold" --cache "$work/cache" -q >/dev/null
-t1=$(now)
-cold=$(secs "$t0" "$t1")
-
-# One value changed: same package set, so the cached base is reused.
 variant="$(dirname "$profile")/.bench-$$.toml"
 trap 'rm -rf "$work" "$variant"' EXIT
 printf '[profile]\nimports = ["%s"]\n[force.networking]\nhostname = "bench"\n' "$(basename "$profile")" >"$variant"
-# Three warm runs (the machine may be shared: the spread says how much), each
-# into a fresh OUT as a first build would; the last one's steps are printed.
-warms=()
-for i in 1 2 3; do
+
+bare_round() {
   t0=$(now)
-  "$hr" image "$variant" -o "$work/warm$i" --cache "$work/cache" 2>"$work/warm.steps" >/dev/null
+  mmdebstrap --mode=root --variant=minbase --include="$pkgs" "${dpkgopts[@]}" \
+      --essential-hook='mkdir -p "$1/etc/crowdsec" && echo "# offline" > "$1/etc/crowdsec/online_api_credentials.yaml"' \
+      bookworm "$work/bare" "${sources[@]}" >"$work/bare.log" 2>&1
   t1=$(now)
-  warms+=("$(secs "$t0" "$t1")")
+  rm -rf "$work/bare"
+  secs "$t0" "$t1" >>"$work/bare.txt"; echo >>"$work/bare.txt"
+}
+# Cold from an empty cache, then warm: one value changed, same package set,
+# so the cached base is reused; each into a fresh OUT as a first build would.
+hr_round() {
+  rm -rf "$work/cache" "$work/cold" "$work/warm"
+  t0=$(now)
+  "$hr" image "$profile" -o "$work/cold" --cache "$work/cache" -q >/dev/null
+  t1=$(now)
+  secs "$t0" "$t1" >>"$work/cold.txt"; echo >>"$work/cold.txt"
+  t0=$(now)
+  "$hr" image "$variant" -o "$work/warm" --cache "$work/cache" 2>"$work/warm.steps" >/dev/null
+  t1=$(now)
+  secs "$t0" "$t1" >>"$work/warm.txt"; echo >>"$work/warm.txt"
+}
+median() { sort -n | awk 'NF { v[++n] = $1 } END { m = (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2; printf "%.1f", m }'; }
+spread() { sort -n | awk 'NF { v[++n] = $1 } END { printf "%s-%s", v[1], v[n] }'; }
+
+# Rounds alternate which goes first, so that whatever else the machine does
+# (and the mirror's mood) weighs on both alike.
+for i in $(seq "$runs"); do
+  if [ $((i % 2)) = 1 ]; then bare_round; hr_round; else hr_round; bare_round; fi
 done
-warm="${warms[*]}"
+bare=$(median <"$work/bare.txt")
+cold=$(median <"$work/cold.txt")
+warm=$(median <"$work/warm.txt")
 
 used=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["rootfs"]["used_bytes"] >> 20)' "$work/cold/image-manifest.json")
-echo "bare mmdebstrap: ${bare} s"
-echo "cold image:      ${cold} s ($(awk "BEGIN { printf \"%.2f\", $cold / $bare }") × bare; target ≤ 1.15)"
-echo "warm image:      ${warm} s (three runs; target ≤ 5)"
-echo "warm steps (last run):"
+echo "| figure (median of $runs rounds; range) | seconds / MiB | target |"
+echo "|---|---|---|"
+echo "| bare mmdebstrap of the same set | ${bare} s ($(spread <"$work/bare.txt")) | the limit |"
+echo "| cold image (empty cache) | ${cold} s ($(spread <"$work/cold.txt")); $(awk "BEGIN { printf \"%.2f\", $cold / $bare }") × bare | ≤ 1.15 × bare |"
+echo "| warm image (one value changed) | ${warm} s ($(spread <"$work/warm.txt")) | ≤ 5 s |"
+echo "| used size | ${used} MiB | ≤ 750 MiB |"
+echo "| load average at the end | $(cut -d' ' -f1-3 /proc/loadavg) | |"
+echo "warm steps (last round):"
 grep -E '^    .*\([0-9.]+ s\)$' "$work/warm.steps" | sed 's/^    /  /'
-echo "load average:    $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "used size:       ${used} MiB (target ≤ 750)"

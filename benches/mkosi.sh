@@ -11,10 +11,12 @@
 # changed (mkosi --incremental) / one value of the profile changed (hardroot).
 #
 # usage: benches/mkosi.sh [PROFILE]      (root; default profiles/xmpp-server.toml)
+#        RUNS=N benches/mkosi.sh        (rounds; default 3, each figure their median)
 # Prints one table; asserts nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 profile="${1:-profiles/xmpp-server.toml}"
+runs="${RUNS:-3}"
 command -v mkosi >/dev/null || {
   echo "mkosi.sh: mkosi is missing: apt-get install mkosi debootstrap" >&2
   exit 3
@@ -89,13 +91,42 @@ mkosi_build() {
   }
 }
 
-t0=$(now); mkosi_build; t1=$(now)
-mkosi_cold=$(secs "$t0" "$t1")
+# One round = both tools, cold then warm, from empty caches; the rounds
+# alternate so that whatever else the machine does weighs on both alike.
+mkosi_round() {
+  rm -rf "$work/mkosi-cache" "$work/mkosi-out"
+  if [ -f "$work/motd.orig" ]; then cp "$work/motd.orig" "$overlay/etc/motd"; else rm -f "$overlay/etc/motd"; fi
+  t0=$(now); mkosi_build; t1=$(now)
+  secs "$t0" "$t1" >>"$work/mkosi-cold.txt"; echo >>"$work/mkosi-cold.txt"
+  echo "# changed by benches/mkosi.sh" >>"$overlay/etc/motd"
+  t0=$(now); mkosi_build; t1=$(now)
+  secs "$t0" "$t1" >>"$work/mkosi-warm.txt"; echo >>"$work/mkosi-warm.txt"
+}
+hr_round() {
+  rm -rf "$work/hr-cache" "$work/hr-cold" "$work/hr-warm"
+  t0=$(now)
+  "$hr" image "$profile" -o "$work/hr-cold" --cache "$work/hr-cache" -q >/dev/null
+  t1=$(now)
+  secs "$t0" "$t1" >>"$work/hr-cold.txt"; echo >>"$work/hr-cold.txt"
+  printf '[profile]\nimports = ["%s"]\n[force.networking]\nhostname = "bench"\n' "$(basename "$profile")" >"$variant"
+  t0=$(now)
+  "$hr" image "$variant" -o "$work/hr-warm" --cache "$work/hr-cache" -q >/dev/null
+  t1=$(now)
+  secs "$t0" "$t1" >>"$work/hr-warm.txt"; echo >>"$work/hr-warm.txt"
+}
+median() { sort -n | awk 'NF { v[++n] = $1 } END { m = (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2; printf "%.1f", m }'; }
+spread() { sort -n | awk 'NF { v[++n] = $1 } END { printf "%s-%s", v[1], v[n] }'; }
+
+if [ -f "$overlay/etc/motd" ]; then cp "$overlay/etc/motd" "$work/motd.orig"; fi
+for i in $(seq "$runs"); do
+  if [ $((i % 2)) = 1 ]; then mkosi_round; hr_round; else hr_round; mkosi_round; fi
+done
+mkosi_cold=$(median <"$work/mkosi-cold.txt")
+mkosi_warm=$(median <"$work/mkosi-warm.txt")
+hr_cold=$(median <"$work/hr-cold.txt")
+hr_warm=$(median <"$work/hr-warm.txt")
 mkosi_raw="$(find "$work/mkosi-out" -maxdepth 2 -name image.raw | head -n 1)"
 mkosi_bytes=$(stat -c %s "$mkosi_raw")
-echo "# changed by benches/mkosi.sh" >>"$overlay/etc/motd"
-t0=$(now); mkosi_build; t1=$(now)
-mkosi_warm=$(secs "$t0" "$t1")
 mkosi_used=$(python3 - "$mkosi_raw" <<'EOF'
 import subprocess, sys, json
 # The root partition's used blocks, read with sfdisk + dumpe2fs (no mount).
@@ -108,16 +139,6 @@ used = (int(f["Block count"]) - int(f["Free blocks"])) * int(f["Block size"])
 print(used >> 20)
 EOF
 )
-
-t0=$(now)
-"$hr" image "$profile" -o "$work/hr-cold" --cache "$work/hr-cache" -q >/dev/null
-t1=$(now)
-hr_cold=$(secs "$t0" "$t1")
-printf '[profile]\nimports = ["%s"]\n[force.networking]\nhostname = "bench"\n' "$(basename "$profile")" >"$variant"
-t0=$(now)
-"$hr" image "$variant" -o "$work/hr-warm" --cache "$work/hr-cache" -q >/dev/null
-t1=$(now)
-hr_warm=$(secs "$t0" "$t1")
 hr_used=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["rootfs"]["used_bytes"] >> 20)' "$work/hr-cold/image-manifest.json")
 
 # Same package set? Names only (mkosi does not upgrade what debootstrap
@@ -131,10 +152,10 @@ EOF
 )
 
 ratio() { awk "BEGIN { printf \"%.2f\", $1 / $2 }"; }
-echo "| figure | hardroot | mkosi $(mkosi --version | awk '{print $2}') | hardroot / mkosi |"
+echo "| figure (median of $runs rounds; range) | hardroot | mkosi $(mkosi --version | awk '{print $2}') | hardroot / mkosi |"
 echo "|---|---|---|---|"
-echo "| cold image (empty caches) | ${hr_cold} s | ${mkosi_cold} s | $(ratio "$hr_cold" "$mkosi_cold") |"
-echo "| warm image (one file/value changed) | ${hr_warm} s | ${mkosi_warm} s | $(ratio "$hr_warm" "$mkosi_warm") |"
+echo "| cold image (empty caches) | ${hr_cold} s ($(spread <"$work/hr-cold.txt")) | ${mkosi_cold} s ($(spread <"$work/mkosi-cold.txt")) | $(ratio "$hr_cold" "$mkosi_cold") |"
+echo "| warm image (one file/value changed) | ${hr_warm} s ($(spread <"$work/hr-warm.txt")) | ${mkosi_warm} s ($(spread <"$work/mkosi-warm.txt")) | $(ratio "$hr_warm" "$mkosi_warm") |"
 echo "| used size of the root filesystem | ${hr_used} MiB | ${mkosi_used} MiB | $(ratio "$hr_used" "$mkosi_used") |"
 echo "| packages installed | $pkg_diff |"
 echo "| image file | $(stat -c %s "$work/hr-cold/rootfs.img" | awk '{printf "%d", $1/1048576}') MiB (ext4) | $((mkosi_bytes >> 20)) MiB (GPT + ext4) | |"

@@ -3,11 +3,11 @@
 # `systemctl is-system-running --wait` next to the whole acceptance test on
 # the same image, under the same accelerator (TCG here). Target: the whole
 # test ≤ 2 × the bare boot. Prints figures (median of RUNS runs each,
-# default 1: one acceptance run is minutes under TCG); asserts nothing.
-# usage: benches/vm.sh            (root; RUNS=3 benches/vm.sh for medians)
+# default 3: ~9 min a run under TCG); asserts nothing.
+# usage: benches/vm.sh            (root; RUNS=1 benches/vm.sh for one quick look)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-runs="${RUNS:-1}"
+runs="${RUNS:-3}"
 if [ -z "${HARDROOT:-}" ]; then cargo build --release --quiet; fi
 hr="${HARDROOT:-$PWD/target/release/hardroot}"
 work="$(mktemp -d /var/tmp/hardroot-vmbench.XXXXXX)"
