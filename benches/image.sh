@@ -18,9 +18,8 @@ if [ -z "${HARDROOT:-}" ]; then
 fi
 hr="${HARDROOT:-$PWD/target/release/hardroot}"
 work="$(mktemp -d /var/tmp/hardroot-bench.XXXXXX)"
-trap 'rm -rf "$work"' EXIT
-now() { date +%s.%N; }
-secs() { awk "BEGIN { printf \"%.1f\", $2 - $1 }"; }
+trap 'rm -rf "$work" "$(dirname "$profile")/.bench-$$.toml"' EXIT
+. benches/lib.sh
 
 # The same package set and dpkg options hardroot passes, bootstrapped bare.
 "$hr" build "$profile" -o "$work/overlay" >/dev/null 2>&1
@@ -31,9 +30,6 @@ s = json.load(open(sys.argv[1]))["system"]
 for p in s["dpkg_path_exclude"]: print("--dpkgopt=path-exclude=" + p)
 for p in s["dpkg_path_include"]: print("--dpkgopt=path-include=" + p)' "$work/overlay/config.json")
 sources=(/etc/apt/sources.list.d/*.sources)
-variant="$(dirname "$profile")/.bench-$$.toml"
-trap 'rm -rf "$work" "$variant"' EXIT
-printf '[profile]\nimports = ["%s"]\n[force.networking]\nhostname = "bench"\n' "$(basename "$profile")" >"$variant"
 
 bare_round() {
   t0=$(now)
@@ -42,40 +38,25 @@ bare_round() {
       bookworm "$work/bare" "${sources[@]}" >"$work/bare.log" 2>&1
   t1=$(now)
   rm -rf "$work/bare"
-  secs "$t0" "$t1" >>"$work/bare.txt"; echo >>"$work/bare.txt"
+  record "$work/bare.txt" "$t0" "$t1"
 }
-# Cold from an empty cache, then warm: one value changed, same package set,
-# so the cached base is reused; each into a fresh OUT as a first build would.
-hr_round() {
-  rm -rf "$work/cache" "$work/cold" "$work/warm"
-  t0=$(now)
-  "$hr" image "$profile" -o "$work/cold" --cache "$work/cache" -q >/dev/null
-  t1=$(now)
-  secs "$t0" "$t1" >>"$work/cold.txt"; echo >>"$work/cold.txt"
-  t0=$(now)
-  "$hr" image "$variant" -o "$work/warm" --cache "$work/cache" 2>"$work/warm.steps" >/dev/null
-  t1=$(now)
-  secs "$t0" "$t1" >>"$work/warm.txt"; echo >>"$work/warm.txt"
-}
-median() { sort -n | awk 'NF { v[++n] = $1 } END { m = (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2; printf "%.1f", m }'; }
-spread() { sort -n | awk 'NF { v[++n] = $1 } END { printf "%s-%s", v[1], v[n] }'; }
 
 # Rounds alternate which goes first, so that whatever else the machine does
 # (and the mirror's mood) weighs on both alike.
 for i in $(seq "$runs"); do
-  if [ $((i % 2)) = 1 ]; then bare_round; hr_round; else hr_round; bare_round; fi
+  if [ $((i % 2)) = 1 ]; then bare_round; hr_round "$profile"; else hr_round "$profile"; bare_round; fi
 done
 bare=$(median <"$work/bare.txt")
-cold=$(median <"$work/cold.txt")
-warm=$(median <"$work/warm.txt")
+cold=$(median <"$work/hr-cold.txt")
+warm=$(median <"$work/hr-warm.txt")
 
-used=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["rootfs"]["used_bytes"] >> 20)' "$work/cold/image-manifest.json")
+used=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["rootfs"]["used_bytes"] >> 20)' "$work/hr-cold/image-manifest.json")
 echo "| figure (median of $runs rounds; range) | seconds / MiB | target |"
 echo "|---|---|---|"
 echo "| bare mmdebstrap of the same set | ${bare} s ($(spread <"$work/bare.txt")) | the limit |"
-echo "| cold image (empty cache) | ${cold} s ($(spread <"$work/cold.txt")); $(awk "BEGIN { printf \"%.2f\", $cold / $bare }") × bare | ≤ 1.15 × bare |"
-echo "| warm image (one value changed) | ${warm} s ($(spread <"$work/warm.txt")) | ≤ 5 s |"
+echo "| cold image (empty cache) | ${cold} s ($(spread <"$work/hr-cold.txt")); $(awk "BEGIN { printf \"%.2f\", $cold / $bare }") × bare | ≤ 1.15 × bare |"
+echo "| warm image (one value changed) | ${warm} s ($(spread <"$work/hr-warm.txt")) | ≤ 5 s |"
 echo "| used size | ${used} MiB | ≤ 750 MiB |"
 echo "| load average at the end | $(cut -d' ' -f1-3 /proc/loadavg) | |"
 echo "warm steps (last round):"
-grep -E '^    .*\([0-9.]+ s\)$' "$work/warm.steps" | sed 's/^    /  /'
+grep -E '^    .*\([0-9.]+ s\)$' "$work/hr-warm.steps" | sed 's/^    /  /'

@@ -24,11 +24,9 @@ command -v mkosi >/dev/null || {
 if [ -z "${HARDROOT:-}" ]; then cargo build --release --quiet; fi
 hr="${HARDROOT:-$PWD/target/release/hardroot}"
 work="$(mktemp -d /var/tmp/hardroot-mkosi.XXXXXX)"
-variant="$(dirname "$profile")/.bench-mkosi-$$.toml"
 # KEEP=1 keeps the work folder (logs, both images) for a look afterwards.
-trap '[ -n "${KEEP:-}" ] && echo "kept $work" >&2 || rm -rf "$work"; rm -f "$variant"' EXIT
-now() { date +%s.%N; }
-secs() { awk "BEGIN { printf \"%.1f\", $2 - $1 }"; }
+trap '[ -n "${KEEP:-}" ] && echo "kept $work" >&2 || rm -rf "$work"; rm -f "$(dirname "$profile")/.bench-$$.toml"' EXIT
+. benches/lib.sh
 
 # The host's Debian mirror for SUITE, read at run time (never written into
 # the repo): the first deb822 or one-line source serving it.
@@ -91,35 +89,40 @@ mkosi_build() {
   }
 }
 
+# mkosi 14's warm path copies its cached image and gives the root file system
+# a new UUID with `tune2fs -U`, which e2fsprogs 1.47 refuses unless the file
+# system was checked after its last mount: it fails whenever the cache was
+# mounted a second or more after mkfs (most runs here). So the cache images
+# are checked before each warm build, untimed (<2 s), as a mkosi user on
+# Debian 12 would have to.
+fsck_mkosi_cache() {
+  local f off
+  for f in "$work"/mkosi-out/*/image.raw.cache-pre-*; do
+    [ -f "$f" ] || continue
+    off=$(python3 -c '
+import json, subprocess, sys
+t = json.loads(subprocess.run(["sfdisk", "-J", sys.argv[1]], capture_output=True, text=True, check=True).stdout)
+print(max(t["partitiontable"]["partitions"], key=lambda p: p["size"])["start"] * 512)' "$f")
+    e2fsck -fy "$f?offset=$off" >>"$work/mkosi.log" 2>&1 || true
+  done
+}
+
 # One round = both tools, cold then warm, from empty caches; the rounds
 # alternate so that whatever else the machine does weighs on both alike.
 mkosi_round() {
   rm -rf "$work/mkosi-cache" "$work/mkosi-out"
   if [ -f "$work/motd.orig" ]; then cp "$work/motd.orig" "$overlay/etc/motd"; else rm -f "$overlay/etc/motd"; fi
   t0=$(now); mkosi_build; t1=$(now)
-  secs "$t0" "$t1" >>"$work/mkosi-cold.txt"; echo >>"$work/mkosi-cold.txt"
+  record "$work/mkosi-cold.txt" "$t0" "$t1"
   echo "# changed by benches/mkosi.sh" >>"$overlay/etc/motd"
+  fsck_mkosi_cache
   t0=$(now); mkosi_build; t1=$(now)
-  secs "$t0" "$t1" >>"$work/mkosi-warm.txt"; echo >>"$work/mkosi-warm.txt"
+  record "$work/mkosi-warm.txt" "$t0" "$t1"
 }
-hr_round() {
-  rm -rf "$work/hr-cache" "$work/hr-cold" "$work/hr-warm"
-  t0=$(now)
-  "$hr" image "$profile" -o "$work/hr-cold" --cache "$work/hr-cache" -q >/dev/null
-  t1=$(now)
-  secs "$t0" "$t1" >>"$work/hr-cold.txt"; echo >>"$work/hr-cold.txt"
-  printf '[profile]\nimports = ["%s"]\n[force.networking]\nhostname = "bench"\n' "$(basename "$profile")" >"$variant"
-  t0=$(now)
-  "$hr" image "$variant" -o "$work/hr-warm" --cache "$work/hr-cache" -q >/dev/null
-  t1=$(now)
-  secs "$t0" "$t1" >>"$work/hr-warm.txt"; echo >>"$work/hr-warm.txt"
-}
-median() { sort -n | awk 'NF { v[++n] = $1 } END { m = (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2; printf "%.1f", m }'; }
-spread() { sort -n | awk 'NF { v[++n] = $1 } END { printf "%s-%s", v[1], v[n] }'; }
 
 if [ -f "$overlay/etc/motd" ]; then cp "$overlay/etc/motd" "$work/motd.orig"; fi
 for i in $(seq "$runs"); do
-  if [ $((i % 2)) = 1 ]; then mkosi_round; hr_round; else hr_round; mkosi_round; fi
+  if [ $((i % 2)) = 1 ]; then mkosi_round; hr_round "$profile"; else hr_round "$profile"; mkosi_round; fi
 done
 mkosi_cold=$(median <"$work/mkosi-cold.txt")
 mkosi_warm=$(median <"$work/mkosi-warm.txt")

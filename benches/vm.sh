@@ -14,8 +14,7 @@ work="$(mktemp -d /var/tmp/hardroot-vmbench.XXXXXX)"
 trap 'rm -rf "$work"' EXIT
 profile=profiles/xmpp-test.toml
 test=vm-tests/xmpp-server
-now() { date +%s.%N; }
-median() { sort -n | awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.1f", m }'; }
+. benches/lib.sh
 field() { python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print($2)" "$1"; }
 
 for i in $(seq "$runs"); do
@@ -37,10 +36,10 @@ accept=$(median <"$work/accept.txt")
 process=$(median <"$work/accept-process.txt")
 boot=$(median <"$work/accept-boot.txt")
 accel=$(field "$work/accept-1/results.json" 'r["accel"]')
-echo "| figure (median of $runs, $accel) | seconds |"
+echo "| figure (median of $runs, $accel; range) | seconds |"
 echo "|---|---|"
-echo "| bare boot to is-system-running | $bare |"
-echo "| acceptance test (results.json duration) | $accept |"
-echo "| acceptance test, whole process (image from the warm cache) | $process |"
-echo "| acceptance test, its boot subtest | $boot |"
+echo "| bare boot to is-system-running | $bare ($(spread <"$work/bare.txt")) |"
+echo "| acceptance test (results.json duration) | $accept ($(spread <"$work/accept.txt")) |"
+echo "| acceptance test, whole process (image from the warm cache) | $process ($(spread <"$work/accept-process.txt")) |"
+echo "| acceptance test, its boot subtest | $boot ($(spread <"$work/accept-boot.txt")) |"
 echo "| ratio whole test / bare boot (target ≤ 2) | $(awk "BEGIN { printf \"%.2f\", $accept / $bare }") |"
