@@ -14,7 +14,7 @@
         dosfstools mtools OVMF   # bootable disk.img: its ESP without a mount, UEFI firmware for its boot test
         iproute2 iptables openssh nginx systemd curl openssl procps   # real-tool checks, test clients
         nix ssh-audit chromium   # flake parse check, SSH algorithm audit, the report in headless Chromium
-        postgresql dehydrated pebble   # live service tests; pebble is the tests' ACME CA
+        postgresql certbot pebble      # live service tests; pebble is the tests' ACME CA
         (ejabberd.override { withPgsql = true; })   # Debian: ejabberd + erlang-p1-pgsql
         (python3.withPackages (ps: [ ps.pyyaml ps.slixmpp ]))   # YAML checks, the XMPP test client
       ];

@@ -11,7 +11,7 @@ packages=(
   systemd curl openssl python3 python3-yaml                 # unit verify, client probes, YAML parse
   nix-bin ssh-audit                                         # flake parse check; SSH algorithm audit
   chromium                                                  # the acceptance report renders in headless Chromium
-  postgresql ejabberd erlang-p1-pgsql dehydrated pebble procps  # live service tests (own netns)
+  postgresql ejabberd erlang-p1-pgsql certbot pebble procps  # live service tests (own netns)
   python3-slixmpp                                           # XMPP VM test: XMPP client (pebble above is its ACME CA)
 )
 

@@ -40,7 +40,7 @@ const TOOLS: &[(&str, &str, &str)] = &[
         "ejabberd.withPgsql",
         "fn live_postgresql_ejabberd_and_nginx",
     ),
-    ("dehydrated", "dehydrated", "/usr/bin/dehydrated"),
+    ("certbot", "certbot", "/usr/bin/certbot"),
     ("pebble", "pebble", "/usr/bin/pebble"),
     ("procps", "procps", "pgrep"),
     ("python3-slixmpp", "python3Packages.slixmpp", "slixmpp"),

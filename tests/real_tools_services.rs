@@ -452,38 +452,66 @@ fn dh_group_is_rfc7919_ffdhe4096_and_no_private_key_is_in_the_overlay() {
     }
 }
 
+/// The command of a unit's `key` (e.g. "ExecStart="), continuation lines joined.
+fn unit_command(unit: &str, key: &str) -> String {
+    let joined = unit.replace("\\\n", " ");
+    let line = joined
+        .lines()
+        .find(|l| l.starts_with(key))
+        .unwrap_or_else(|| panic!("no {key} in:\n{unit}"));
+    line[key.len()..]
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The `certbot …` command of hardroot-acme.service.
+fn certbot_command(unit: &str) -> String {
+    unit_command(unit, "ExecStart=")
+}
+
 #[test]
 fn acme_covers_the_domain_and_subdomains_with_p384_and_reloads_services() {
     let b = build("xmpp-server.toml");
-    assert_eq!(
-        b.file("etc/dehydrated/domains.txt").trim(),
-        "example.org conference.example.org upload.example.org proxy.example.org pubsub.example.org"
-    );
-    let conf = directives(&b.file("etc/dehydrated/conf.d/50-hardroot.sh"));
-    assert!(has(&conf, "KEY_ALGO=\"secp384r1\""), "{conf:?}");
-    assert!(
-        has(
-            &conf,
-            "CA=\"https://acme-v02.api.letsencrypt.org/directory\""
-        ),
-        "{conf:?}"
-    );
-    let hook = b.file("usr/lib/hardroot/dehydrated-hook");
+    let cmd = certbot_command(&b.file("etc/systemd/system/hardroot-acme.service"));
+    for wanted in [
+        "/usr/bin/certbot certonly --non-interactive --agree-tos --keep-until-expiring",
+        "--server https://acme-v02.api.letsencrypt.org/directory",
+        "--webroot --webroot-path /var/lib/hardroot/acme",
+        "--key-type ecdsa --elliptic-curve secp384r1",
+        "--cert-name example.org -d example.org -d conference.example.org -d upload.example.org -d proxy.example.org -d pubsub.example.org --deploy-hook /usr/lib/hardroot/acme-deploy",
+    ] {
+        assert!(cmd.contains(wanted), "{wanted:?} missing from: {cmd}");
+    }
+    let hook = b.file("usr/lib/hardroot/acme-deploy");
     assert!(
         hook.contains("systemctl try-reload-or-restart nginx.service")
             && hook.contains("systemctl try-reload-or-restart ejabberd.service"),
         "{hook}"
     );
+    // nginx serves the challenges from where certbot writes them.
+    let nginx = b.file("etc/nginx/nginx.conf");
+    assert!(
+        nginx.contains(
+            "location /.well-known/acme-challenge/ {\n            root /var/lib/hardroot/acme;"
+        ),
+        "{nginx}"
+    );
+    // Debian's own renewal timer is replaced by hardroot-acme.timer.
+    assert_eq!(
+        std::fs::read_link(b.path("etc/systemd/system/certbot.timer")).unwrap(),
+        Path::new("/dev/null")
+    );
 
     let t = build("xmpp-test.toml");
-    let conf = directives(&t.file("etc/dehydrated/conf.d/50-hardroot.sh"));
+    let unit = t.file("etc/systemd/system/hardroot-acme.service");
     assert!(
-        has(&conf, "CA=\"https://192.168.77.20:14000/dir\""),
-        "{conf:?}"
+        certbot_command(&unit).contains("--server https://192.168.77.20:14000/dir"),
+        "{unit}"
     );
     assert!(
-        t.file("etc/systemd/system/hardroot-acme.service")
-            .contains("Environment=CURL_CA_BUNDLE=/etc/hardroot/tls/pebble-ca.pem")
+        unit.contains("Environment=REQUESTS_CA_BUNDLE=/etc/hardroot/tls/pebble-ca.pem"),
+        "{unit}"
     );
 
     let unit = b.file("etc/systemd/system/hardroot-tls-selfsigned.service");
@@ -1115,12 +1143,12 @@ fn exposure_options_move_binds_and_rows_together() {
 /// In a network and mount namespace of its own: the domain's names resolve to
 /// loopback through a private /etc/hosts, pebble (with a CA made here) runs on
 /// the address the test profile names, and the rendered nginx answers the
-/// http-01 challenges for the rendered dehydrated settings and hook.
+/// http-01 challenges for certbot run as hardroot-acme.service runs it.
 const ACME: &str = r#"
 set -eu
 O=$OVERLAY
 R=$W/results
-mkdir -p $R $W/ca $W/tls $W/nginx $W/challenges $W/dehydrated/conf.d $W/dehydrated/base
+mkdir -p $R $W/ca $W/tls $W/nginx
 cleanup() {
     nginx -c $W/nginx/nginx.conf -s stop 2>/dev/null || true
     [ -f $W/pebble.pid ] && kill "$(cat $W/pebble.pid)" 2>/dev/null || true
@@ -1155,29 +1183,30 @@ sed "s#/usr/lib/hardroot/tls-install#sh $W/tls-install#" $O/usr/lib/hardroot/tls
 cp $O/etc/hardroot/tls/ffdhe4096.pem $W/tls/
 openssl x509 -in $W/tls/fullchain.pem -noout -issuer > $R/issuer-before.txt
 sed -e "s#/etc/hardroot/tls/#$W/tls/#g" -e "s#/var/log/nginx/#$W/nginx/#g" -e "s#/run/nginx.pid#$W/nginx/nginx.pid#" \
-    -e "s#/var/lib/dehydrated/acme-challenges/#$W/challenges/#" $O/etc/nginx/nginx.conf > $W/nginx/nginx.conf
+    -e "s#root /var/lib/hardroot/acme;#root $W/webroot;#" $O/etc/nginx/nginx.conf > $W/nginx/nginx.conf
 nginx -c $W/nginx/nginx.conf
 
-# dehydrated with the rendered settings, hook and domains; systemctl is logged.
-sed -e "s#/var/lib/dehydrated/acme-challenges#$W/challenges#" -e "s#/usr/lib/hardroot/dehydrated-hook#$W/hook#" \
-    $O/etc/dehydrated/conf.d/50-hardroot.sh > $W/dehydrated/conf.d/50-hardroot.sh
+# The rendered deploy hook with its paths in $W; systemctl is logged.
 sed -e "s#/usr/lib/hardroot/tls-install#sh $W/tls-install#" -e "s#/etc/hardroot/tls/#$W/tls/#g" \
-    -e "s#systemctl try-reload-or-restart#echo >> $R/reloads.txt#" $O/usr/lib/hardroot/dehydrated-hook > $W/hook
+    -e "s#/etc/letsencrypt/#$W/le/config/#" \
+    -e "s#systemctl try-reload-or-restart#echo >> $R/reloads.txt#" $O/usr/lib/hardroot/acme-deploy > $W/hook
 chmod 755 $W/hook
-cp $O/etc/dehydrated/domains.txt $W/dehydrated/domains.txt
-cat > $W/dehydrated/config <<CONF
-BASEDIR=$W/dehydrated/base
-DOMAINS_TXT=$W/dehydrated/domains.txt
-CONFIG_D=$W/dehydrated/conf.d
-CONF
-export CURL_CA_BUNDLE=$W/ca/pebble-chain.pem
-cp $W/ca/ca.pem $CURL_CA_BUNDLE
-i=0; until curl -s -o /dev/null https://$ACME_IP:14000/dir; do i=$((i+1)); [ $i -lt 50 ] || exit 1; sleep 0.2; done
-D="dehydrated --config $W/dehydrated/config"
-# As hardroot-acme.service runs it (the test checks the unit's ExecStart).
-$D --cron --accept-terms > $R/cron-1.txt 2>&1
+touch $R/reloads.txt
+# The unit's certbot command (the test took it from ExecStart=), with certbot's
+# state, the webroot and the hook moved into $W.
+C=$(printf '%s' "$CERTBOT" | sed -e "s#--webroot-path /var/lib/hardroot/acme#--webroot-path $W/webroot#" \
+    -e "s#--deploy-hook /usr/lib/hardroot/acme-deploy#--deploy-hook $W/hook#")
+C="$C --config-dir $W/le/config --work-dir $W/le/work --logs-dir $W/le/logs"
+# ExecStartPre: the webroot (nginx above already serves it).
+$(printf '%s' "$PRE" | sed "s#/var/lib/hardroot/acme#$W/webroot#")
+export REQUESTS_CA_BUNDLE=$W/ca/ca.pem
+i=0; until curl -s -o /dev/null --cacert $W/ca/ca.pem https://$ACME_IP:14000/dir; do i=$((i+1)); [ $i -lt 50 ] || exit 1; sleep 0.2; done
+# ExecStart, then ExecStartPost (the hook without RENEWED_LINEAGE), twice.
+$C > $R/run-1.txt 2>&1
+$W/hook
 cp $R/reloads.txt $R/reloads-1.txt
-$D --cron --accept-terms > $R/cron-2.txt 2>&1
+$C > $R/run-2.txt 2>&1
+$W/hook
 cp $R/reloads.txt $R/reloads-2.txt
 openssl x509 -in $W/tls/fullchain.pem -noout -issuer > $R/issuer-after.txt
 openssl x509 -in $W/tls/fullchain.pem -noout -text > $R/cert.txt
@@ -1186,6 +1215,14 @@ stat -c '%a' $W/tls/privkey.pem $W/tls/fullchain.pem $W/tls/combined.pem > $R/mo
 nginx -c $W/nginx/nginx.conf -s reload
 sleep 1
 echo | openssl s_client -connect 127.0.0.1:443 -servername example.org 2>/dev/null | openssl x509 -noout -issuer > $R/served-issuer.txt
+# The installed files removed and the fallback back (a first boot again): the
+# unit's next run puts certbot's certificate back without a new issuance.
+rm $W/tls/fullchain.pem
+sed "s#/usr/lib/hardroot/tls-install#sh $W/tls-install#" $O/usr/lib/hardroot/tls-selfsigned | sh > /dev/null
+$C > $R/run-3.txt 2>&1
+$W/hook
+cp $R/reloads.txt $R/reloads-3.txt
+openssl x509 -in $W/tls/fullchain.pem -noout -issuer > $R/issuer-restored.txt
 "#;
 
 #[test]
@@ -1198,7 +1235,7 @@ fn live_acme_with_pebble_replaces_the_fallback_and_reloads() {
     );
     let missing: Vec<&str> = [
         "/usr/bin/pebble",
-        "/usr/bin/dehydrated",
+        "/usr/bin/certbot",
         "/usr/sbin/nginx",
         "/usr/bin/curl",
     ]
@@ -1207,22 +1244,20 @@ fn live_acme_with_pebble_replaces_the_fallback_and_reloads() {
     .collect();
     assert!(
         missing.is_empty(),
-        "missing {missing:?}: install pebble dehydrated nginx curl (scripts/deps.sh)"
+        "missing {missing:?}: install pebble certbot nginx curl (scripts/deps.sh)"
     );
 
     let b = build("xmpp-test.toml");
-    let names = b.file("etc/dehydrated/domains.txt");
-    // The script below runs dehydrated exactly as the unit does.
+    // The script below runs certbot exactly as the unit does.
     let unit = b.file("etc/systemd/system/hardroot-acme.service");
-    let exec: Vec<&str> = unit
-        .lines()
-        .filter(|l| l.starts_with("ExecStart="))
+    let certbot = certbot_command(&unit);
+    let words: Vec<&str> = certbot.split(' ').collect();
+    let names: Vec<&str> = words
+        .windows(2)
+        .filter(|w| w[0] == "-d")
+        .map(|w| w[1])
         .collect();
-    assert_eq!(
-        exec,
-        ["ExecStart=/usr/bin/dehydrated --cron --accept-terms"],
-        "{unit}"
-    );
+    assert_eq!(names.len(), 5, "{certbot}");
     let w = tempfile::tempdir().unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(w.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -1231,7 +1266,9 @@ fn live_acme_with_pebble_replaces_the_fallback_and_reloads() {
         .env("W", w.path())
         .env("OVERLAY", b.out.join("overlay"))
         .env("ACME_IP", "192.168.77.20")
-        .env("NAMES", names.trim())
+        .env("NAMES", names.join(" "))
+        .env("CERTBOT", &certbot)
+        .env("PRE", unit_command(&unit, "ExecStartPre="))
         .output()
         .unwrap();
     let res =
@@ -1239,10 +1276,10 @@ fn live_acme_with_pebble_replaces_the_fallback_and_reloads() {
     let pebble = std::fs::read_to_string(w.path().join("pebble.log")).unwrap_or_default();
     assert!(
         o.status.success(),
-        "ACME run failed:\n{}\n{}\ncron:\n{}\npebble:\n{pebble}",
+        "ACME run failed:\n{}\n{}\ncertbot:\n{}\npebble:\n{pebble}",
         text(&o.stdout),
         text(&o.stderr),
-        res("cron-1.txt")
+        res("run-1.txt")
     );
 
     assert!(
@@ -1262,19 +1299,36 @@ fn live_acme_with_pebble_replaces_the_fallback_and_reloads() {
     );
     let cert = res("cert.txt");
     assert!(cert.contains("NIST CURVE: P-384"), "{cert}");
-    for name in names.split_whitespace() {
+    for name in &names {
         assert!(
             cert.contains(&format!("DNS:{name}")),
             "{name} missing:\n{cert}"
         );
     }
     assert_eq!(res("modes.txt"), "600\n644\n640\n");
+    // The deploy hook installed and reloaded once; ExecStartPost found it done.
     assert_eq!(res("reloads-1.txt"), "nginx.service\nejabberd.service\n");
     // The second run renews nothing and reloads nothing.
     assert!(
-        res("cron-2.txt").contains("Skipping renew"),
+        res("run-2.txt").contains("not yet due for renewal"),
         "{}",
-        res("cron-2.txt")
+        res("run-2.txt")
     );
     assert_eq!(res("reloads-2.txt"), res("reloads-1.txt"));
+    // After the fallback replaced it, the third run put certbot's certificate
+    // back (and reloaded) without asking the CA for a new one.
+    assert!(
+        res("run-3.txt").contains("not yet due for renewal"),
+        "{}",
+        res("run-3.txt")
+    );
+    assert!(
+        res("issuer-restored.txt").contains("Pebble"),
+        "{}",
+        res("issuer-restored.txt")
+    );
+    assert_eq!(
+        res("reloads-3.txt"),
+        "nginx.service\nejabberd.service\n".repeat(2)
+    );
 }
