@@ -756,6 +756,11 @@ echo "exec ejabberdctl --config-dir $W/ej/conf --ctl-config $W/ej/conf/ejabberdc
 sh $W/ejctl start
 sh $W/ejctl started
 sh $W/ejctl register alice example.org alice-pw-1 > $R/register.txt
+# The unit's ExecReload as systemd runs it: as ejabberd, HOME its home (the cookie);
+# then the same with a function the node lacks, which must fail the reload.
+reload() { runuser -u ejabberd -- env HOME=$(getent passwd ejabberd | cut -d: -f6) sh -c "$1" 2>&1 && echo reloaded || echo failed; }
+reload "$RELOAD" > $R/reload.txt
+reload "$(printf '%s' "$RELOAD" | sed 's/reload_config/no_such_command/')" > $R/reload-bad.txt
 # A client over STARTTLS: admin names cannot be claimed, others register and log in (SCRAM).
 xmpp() { python3 $W/xmppc.py 127.0.0.1 5222 example.org "$@" 2>&1 || true; }
 xmpp register admin admin-pw-1 > $R/inband-admin.txt
@@ -899,6 +904,12 @@ fn live_postgresql_ejabberd_and_nginx_in_a_network_namespace() {
     );
 
     let b = build("xmpp-test.toml");
+    // systemd turns `$$` into `$` before the shell sees the command.
+    let reload = unit_command(
+        &b.file("etc/systemd/system/ejabberd.service"),
+        "ExecReload=",
+    )
+    .replace("$$", "$");
     let w = tempfile::tempdir().unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(w.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -908,6 +919,7 @@ fn live_postgresql_ejabberd_and_nginx_in_a_network_namespace() {
         .env("W", w.path())
         .env("OVERLAY", b.out.join("overlay"))
         .env("INTERNAL", "192.168.77.10")
+        .env("RELOAD", &reload)
         .output()
         .unwrap();
     let res =
@@ -918,6 +930,15 @@ fn live_postgresql_ejabberd_and_nginx_in_a_network_namespace() {
         "live run failed:\n{}\n{}\nejabberd.log:\n{log}",
         text(&o.stdout),
         text(&o.stderr)
+    );
+
+    // ejabberd's reload asks the running node (erl_call) and fails unless it says ok.
+    assert_eq!(res("reload.txt"), "reloaded\n", "ExecReload={reload}");
+    assert!(
+        res("reload-bad.txt").starts_with("ejabberd reload_config: ")
+            && res("reload-bad.txt").ends_with("failed\n"),
+        "{}",
+        res("reload-bad.txt")
     );
 
     // PostgreSQL: the role has no powers beyond its rows; idempotent; no secret in the log.
