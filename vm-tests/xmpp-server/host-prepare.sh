@@ -7,7 +7,8 @@
 #   units             "enable|mask|disable UNIT" from the build's manifest.json
 #   guest-check.sh    the in-guest checks
 #   udp-counted.sh    the firewall counters check after the UDP probes
-#   register-accounts.sh  registers the accounts in ejabberd, as a unit of its own
+#   register-accounts.sh  registers the accounts in the running ejabberd (erl_call)
+#   guest-facts.sh    the facts the report shows (boot timing, sshd -T, sysctls, rules)
 # Nothing secret is ever in the repository: every key and password is made here, per run.
 set -euo pipefail
 out=$1
@@ -39,4 +40,4 @@ for kind in ("mask", "disable"):
     for u in units.get(kind, []):
         print(kind, u)
 PY
-cp "$here/guest-check.sh" "$here/udp-counted.sh" "$here/register-accounts.sh" "$out/to-guest/"
+cp "$here/guest-check.sh" "$here/guest-facts.sh" "$here/udp-counted.sh" "$here/register-accounts.sh" "$out/to-guest/"
