@@ -199,7 +199,7 @@ check_sshd() {
 # ---- PostgreSQL ---------------------------------------------------------------------------
 pg() { runuser -u postgres -- psql -X -A -t -q -d postgres -c "$1"; }
 
-check_postgresql() {
+check_postgresql_logins() {
 	local pwfile=/etc/ejabberd/sql-password.yml pw
 	pw=$(sed -n 's/^sql_password: "\(.*\)"$/\1/p' "$pwfile" 2>/dev/null)
 	[ -n "$pw" ] || fail "no password in $pwfile"
@@ -213,6 +213,10 @@ check_postgresql() {
 		sh -c "! PGPASSWORD='$pw' PGCONNECT_TIMEOUT=3 psql -X -h $(hostname -I | awk '{print $1}') -U ejabberd -d ejabberd -c 'select 1'"
 	check "no login over the Unix socket for the ejabberd OS user" \
 		sh -c "! runuser -u ejabberd -- psql -X -d ejabberd -c 'select 1'"
+}
+
+# The server's settings, apart from the logins above so that both run at once.
+check_postgresql_settings() {
 	# One psql for all facts: every process start is slow under TCG.
 	local facts enc scram attrs hba_bad hba_remote listen
 	facts=$(pg "SELECT current_setting('password_encryption'),
@@ -265,14 +269,14 @@ check_tls_files() {
 # The sections run side by side: each mostly waits for process starts, which
 # TCG makes slow, and the guest has two vCPUs. Each section's output (and its
 # time: the test's figures) is printed in order once all are done.
-sections=(units sockets firewall sshd postgresql sysctl crowdsec tls_files)
+sections=(units sockets firewall sshd postgresql_logins postgresql_settings sysctl crowdsec tls_files)
 work=$(mktemp -d)
 for section in "${sections[@]}"; do
 	(
 		failures=()
 		t0=$(date +%s.%N)
 		"check_$section"
-		awk -v s="$section" -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "time  %-11s %.1f s\n", s, b - a }'
+		awk -v s="$section" -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "time  %-19s %.1f s\n", s, b - a }'
 		[ ${#failures[@]} -eq 0 ] || printf '%s\0' "${failures[@]}" >"$work/$section.failures"
 	) >"$work/$section.log" 2>&1 &
 done

@@ -1,7 +1,7 @@
 #!/bin/bash
 # In the guest: the facts the acceptance report shows (docs/testing.md, "What
 # the report reads"), written to DIR. test.rhai runs this as a unit of its own
-# while the clients probe the server, and copies DIR out afterwards.
+# while the first checks run, and copies DIR out afterwards.
 #   guest-facts.sh DIR
 set -euo pipefail
 mkdir -p "$1"
