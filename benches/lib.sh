@@ -6,7 +6,7 @@ now() { date +%s.%N; }
 secs() { awk "BEGIN { printf \"%.1f\", $2 - $1 }"; }
 # Of the numbers on stdin, one a line (blank lines skipped):
 median() { sort -n | awk 'NF { v[++n] = $1 } END { m = (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2; printf "%.1f", m }'; }
-spread() { sort -n | awk 'NF { v[++n] = $1 } END { printf "%s-%s", v[1], v[n] }'; }
+spread() { sort -n | awk 'NF { v[++n] = $1 } END { printf "%.1f-%.1f", v[1], v[n] }'; }
 # record FILE T0 T1: append the seconds between two `now`s to FILE.
 record() { secs "$2" "$3" >>"$1"; echo >>"$1"; }
 
