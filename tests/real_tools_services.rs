@@ -1303,28 +1303,28 @@ fn live_acme_with_pebble_replaces_the_fallback_and_reloads() {
         res("run-1.txt")
     );
 
-    let has = |file: &str, wanted: &str| {
+    let shows = |file: &str, wanted: &str| {
         let got = res(file);
         assert!(got.contains(wanted), "{file} lacks {wanted:?}:\n{got}");
     };
-    has("issuer-before.txt", "CN = example.org");
-    has("issuer-after.txt", "Pebble");
+    shows("issuer-before.txt", "CN = example.org");
+    shows("issuer-after.txt", "Pebble");
     // nginx serves the new certificate after the hook's reload.
-    has("served-issuer.txt", "Pebble");
-    has("cert.txt", "NIST CURVE: P-384");
+    shows("served-issuer.txt", "Pebble");
+    shows("cert.txt", "NIST CURVE: P-384");
     for name in &names {
-        has("cert.txt", &format!("DNS:{name}"));
+        shows("cert.txt", &format!("DNS:{name}"));
     }
     assert_eq!(res("modes.txt"), "600\n644\n640\n");
     // The deploy hook installed and reloaded once; ExecStartPost found it done.
     assert_eq!(res("reloads-1.txt"), "nginx.service\nejabberd.service\n");
     // The second run renews nothing and reloads nothing.
-    has("run-2.txt", "not yet due for renewal");
+    shows("run-2.txt", "not yet due for renewal");
     assert_eq!(res("reloads-2.txt"), res("reloads-1.txt"));
     // After the fallback replaced it, the third run put certbot's certificate
     // back (and reloaded) without asking the CA for a new one.
-    has("run-3.txt", "not yet due for renewal");
-    has("issuer-restored.txt", "Pebble");
+    shows("run-3.txt", "not yet due for renewal");
+    shows("issuer-restored.txt", "Pebble");
     assert_eq!(
         res("reloads-3.txt"),
         "nginx.service\nejabberd.service\n".repeat(2)
