@@ -1164,6 +1164,13 @@ fn crowdsec_stays_offline_and_keeps_no_secret() {
     ] {
         assert!(acquis.contains(want), "acquis.yaml lacks {want}");
     }
+    // Every file source watches its folder: ejabberd creates its log only
+    // after crowdsec has started on the first boot.
+    assert_eq!(
+        acquis.matches("filenames:").count(),
+        acquis.matches("force_inotify: true").count(),
+        "{acquis}"
+    );
     // The local API listens: it must be in the exposure table, on loopback.
     assert!(
         b.listeners()
@@ -1476,6 +1483,8 @@ lapi=$!
 for i in $(seq 600); do ss -tlnH | grep -q '127.0.0.1:8080 ' && break; sleep 0.1; done
 echo "--- ejabberd failure"
 cscli explain --type ejabberd --log '2024-05-01 12:00:00.123456+00:00 [warning] <0.612.0>@ejabberd_c2s:handle_auth_failure/4:443 (tls|<0.611.0>) Failed c2s PLAIN authentication for alice@example.org from ::ffff:203.0.113.5: Invalid username or password' 2>&1
+echo "--- ejabberd blocked"
+cscli explain --type ejabberd --log '2024-05-01 12:00:02.000000+00:00 [warning] <0.613.0>@mod_fail2ban:log_and_disconnect/3:223 Connection attempt from blacklisted IP ::ffff:203.0.113.5: Too many (5) failed authentications from this IP address (::ffff:203.0.113.5). The address will be unblocked at 18:00:02 01.05.2024 UTC' 2>&1
 echo "--- ejabberd success"
 cscli explain --type ejabberd --log '2024-05-01 12:00:01.000000+00:00 [info] <0.612.0>@ejabberd_c2s:handle_auth_success/4:427 (tls|<0.611.0>) Accepted c2s PLAIN authentication for alice@example.org by sql backend from ::ffff:203.0.113.5' 2>&1
 echo "--- sshd"
@@ -1540,6 +1549,14 @@ fn crowdsec_first_boot_registers_and_parses_for_real() {
     assert!(
         fail.contains("🟢 hardroot/ejabberd-logs") && fail.contains("🟢 hardroot/ejabberd-bf"),
         "ejabberd failure not detected:\n{fail}"
+    );
+    // An address ejabberd's mod_fail2ban refuses keeps counting: it can no
+    // longer fail a login, so this is how it reaches the firewall ban.
+    let blocked = section("ejabberd blocked");
+    assert!(
+        blocked.contains("🟢 hardroot/ejabberd-logs")
+            && blocked.contains("🟢 hardroot/ejabberd-bf"),
+        "a connection refused by mod_fail2ban not counted:\n{blocked}"
     );
     let ok = section("ejabberd success");
     assert!(
