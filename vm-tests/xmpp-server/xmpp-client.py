@@ -1,12 +1,19 @@
 #!/usr/bin/python3
-"""Two XMPP clients log in over STARTTLS (SCRAM) and exchange a message.
+"""Two XMPP clients log in over STARTTLS (SCRAM) and exchange a message; or
+a password guesser.
 
   xmpp-client.py SERVER_IP DOMAIN CA_FILE ACCOUNTS_FILE
+  xmpp-client.py --guess N SERVER_IP DOMAIN CA_FILE
 
 ACCOUNTS_FILE holds two lines "user password" (made by the test at run
 time). The server is reached by address, with DOMAIN as the XMPP host and the
 TLS name: nothing is resolved. The certificate must verify against CA_FILE.
 Exit 0 when the second account received the first one's message.
+
+--guess: N connections, one after the other, each trying a made-up account
+and password, as a guesser would. Prints how each ended; exit 0 when every
+one was refused (a failed login, or the server closing the stream because
+the address is blocked) and the last ones by the block.
 """
 import asyncio
 import logging
@@ -36,6 +43,13 @@ class Client(slixmpp.ClientXMPP):
         self.add_event_handler("tls_success", lambda _: self.facts.update(tls=True))
         self.add_event_handler("auth_success", lambda _: self.facts.update(sasl=self.plugin["feature_mechanisms"].mech.name))
         self.add_event_handler("message", lambda m: self.inbox.put_nowait(m))
+
+    def connect(self, *args, **kwargs):
+        result = super().connect(*args, **kwargs)
+        # slixmpp takes any address that is not IPv4 for the domain, which
+        # would make an IPv6 literal the TLS name: keep ours.
+        self.default_domain = self.boundjid.domain
+        return result
 
     async def get_dns_records(self, domain, port=None):
         # Connect by address; the domain stays the TLS and XMPP name.
@@ -73,11 +87,38 @@ async def run(server_ip, domain, ca_file, accounts):
         c.disconnect()
 
 
+async def guess(server_ip, domain, ca_file, n):
+    outcomes = []
+    for i in range(n):
+        c = Client(f"guess-{secrets.token_hex(4)}@{domain}", secrets.token_hex(8), server_ip, ca_file)
+        c.add_event_handler("stream_error", lambda e, c=c: c.fail(f"stream closed: {e['condition']}: {e['text']}"))
+        c.add_event_handler("disconnected", lambda _, c=c: c.fail("disconnected"))
+        c.connect(address=(server_ip, 5222), force_starttls=True)
+        try:
+            await asyncio.wait_for(c.ready, TIMEOUT)
+            outcome = "logged in"
+        except RuntimeError as e:
+            outcome = str(e)
+        await asyncio.wait_for(c.disconnect(), TIMEOUT)
+        print(f"guess {i + 1}: {outcome}", flush=True)
+        outcomes.append(outcome)
+    refused = [o for o in outcomes if "authentication failed" in o or "policy-violation" in o]
+    if len(refused) != n or "policy-violation" not in outcomes[-1]:
+        raise RuntimeError(f"expected {n} refusals, the last by the address block: {outcomes}")
+
+
 def main(argv):
+    logging.basicConfig(level=logging.WARNING)
+    if len(argv) == 6 and argv[1] == "--guess" and argv[2].isdigit():
+        try:
+            asyncio.get_event_loop().run_until_complete(guess(argv[3], argv[4], argv[5], int(argv[2])))
+        except (RuntimeError, asyncio.TimeoutError) as e:
+            print(f"guessing: {e or 'timed out after %d s' % TIMEOUT}", file=sys.stderr)
+            sys.exit(1)
+        return
     if len(argv) != 5:
         print(__doc__, file=sys.stderr)
         sys.exit(2)
-    logging.basicConfig(level=logging.WARNING)
     with open(argv[4], encoding="utf-8") as f:
         accounts = [tuple(line.split()) for line in f if line.strip()]
     if len(accounts) != 2 or any(len(a) != 2 for a in accounts):
