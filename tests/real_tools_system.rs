@@ -1454,9 +1454,10 @@ fn find_deb(prefix: &str) -> Option<PathBuf> {
 }
 
 /// First boot, simulated in private namespaces: the package files and the
-/// overlay laid over the host's /etc and /usr, /var/lib and /var/log written
-/// to a scratch layer. Then the rendered registration script runs, crowdsec
-/// and the bouncer check their configuration, a local API starts on
+/// overlay laid over the host's /etc and /usr, the overlay's /var/lib over
+/// the host's; /var/lib and /var/log written to a scratch layer. Then the
+/// rendered registration script runs, crowdsec and the bouncer check their
+/// configuration (crowdsec finds every data file), a local API starts on
 /// 127.0.0.1 inside the namespace and `cscli explain` runs sample log lines
 /// through the parsers and scenarios.
 const CROWDSEC_FIRST_BOOT: &str = r#"
@@ -1464,7 +1465,7 @@ D=$1; B=$2; O=$3; T=$4
 mkdir -p $T/u/etc $T/w/etc $T/u/varlib $T/w/varlib $T/u/varlog $T/w/varlog
 mount -t overlay overlay -o lowerdir=$O/etc:$D/etc:$B/etc:/etc,upperdir=$T/u/etc,workdir=$T/w/etc /etc
 mount -t overlay overlay -o lowerdir=$O/usr:$D/usr:$B/usr:/usr /usr
-mount -t overlay overlay -o lowerdir=/var/lib,upperdir=$T/u/varlib,workdir=$T/w/varlib /var/lib
+mount -t overlay overlay -o lowerdir=$O/var/lib:/var/lib,upperdir=$T/u/varlib,workdir=$T/w/varlib /var/lib
 mount -t overlay overlay -o lowerdir=/var/log,upperdir=$T/u/varlog,workdir=$T/w/varlog /var/log
 ip link set lo up
 # What the package's postinst leaves: the offline hub and its data files.
@@ -1477,6 +1478,9 @@ bash /usr/lib/hardroot/crowdsec-register
 echo "creds: $(grep -c '^password: ' /etc/crowdsec/local_api_credentials.yaml) $(grep -c '^api_key: ' /etc/crowdsec/bouncers/crowdsec-firewall-bouncer.yaml.local)"
 echo "modes: $(stat -c %a /etc/crowdsec/local_api_credentials.yaml /etc/crowdsec/bouncers/crowdsec-firewall-bouncer.yaml.local | tr '\n' ' ')"
 crowdsec -c /etc/crowdsec/config.yaml -t >/dev/null 2>&1 && echo "crowdsec -t ok"
+# A scenario whose data file is missing still passes -t, disabled; only the
+# log file (config.yaml's log_dir, here on the scratch layer) says so.
+echo "missing data files: $(grep -c 'unable to init data' /var/log/crowdsec.log)"
 crowdsec-firewall-bouncer -c /etc/crowdsec/bouncers/crowdsec-firewall-bouncer.yaml -t >/dev/null 2>&1 && echo "bouncer -t ok"
 crowdsec -c /etc/crowdsec/config.yaml -no-cs >/dev/null 2>&1 &
 lapi=$!
@@ -1534,6 +1538,7 @@ fn crowdsec_first_boot_registers_and_parses_for_real() {
         "creds: 1 1",
         "modes: 600 600",
         "crowdsec -t ok",
+        "missing data files: 0",
         "bouncer -t ok",
     ] {
         assert!(out.contains(want), "missing `{want}`:\n{all}");

@@ -260,7 +260,7 @@ check_crowdsec() {
 	check "the bouncer's chain is hooked into INPUT (v4)" sh -c "iptables -S INPUT | grep -qi crowdsec"
 	check "the bouncer's chain is hooked into INPUT (v6)" sh -c "ip6tables -S INPUT | grep -qi crowdsec"
 	# A parser or scenario whose data file is missing is skipped with only this line to say so.
-	check "crowdsec found every data file its parsers and scenarios use" sh -c "! grep 'unable to init data' /var/log/crowdsec.log"
+	check "crowdsec found every data file its parsers and scenarios use" sh -c "test -s /var/log/crowdsec.log && ! grep -q 'unable to init data' /var/log/crowdsec.log"
 	check "no CrowdSec central API credentials (offline)" sh -c "! grep -qs '^url:' /etc/crowdsec/online_api_credentials.yaml"
 }
 
