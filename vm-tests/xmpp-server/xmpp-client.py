@@ -10,10 +10,11 @@ time). The server is reached by address, with DOMAIN as the XMPP host and the
 TLS name: nothing is resolved. The certificate must verify against CA_FILE.
 Exit 0 when the second account received the first one's message.
 
---guess: N connections, one after the other, each trying a made-up account
-and password, as a guesser would. Prints how each ended; exit 0 when every
-one was refused (a failed login, or the server closing the stream because
-the address is blocked) and the last ones by the block.
+--guess: up to N connections, one after the other, each trying a made-up
+account and password, as a guesser would. Prints how each ended; exit 0
+when every one was refused (a failed login, the server closing the stream
+because the address is blocked, or no answer at all: a firewall ban, after
+which it stops).
 """
 import asyncio
 import logging
@@ -23,15 +24,14 @@ import sys
 import slixmpp
 
 TIMEOUT = 60
+# A guess the firewall drops gets no answer at all.
+GUESS_TIMEOUT = 15
 
 
 class Client(slixmpp.ClientXMPP):
     def __init__(self, jid, password, server_ip, ca_file):
         super().__init__(jid, password)
         self.server_ip = server_ip
-        # The TLS name and the name get_dns_records is asked for (connect()
-        # leaves it empty when given an address).
-        self.default_domain = self.boundjid.domain
         self.ca_certs = ca_file
         self.ready = asyncio.get_event_loop().create_future()
         self.inbox = asyncio.Queue()
@@ -44,15 +44,11 @@ class Client(slixmpp.ClientXMPP):
         self.add_event_handler("auth_success", lambda _: self.facts.update(sasl=self.plugin["feature_mechanisms"].mech.name))
         self.add_event_handler("message", lambda m: self.inbox.put_nowait(m))
 
-    def connect(self, *args, **kwargs):
-        result = super().connect(*args, **kwargs)
-        # slixmpp takes any address that is not IPv4 for the domain, which
-        # would make an IPv6 literal the TLS name: keep ours.
-        self.default_domain = self.boundjid.domain
-        return result
-
     async def get_dns_records(self, domain, port=None):
-        # Connect by address; the domain stays the TLS and XMPP name.
+        # connect() without an address looks the domain up here: the answer
+        # is the server's address (IPv4 or IPv6) and the domain stays the
+        # TLS and XMPP name. (Given an address that is not IPv4, slixmpp
+        # would make the address the TLS name.)
         return [(domain, self.server_ip, port or 5222)]
 
     def fail(self, why):
@@ -70,7 +66,7 @@ async def run(server_ip, domain, ca_file, accounts):
     a = Client(f"{u1}@{domain}", p1, server_ip, ca_file)
     b = Client(f"{u2}@{domain}", p2, server_ip, ca_file)
     for c in (a, b):
-        c.connect(address=(server_ip, 5222), force_starttls=True)
+        c.connect(force_starttls=True)
     await asyncio.wait_for(asyncio.gather(a.ready, b.ready), TIMEOUT)
     for c in (a, b):
         print(f"{c.boundjid.full}: logged in, STARTTLS {c.facts.get('tls')}, SASL {c.facts.get('sasl')}")
@@ -91,30 +87,43 @@ async def guess(server_ip, domain, ca_file, n):
     outcomes = []
     for i in range(n):
         c = Client(f"guess-{secrets.token_hex(4)}@{domain}", secrets.token_hex(8), server_ip, ca_file)
-        c.add_event_handler("stream_error", lambda e, c=c: c.fail(f"stream closed: {e['condition']}: {e['text']}"))
+        c.add_event_handler("stream_error", lambda e, c=c: c.fail(f"blocked: {e['condition']}: {e['text']}"))
         c.add_event_handler("disconnected", lambda _, c=c: c.fail("disconnected"))
-        c.connect(address=(server_ip, 5222), force_starttls=True)
+        c.connect(force_starttls=True)
         try:
-            await asyncio.wait_for(c.ready, TIMEOUT)
+            await asyncio.wait_for(c.ready, GUESS_TIMEOUT)
             outcome = "logged in"
         except RuntimeError as e:
             outcome = str(e)
+        except asyncio.TimeoutError:
+            outcome = f"dropped: no answer within {GUESS_TIMEOUT} s"
+        c.cancel_connection_attempt()
         await asyncio.wait_for(c.disconnect(), TIMEOUT)
         print(f"guess {i + 1}: {outcome}", flush=True)
         outcomes.append(outcome)
-    refused = [o for o in outcomes if "authentication failed" in o or "policy-violation" in o]
-    if len(refused) != n or "policy-violation" not in outcomes[-1]:
-        raise RuntimeError(f"expected {n} refusals, the last by the address block: {outcomes}")
+        # The firewall ban may come before the last guess: nothing more to try.
+        if outcome.startswith("dropped"):
+            break
+    refused = [o for o in outcomes if "authentication failed" in o or "blocked: policy-violation" in o or o.startswith("dropped")]
+    if len(refused) != len(outcomes):
+        raise RuntimeError(f"expected every guess refused: {outcomes}")
+
+
+def run_or_exit(coroutine, what):
+    try:
+        asyncio.get_event_loop().run_until_complete(coroutine)
+    except (RuntimeError, asyncio.TimeoutError) as e:
+        print(f"{what}: {str(e) or f'timed out after {TIMEOUT} s'}", file=sys.stderr)
+        sys.exit(1)
 
 
 def main(argv):
     logging.basicConfig(level=logging.WARNING)
-    if len(argv) == 6 and argv[1] == "--guess" and argv[2].isdigit():
-        try:
-            asyncio.get_event_loop().run_until_complete(guess(argv[3], argv[4], argv[5], int(argv[2])))
-        except (RuntimeError, asyncio.TimeoutError) as e:
-            print(f"guessing: {e or 'timed out after %d s' % TIMEOUT}", file=sys.stderr)
-            sys.exit(1)
+    if argv[1:2] == ["--guess"]:
+        if len(argv) != 6 or not argv[2].isdigit() or int(argv[2]) < 1:
+            print(__doc__, file=sys.stderr)
+            sys.exit(2)
+        run_or_exit(guess(argv[3], argv[4], argv[5], int(argv[2])), "guessing")
         return
     if len(argv) != 5:
         print(__doc__, file=sys.stderr)
@@ -124,11 +133,7 @@ def main(argv):
     if len(accounts) != 2 or any(len(a) != 2 for a in accounts):
         print(f"{argv[4]}: expected two lines 'user password'", file=sys.stderr)
         sys.exit(2)
-    try:
-        asyncio.get_event_loop().run_until_complete(run(argv[1], argv[2], argv[3], accounts))
-    except (RuntimeError, asyncio.TimeoutError) as e:
-        print(f"XMPP exchange failed: {e or 'timed out after %d s' % TIMEOUT}", file=sys.stderr)
-        sys.exit(1)
+    run_or_exit(run(argv[1], argv[2], argv[3], accounts), "XMPP exchange failed")
 
 
 if __name__ == "__main__":
