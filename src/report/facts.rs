@@ -256,9 +256,10 @@ mod tests {
              192.168.77.10:5222 STARTTLS TLSv1.2: accepted, ECDHE-ECDSA-AES256-GCM-SHA384\n\
              192.168.77.10:443 TLS 1.2 ciphers accepted: A B\n\
              192.168.77.10:443 TLS 1.3 suites accepted: none\n\
-             192.168.77.10:443 certificate for x verifies against y: yes\n",
+             192.168.77.10:443 certificate for x verifies against y: yes\n\
+             [fd77::10]:5223 TLSv1.1: refused\n",
         );
-        assert_eq!(h.len(), 4);
+        assert_eq!(h.len(), 5);
         assert_eq!(
             (h[0].port, h[0].mode.as_str(), h[0].accepted),
             (5222, "starttls", false)
@@ -270,6 +271,11 @@ mod tests {
         assert_eq!(
             (h[3].version.as_str(), h[3].cipher.as_deref()),
             ("TLSv1.2", Some("B"))
+        );
+        // An IPv6 endpoint, bracketed (--versions-only probes).
+        assert_eq!(
+            (h[4].port, h[4].version.as_str(), h[4].accepted),
+            (5223, "TLSv1.1", false)
         );
     }
 
