@@ -119,6 +119,8 @@ only_on() {
 }
 
 # ---- firewall ---------------------------------------------------------------------------
+firewall_modprobe_ok() { prop hardroot-firewall.service ExecStartPre | grep /sbin/modprobe | grep -q 'code=exited ; status=0 }'; }
+
 check_firewall() {
 	local t rules p
 	for t in iptables ip6tables; do
@@ -150,9 +152,7 @@ $d"
 	ip netns del "$ns"
 	# Its ExecStartPre loads the netfilter modules in one go (errors ignored,
 	# as the kernel loads them on demand too): every name must exist.
-	if prop hardroot-firewall.service ExecStartPre | grep /sbin/modprobe | grep -q 'code=exited ; status=0 }'; then
-		pass "the firewall's modprobe of its netfilter modules succeeded"
-	else fail "the firewall's modprobe of its netfilter modules succeeded"; fi
+	check "the firewall's modprobe of its netfilter modules succeeded" firewall_modprobe_ok
 	# Loaded before networking: the loader finished before networkd started.
 	local fw net
 	fw=$(prop hardroot-firewall.service ExecMainExitTimestampMonotonic)

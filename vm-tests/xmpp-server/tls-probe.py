@@ -22,9 +22,13 @@ TLS13_ALLOWED = {"TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256", "TLS_
 TLS13_ALL = sorted(TLS13_ALLOWED | {"TLS_AES_128_CCM_SHA256", "TLS_AES_128_CCM_8_SHA256"})
 
 
+def endpoint(host, port):
+    """HOST:PORT, an IPv6 address in brackets (as openssl and the report read it)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def s_client(host, port, domain, mode, extra):
-    addr = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    cmd = ["openssl", "s_client", "-connect", addr, "-servername", domain]
+    cmd = ["openssl", "s_client", "-connect", endpoint(host, port), "-servername", domain]
     if mode == "xmpp":
         cmd += ["-starttls", "xmpp", "-xmpphost", domain]
     try:
@@ -71,7 +75,7 @@ def main(argv):
         sys.exit(2)
     host, port, domain, mode, allowed = argv[1], argv[2], argv[3], argv[4], set(argv[5].split(":"))
     ca = argv[6] if len(argv) == 7 else None
-    where = f"{f'[{host}]' if ':' in host else host}:{port}{' STARTTLS' if mode == 'xmpp' else ''}"
+    where = f"{endpoint(host, port)}{' STARTTLS' if mode == 'xmpp' else ''}"
     problems = []
     probe = lambda extra: s_client(host, port, domain, mode, extra)
 
