@@ -240,16 +240,23 @@ check_postgresql_settings() {
 
 # ---- sysctl ---------------------------------------------------------------------------------
 check_sysctl() {
-	local f=/etc/sysctl.d/99-hardening.conf key val live n=0
+	local f=/etc/sysctl.d/99-hardening.conf key val live n=0 bad=0
 	while IFS='=' read -r key val; do
 		case "$key" in '' | '#'*) continue ;; esac
 		key=${key//[[:space:]]/}
 		val=${val//[[:space:]]/}
-		live=$(sysctl -n "$key" 2>&1)
+		# Read from /proc/sys, as `sysctl -n` does, without a process per key.
+		if { read -r live <"/proc/sys/${key//.//}"; } 2>/dev/null; then
+			live=${live//[[:space:]]/}
+		else live="absent from /proc/sys"; fi
 		n=$((n + 1))
-		[ "$live" = "$val" ] || fail "sysctl $key is $live, $f says $val"
+		[ "$live" = "$val" ] || {
+			fail "sysctl $key is $live, $f says $val"
+			bad=$((bad + 1))
+		}
 	done <"$f"
-	[ "$n" -ge 17 ] && pass "$n sysctl values of $f are live" || fail "only $n values in $f (the guide has 17)"
+	[ "$n" -ge 17 ] || fail "only $n values in $f (the guide has 17)"
+	[ "$bad" -gt 0 ] || pass "all $n sysctl values of $f are live"
 }
 
 # ---- CrowdSec, TLS files ------------------------------------------------------------------------
