@@ -16,14 +16,22 @@ profile=profiles/xmpp-test.toml
 test=vm-tests/xmpp-server
 . benches/lib.sh
 field() { python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print($2)" "$1"; }
+# A failed run keeps every run's output and shows the driver's error, not
+# only the serial console's tail that ends vm-test's message.
+failed() {
+  trap - EXIT
+  grep -v '^  │' "$work/$1.log" | tail -n 40 >&2
+  echo "vm bench: run $1 failed; its results and logs are in $work/$1 and $work/$1.log" >&2
+  exit 1
+}
 
 for i in $(seq "$runs"); do
   "$hr" vm-test "$profile" "$test" --script bare-boot.rhai --out "$work/bare-$i" \
-    2>"$work/bare-$i.log" || { tail -n 30 "$work/bare-$i.log" >&2; exit 1; }
+    2>"$work/bare-$i.log" || failed "bare-$i"
   sed -n 's/.*is-system-running ([a-z]*) \([0-9.]*\) s.*/\1/p' "$work/bare-$i.log" >>"$work/bare.txt"
   t0=$(now)
   "$hr" vm-test "$profile" "$test" --out "$work/accept-$i" \
-    2>"$work/accept-$i.log" || { tail -n 30 "$work/accept-$i.log" >&2; exit 1; }
+    2>"$work/accept-$i.log" || failed "accept-$i"
   t1=$(now)
   awk "BEGIN { printf \"%.1f\n\", $t1 - $t0 }" >>"$work/accept-process.txt"
   field "$work/accept-$i/results.json" 'r["duration_s"]' >>"$work/accept.txt"
