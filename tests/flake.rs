@@ -50,16 +50,16 @@ fn read(path: &str) -> String {
     std::fs::read_to_string(repo().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-/// The words of the `packages=( … )` array in scripts/deps.sh.
+/// The packages of the `needs=( "PACKAGE probe…" … )` array in scripts/deps.sh.
 fn deps_packages() -> BTreeSet<String> {
     let text = read("scripts/deps.sh");
     let list = text
-        .split("packages=(")
+        .split("needs=(")
         .nth(1)
         .and_then(|s| s.split("\n)").next())
-        .expect("scripts/deps.sh has packages=( … )");
+        .expect("scripts/deps.sh has needs=( … )");
     list.lines()
-        .flat_map(|l| l.split('#').next().unwrap_or("").split_whitespace())
+        .filter_map(|l| l.split('#').next()?.trim().trim_start_matches('"').split_whitespace().next())
         .map(str::to_string)
         .collect()
 }
