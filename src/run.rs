@@ -4,7 +4,7 @@
 //! copy-on-write layer). Ctrl-C or a poweroff in the guest ends it and cleans up.
 //! `--ssh-key FILE` adds a key to ssh.authorized_keys through a wrapper profile.
 use crate::image::{ImageArgs, ImageOutput};
-use crate::vmtest::qemu::probe_accel;
+use crate::vmtest::qemu::{BootMode, ImageDir, copy_on_write, probe_accel};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
 use std::time::Duration;
@@ -35,6 +35,9 @@ pub struct RunArgs {
     /// ssh.authorized_keys for this run's image only (the profile must import `ssh`)
     #[arg(long, value_name = "FILE")]
     pub ssh_key: Option<PathBuf>,
+    /// Boot rootfs.img with QEMU's -kernel instead of the shipped disk.img through UEFI firmware
+    #[arg(long)]
+    pub direct_kernel: bool,
 }
 
 pub fn run(a: &RunArgs) -> miette::Result<()> {
@@ -52,7 +55,15 @@ pub fn run(a: &RunArgs) -> miette::Result<()> {
         eprintln!("note: {note}");
     }
     let layer = out.join("run-layer.qcow2");
-    copy_on_write(&image, &layer)?;
+    let dir = ImageDir {
+        rootfs: image.rootfs.clone(),
+        kernel: image.kernel.clone(),
+        initrd: image.initrd.clone(),
+        disk: image.disk.clone(),
+        manifest: image.image_manifest.clone(),
+    };
+    let mode = dir.boot_mode(a.direct_kernel);
+    copy_on_write(&dir, mode, &layer).map_err(|e| miette::miette!("{e}"))?;
     let accel = probe_accel(&image.kernel, &out);
     // Ctrl-C on a terminal reaches QEMU too (signal=on) and it quits; a SIGTERM
     // sent to hardroot alone is passed on. Either way the layer is removed.
@@ -62,7 +73,7 @@ pub fn run(a: &RunArgs) -> miette::Result<()> {
         a.ssh_port
     );
     let status = Command::new("qemu-system-x86_64")
-        .args(qemu_args(a, &image, &layer, accel.args()))
+        .args(qemu_args(a, &dir, mode, &layer, accel.args()))
         .spawn()
         .and_then(wait_or_stop);
     let _ = std::fs::remove_file(&layer);
@@ -114,7 +125,7 @@ fn build(a: &RunArgs, out: &Path) -> miette::Result<ImageOutput> {
         cache: a.cache.clone(),
         rebuild_base: false,
         qcow2: false,
-        disk: false,
+        no_disk: a.direct_kernel,
         sources: Vec::new(),
         quiet: false,
         json: false,
@@ -215,28 +226,15 @@ fn ssh_notes(config: &Path) -> Vec<String> {
     notes
 }
 
-fn copy_on_write(image: &ImageOutput, layer: &Path) -> miette::Result<()> {
-    let _ = std::fs::remove_file(layer);
-    let ok = Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
-        .arg(&image.rootfs)
-        .arg(layer)
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if ok {
-        Ok(())
-    } else {
-        Err(miette::miette!(
-            "qemu-img could not create {} (install qemu-utils)",
-            layer.display()
-        ))
-    }
-}
-
-fn qemu_args(a: &RunArgs, image: &ImageOutput, layer: &Path, accel: [&str; 4]) -> Vec<String> {
-    let s = |p: &Path| p.to_string_lossy().into_owned();
+fn qemu_args(
+    a: &RunArgs,
+    image: &ImageDir,
+    mode: BootMode,
+    layer: &Path,
+    accel: [&str; 4],
+) -> Vec<String> {
     let mut v: Vec<String> = accel.iter().map(|x| x.to_string()).collect();
+    v.extend(image.boot_args(mode, layer, "0x4"));
     v.extend(
         [
             "-nodefaults",
@@ -247,14 +245,6 @@ fn qemu_args(a: &RunArgs, image: &ImageOutput, layer: &Path, accel: [&str; 4]) -
             &a.memory.to_string(),
             "-smp",
             &a.cpus.to_string(),
-            "-kernel",
-            &s(&image.kernel),
-            "-initrd",
-            &s(&image.initrd),
-            "-append",
-            "root=/dev/vda rw console=ttyS0",
-            "-drive",
-            &format!("file={},if=virtio,format=qcow2,cache=unsafe", s(layer)),
             // signal=on: Ctrl-C stops QEMU instead of going to the guest.
             "-chardev",
             "stdio,id=con,signal=on",

@@ -59,7 +59,14 @@ fn deps_packages() -> BTreeSet<String> {
         .and_then(|s| s.split("\n)").next())
         .expect("scripts/deps.sh has needs=( … )");
     list.lines()
-        .filter_map(|l| l.split('#').next()?.trim().trim_start_matches('"').split_whitespace().next())
+        .filter_map(|l| {
+            l.split('#')
+                .next()?
+                .trim()
+                .trim_start_matches('"')
+                .split_whitespace()
+                .next()
+        })
         .map(str::to_string)
         .collect()
 }

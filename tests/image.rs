@@ -16,7 +16,7 @@ fn request(build: &Path, out: &Path) -> ImageRequest {
         cache_dir: cache_dir(),
         rebuild_base: false,
         qcow2: false,
-        disk: false,
+        disk: true,
         sources: vec![],
         quiet: false,
     }

@@ -63,6 +63,7 @@ fn args(test: &Path, out: &Path) -> VmTestArgs {
         profile: None,
         test: test.to_path_buf(),
         image: Some(image()),
+        direct_kernel: false,
         out: Some(out.to_path_buf()),
         accel: AccelChoice::Auto,
         module_dirs: Vec::new(),

@@ -26,6 +26,7 @@ const TYPE_ROOT_X86_64: &str = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709";
 const TYPE_VAR: &str = "4D21B016-B534-45C2-A9FB-5C16E091FD2D";
 const TYPE_VAR_TMP: &str = "7EC6F557-3BC5-4ACA-B293-16EF5DF639D1";
 const TYPE_HOME: &str = "933AC7E1-2EB4-4F13-B844-0E14E2AEF915";
+const TYPE_SRV: &str = "3B8F8425-20E0-4F3B-907F-1A25A76F98E8";
 const TYPE_LINUX_DATA: &str = "0FC63DAF-8483-4772-8E79-3D69D8477DE4";
 const TYPE_ESP: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
 /// The EFI system partition's pseudo mount point (it is not in /etc/fstab).
@@ -50,6 +51,13 @@ pub struct DiskSettings {
     pub bootable: bool,
     #[serde(default = "default_esp_mib")]
     pub esp_size_mib: u64,
+    /// The filesystem that grows into a larger disk on first boot ("" for
+    /// none): its partition is the disk's last, so there is room after it.
+    #[serde(default)]
+    pub grow: String,
+    /// Extra words for the loader entry's kernel command line.
+    #[serde(default)]
+    pub kernel_cmdline: Vec<String>,
 }
 
 fn default_esp_mib() -> u64 {
@@ -71,6 +79,60 @@ pub struct DiskOutput {
     pub path: PathBuf,
     pub sha256: String,
     pub root_partuuid: String,
+    pub cmdline: String,
+    /// OUT/disk.qcow2 and its sha256, once converted.
+    pub qcow2: Option<(PathBuf, String)>,
+    /// The partition table as written, in disk order.
+    pub partitions: Vec<PartitionInfo>,
+    /// disk.img's /etc/fstab as data: what the machine mounts, with which options.
+    pub mounts: Vec<MountInfo>,
+}
+
+/// One line of disk.img's /etc/fstab (image-manifest.json, vm-test's layout check).
+#[derive(Debug, Clone, Serialize)]
+pub struct MountInfo {
+    pub source: String,
+    pub target: String,
+    pub fstype: String,
+    pub options: String,
+}
+
+/// The mounts of an fstab: every non-comment line's first four fields.
+pub fn fstab_mounts(text: &str) -> Vec<MountInfo> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            Some(MountInfo {
+                source: f.first()?.to_string(),
+                target: f.get(1)?.to_string(),
+                fstype: f.get(2)?.to_string(),
+                options: f.get(3).unwrap_or(&"defaults").to_string(),
+            })
+        })
+        .collect()
+}
+
+/// One row of disk.img's partition table (image-manifest.json, the report).
+#[derive(Debug, Clone, Serialize)]
+pub struct PartitionInfo {
+    pub number: usize,
+    pub label: String,
+    /// "/" for root, "/boot/efi" for the ESP (not mounted by the image).
+    pub mount: String,
+    pub type_guid: String,
+    pub partuuid: String,
+    pub start_bytes: u64,
+    pub size_bytes: u64,
+    /// Mount options from the disk module ("" for root and the ESP).
+    pub options: String,
+    pub grows: bool,
+}
+
+/// Does the profile import the `disk` module (and so ship disk.img)?
+pub fn declared(build: &BuildDir) -> bool {
+    build.config.get("disk").is_some()
 }
 
 pub fn settings(build: &BuildDir) -> Result<DiskSettings> {
@@ -78,7 +140,7 @@ pub fn settings(build: &BuildDir) -> Result<DiskSettings> {
     let Some(disk) = build.config.get("disk") else {
         return Err(input_err(
             &path,
-            "--disk needs the `disk` module",
+            "disk.img needs the `disk` module",
             "add \"disk\" to the profile's imports",
         ));
     };
@@ -121,26 +183,51 @@ pub fn build(
             work.path(),
         )?);
     }
-    let mut all = parts.1.clone();
+    let mut all: Vec<(Part, PathBuf)> = parts.1.iter().cloned().zip(images).collect();
+    let cmdline = cmdline(&partuuid(build, &build.system.root_label), &disk);
     if disk.bootable {
         let size = disk.esp_size_mib * MIB;
-        let cmdline = cmdline(&partuuid(build, &build.system.root_label));
-        images.push(super::esp::make(base, build, &cmdline, size, work.path())?);
-        all.push(Part {
+        let esp = super::esp::make(base, build, &cmdline, size, work.path())?;
+        let part = Part {
             mount: ESP_MOUNT.into(),
             label: "esp".into(),
             size,
             paths: BTreeMap::new(),
-        });
+        };
+        all.push((part, esp));
     }
-    let result = assemble(build, &all, &images, work.path(), out)?;
+    all.sort_by_key(|(p, _)| disk_order(p, &disk));
+    let mut result = assemble(build, &disk, &all, work.path(), out)?;
+    result.cmdline = cmdline;
+    let fstab = build.overlay.join(FSTAB_SOURCE);
+    result.mounts =
+        fstab_mounts(&std::fs::read_to_string(&fstab).map_err(io_err("reading", &fstab))?);
     step.done(&format!("{} partitions", all.len()));
     Ok(result)
 }
 
+/// Where a partition goes on the disk: the ESP first (firmware looks there),
+/// root next, the others by mount point, and the one that grows last, so
+/// that the free space of a larger disk follows it.
+fn disk_order(p: &Part, disk: &DiskSettings) -> (u8, String) {
+    let rank = match p.mount.as_str() {
+        ESP_MOUNT => 0,
+        "" => 1,
+        m if m == disk.grow.trim_start_matches('/') => 3,
+        _ => 2,
+    };
+    (rank, p.mount.clone())
+}
+
 /// The kernel command line that boots disk.img's root partition.
-pub fn cmdline(root_partuuid: &str) -> String {
-    format!("root=PARTUUID={root_partuuid} rw console=ttyS0")
+pub fn cmdline(root_partuuid: &str, disk: &DiskSettings) -> String {
+    let mut words = vec![
+        format!("root=PARTUUID={root_partuuid}"),
+        "rw".into(),
+        "console=ttyS0".into(),
+    ];
+    words.extend(disk.kernel_cmdline.iter().cloned());
+    words.join(" ")
 }
 
 /// A partition's GPT UUID: fixed by the overlay's root hash and the label.
@@ -236,8 +323,6 @@ fn pack_parts(base: &Base, build: &BuildDir, disk: &DiskSettings, dest: &Path) -
         base,
         tmp.path(),
     )?);
-    // Partition order: root first, then by mount point.
-    parts.sort_by(|a, b| a.mount.cmp(&b.mount));
     let json = serde_json::to_string(&parts).unwrap_or_default();
     let list = tmp.path().join("parts.json");
     std::fs::write(&list, json).map_err(io_err("writing", &list))?;
@@ -399,6 +484,7 @@ fn part_type(mount: &str) -> &'static str {
         "var" => TYPE_VAR,
         "var/tmp" => TYPE_VAR_TMP,
         "home" => TYPE_HOME,
+        "srv" => TYPE_SRV,
         ESP_MOUNT => TYPE_ESP,
         _ => TYPE_LINUX_DATA,
     }
@@ -408,57 +494,86 @@ fn part_type(mount: &str) -> &'static str {
 /// offset with dd (sparse: zero blocks are skipped).
 fn assemble(
     build: &BuildDir,
-    parts: &[Part],
-    images: &[PathBuf],
+    disk: &DiskSettings,
+    parts: &[(Part, PathBuf)],
     work: &Path,
     out: &Path,
 ) -> Result<DiskOutput> {
     let hash = &build.manifest.root_hash;
-    let total: u64 = parts.iter().map(|p| p.size).sum::<u64>() + 2 * MIB;
-    let disk = work.join("disk.img");
-    let file = std::fs::File::create(&disk).map_err(io_err("creating", &disk))?;
-    file.set_len(total).map_err(io_err("sizing", &disk))?;
+    let total: u64 = parts.iter().map(|(p, _)| p.size).sum::<u64>() + 2 * MIB;
+    let path = work.join("disk.img");
+    let file = std::fs::File::create(&path).map_err(io_err("creating", &path))?;
+    file.set_len(total).map_err(io_err("sizing", &path))?;
+    let table = partition_table(build, disk, parts);
     let mut script = format!(
         "label: gpt\nlabel-id: {}\nunit: sectors\nfirst-lba: 2048\n",
         pack::uuid_from(&format!("disk:{hash}"))
     );
-    let mut offset = MIB;
-    let mut root_partuuid = String::new();
-    for p in parts {
-        let uuid = partuuid(build, &p.label);
-        if p.mount.is_empty() {
-            root_partuuid = uuid.clone();
-        }
+    for (row, (p, _)) in table.iter().zip(parts) {
         script.push_str(&format!(
-            "start={}, size={}, type={}, uuid={uuid}, name=\"{}\"\n",
-            offset / 512,
-            p.size / 512,
-            part_type(&p.mount),
+            "start={}, size={}, type={}, uuid={}, name=\"{}\"\n",
+            row.start_bytes / 512,
+            row.size_bytes / 512,
+            row.type_guid,
+            row.partuuid,
             p.label
         ));
-        offset += p.size;
     }
-    sfdisk(&disk, &script, work)?;
-    let mut offset = MIB;
-    for (p, img) in parts.iter().zip(images) {
+    sfdisk(&path, &script, work)?;
+    for (row, (_, img)) in table.iter().zip(parts) {
         tools::run(
             tools::command("dd")
                 .arg(format!("if={}", img.display()))
-                .arg(format!("of={}", disk.display()))
+                .arg(format!("of={}", path.display()))
                 .args(["bs=1M", "conv=notrunc,sparse", "status=none"])
-                .arg(format!("seek={}", offset / MIB)),
+                .arg(format!("seek={}", row.start_bytes / MIB)),
         )?;
-        offset += p.size;
     }
-    let sha256 = sha256_file(&disk)?;
+    let sha256 = sha256_file(&path)?;
     let dest = out.join("disk.img");
-    std::fs::rename(&disk, &dest).map_err(io_err("publishing", &dest))?;
+    std::fs::rename(&path, &dest).map_err(io_err("publishing", &dest))?;
+    let root_partuuid = partuuid(build, &build.system.root_label);
     Ok(DiskOutput {
-        bootable: parts.iter().any(|p| p.mount == ESP_MOUNT),
+        bootable: parts.iter().any(|(p, _)| p.mount == ESP_MOUNT),
         path: dest,
         sha256,
         root_partuuid,
+        cmdline: String::new(),
+        qcow2: None,
+        partitions: table,
+        mounts: Vec::new(),
     })
+}
+
+/// The rows of the partition table, in disk order, from 1 MiB on.
+fn partition_table(
+    build: &BuildDir,
+    disk: &DiskSettings,
+    parts: &[(Part, PathBuf)],
+) -> Vec<PartitionInfo> {
+    let mut offset = MIB;
+    let mut rows = Vec::new();
+    for (i, (p, _)) in parts.iter().enumerate() {
+        let options = disk
+            .filesystems
+            .iter()
+            .find(|f| f.mount.trim_start_matches('/') == p.mount)
+            .map(|f| f.options.clone())
+            .unwrap_or_default();
+        rows.push(PartitionInfo {
+            number: i + 1,
+            label: p.label.clone(),
+            mount: format!("/{}", p.mount),
+            type_guid: part_type(&p.mount).to_string(),
+            partuuid: partuuid(build, &p.label),
+            start_bytes: offset,
+            size_bytes: p.size,
+            options,
+            grows: !p.mount.is_empty() && p.mount == disk.grow.trim_start_matches('/'),
+        });
+        offset += p.size;
+    }
+    rows
 }
 
 fn sfdisk(disk: &Path, script: &str, work: &Path) -> Result<()> {

@@ -47,9 +47,10 @@ pub struct ImageArgs {
     /// Also write OUT/rootfs.qcow2
     #[arg(long)]
     pub qcow2: bool,
-    /// Also write OUT/disk.img: GPT with the `disk` module's layout
+    /// Skip disk.img and disk.qcow2 (the golden disk of a profile that imports
+    /// `disk`): rootfs.img, kernel and initrd only, for a quicker direct-kernel boot
     #[arg(long)]
-    pub disk: bool,
+    pub no_disk: bool,
     /// apt sources for mmdebstrap [default: the host's /etc/apt sources]
     #[arg(long = "sources", value_name = "FILE")]
     pub sources: Vec<PathBuf>,
@@ -70,7 +71,7 @@ pub struct ImageRequest {
     pub cache_dir: PathBuf,
     pub rebuild_base: bool,
     pub qcow2: bool,
-    /// Also assemble OUT/disk.img (needs the `disk` module).
+    /// Assemble OUT/disk.img and disk.qcow2 when the profile imports `disk`.
     pub disk: bool,
     /// Empty: the host's apt sources.
     pub sources: Vec<PathBuf>,
@@ -84,6 +85,7 @@ pub struct ImageOutput {
     pub qcow2: Option<PathBuf>,
     pub disk: Option<PathBuf>,
     pub disk_sha256: Option<String>,
+    pub disk_qcow2: Option<PathBuf>,
     pub kernel: PathBuf,
     pub initrd: PathBuf,
     pub image_manifest: PathBuf,
@@ -133,7 +135,7 @@ pub fn build_profile(args: &ImageArgs) -> miette::Result<ImageOutput> {
         cache_dir: args.cache.clone().unwrap_or_else(cache::default_dir),
         rebuild_base: args.rebuild_base,
         qcow2: args.qcow2,
-        disk: args.disk,
+        disk: !args.no_disk,
         sources: args.sources.clone(),
         quiet: args.quiet,
     };
@@ -201,6 +203,7 @@ fn summary_json(out: &ImageOutput, took: std::time::Duration) -> serde_json::Val
             "path": p,
             "sha256": out.disk_sha256,
             "size_bytes": size(p),
+            "qcow2": out.disk_qcow2,
         })),
         "kernel": { "path": out.kernel, "version": out.kernel_version },
         "initrd": { "path": out.initrd },

@@ -15,9 +15,11 @@ use tempfile::NamedTempFile;
 pub fn build(req: &ImageRequest) -> Result<ImageOutput> {
     check_host(req)?;
     let build = BuildDir::load(&req.build_dir)?;
-    if req.disk {
-        // Fail before the (long) base build when the layout is missing.
+    let want_disk = req.disk && disk::declared(&build);
+    if want_disk {
+        // Fail before the (long) base build when the layout is wrong.
         disk::settings(&build)?;
+        tools::require(tools::QEMU_IMG)?;
     }
     let bad = hygiene::check(&build.overlay, Scope::Overlay)?;
     if !bad.is_empty() {
@@ -45,8 +47,10 @@ pub fn build(req: &ImageRequest) -> Result<ImageOutput> {
         quiet: req.quiet,
     };
     let (base, _lock) = base::ensure(&base_req)?;
-    let disk = if req.disk {
-        Some(disk::build(&cache, &base, &build, &req.out, req.quiet)?)
+    let disk = if want_disk {
+        let mut d = disk::build(&cache, &base, &build, &req.out, req.quiet)?;
+        d.qcow2 = Some(disk_qcow2(req, &d.path)?);
+        Some(d)
     } else {
         None
     };
@@ -94,6 +98,9 @@ fn write_outputs(
         qcow2,
         disk: disk.as_ref().map(|d| d.path.clone()),
         disk_sha256: disk.as_ref().map(|d| d.sha256.clone()),
+        disk_qcow2: disk
+            .as_ref()
+            .and_then(|d| d.qcow2.as_ref().map(|(p, _)| p.clone())),
         kernel,
         initrd,
         image_manifest: req.out.join("image-manifest.json"),
@@ -168,16 +175,31 @@ fn copy_published(src: &Path, dest: &Path) -> Result<PathBuf> {
 
 fn convert_qcow2(req: &ImageRequest, raw: &Path) -> Result<PathBuf> {
     let step = Step::start("qcow2", "converting to qcow2", req.quiet);
-    let tmp = temp_in(&req.out, "rootfs.qcow2")?;
+    let dest = qcow2_of(raw, &req.out.join("rootfs.qcow2"))?;
+    step.done("");
+    Ok(dest)
+}
+
+/// OUT/disk.qcow2 beside disk.img, with its sha256 (qemu-img writes no
+/// time or random field into a qcow2, so equal disks give equal files).
+fn disk_qcow2(req: &ImageRequest, raw: &Path) -> Result<(PathBuf, String)> {
+    let step = Step::start("disk_qcow2", "converting disk.img to qcow2", req.quiet);
+    let dest = qcow2_of(raw, &req.out.join("disk.qcow2"))?;
+    let sha = sha256_file(&dest)?;
+    step.done("");
+    Ok((dest, sha))
+}
+
+fn qcow2_of(raw: &Path, dest: &Path) -> Result<PathBuf> {
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    let tmp = temp_in(dir, "qcow2")?;
     tools::run(
         tools::command(tools::QEMU_IMG.0)
             .args(["convert", "-q", "-f", "raw", "-O", "qcow2"])
             .arg(raw)
             .arg(tmp.path()),
     )?;
-    let dest = publish(tmp, &req.out.join("rootfs.qcow2"))?;
-    step.done("");
-    Ok(dest)
+    publish(tmp, dest)
 }
 
 /// Blocks in use according to the superblock (`dumpe2fs -h`).
@@ -202,9 +224,13 @@ fn write_image_manifest(
         json!({
             "file": "disk.img",
             "sha256": d.sha256,
+            "size": std::fs::metadata(&d.path).map(|m| m.len()).unwrap_or(0),
+            "qcow2": d.qcow2.as_ref().map(|(_, sha)| json!({ "file": "disk.qcow2", "sha256": sha })),
             "root_partuuid": d.root_partuuid,
-            "cmdline": disk::cmdline(&d.root_partuuid),
+            "cmdline": d.cmdline,
             "bootable": d.bootable,
+            "partitions": d.partitions,
+            "mounts": d.mounts,
         })
     });
     let doc = json!({

@@ -8,6 +8,7 @@
 //! load except inline styles and data: images. See docs/testing.md
 //! ("What the report reads") for the file names and shapes.
 mod diff;
+mod disk;
 mod exposure;
 mod facts;
 mod hardening;

@@ -1,7 +1,7 @@
 //! The page itself: every section's data into one Tera context, rendered with
 //! HTML autoescaping (all text on the page comes from files and guests).
 use super::inputs::Inputs;
-use super::{diff, exposure, facts, hardening, identity, steps};
+use super::{diff, disk, exposure, facts, hardening, identity, steps};
 use base64::Engine;
 use serde::Serialize;
 
@@ -98,6 +98,7 @@ pub fn render(inputs: &Inputs) -> Result<String, String> {
         &format!("{} — {}", identity.profile, identity.test),
     );
     ctx.insert("identity", &identity);
+    ctx.insert("disk", &disk::collect(inputs));
     ctx.insert("tests", &tests);
     ctx.insert("matrix", &matrix);
     ctx.insert("boot", &boot(inputs));

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 pub struct Images<'a> {
     default_profile: Option<&'a Path>,
     default_image: Option<&'a Path>,
+    /// Skip disk.img when the test boots rootfs.img directly.
+    direct_kernel: bool,
     module_dirs: &'a [PathBuf],
     cache: Option<&'a Path>,
     /// Build outputs and images go here (the test's temporary folder).
@@ -25,6 +27,7 @@ impl<'a> Images<'a> {
         Images {
             default_profile: args.profile.as_deref(),
             default_image: args.image.as_deref(),
+            direct_kernel: args.direct_kernel,
             module_dirs: &args.module_dirs,
             cache: args.cache.as_deref(),
             work: work.to_path_buf(),
@@ -69,6 +72,7 @@ impl<'a> Images<'a> {
             &build_dir,
             &self.work.join(format!("image-{n}")),
             self.cache,
+            !self.direct_kernel,
         )?;
         Ok((img, build_dir))
     }
@@ -92,16 +96,21 @@ fn publish_build(build_dir: &Path, out: &Path, machine: &str) -> Result<(), Fail
     Ok(())
 }
 
-/// The image stage: the cached Debian base plus this build's overlay
-/// (raw ext4, kernel and initrd are all the machines need).
-fn image_stage(build_dir: &Path, out: &Path, cache: Option<&Path>) -> Result<ImageDir, Failure> {
+/// The image stage: the cached Debian base plus this build's overlay; the
+/// shipped disk.img too unless the test boots rootfs.img directly.
+fn image_stage(
+    build_dir: &Path,
+    out: &Path,
+    cache: Option<&Path>,
+    disk: bool,
+) -> Result<ImageDir, Failure> {
     let req = crate::image::ImageRequest {
         build_dir: build_dir.to_path_buf(),
         out: out.to_path_buf(),
         cache_dir: cache.map_or_else(crate::image::cache::default_dir, Path::to_path_buf),
         rebuild_base: false,
         qcow2: false,
-        disk: false,
+        disk,
         sources: Vec::new(),
         quiet: false,
     };
@@ -110,5 +119,7 @@ fn image_stage(build_dir: &Path, out: &Path, cache: Option<&Path>) -> Result<Ima
         rootfs: img.rootfs,
         kernel: img.kernel,
         initrd: img.initrd,
+        disk: img.disk,
+        manifest: img.image_manifest,
     })
 }

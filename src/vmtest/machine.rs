@@ -2,8 +2,9 @@
 //! and the verbs both share (succeed, fail, wait_until_succeeds, ...).
 use super::host;
 use super::interrupt;
+use super::layout::{self, Layout};
 use super::protocol::Outcome;
-use super::qemu::{Backend, Guest, strip_ansi, tail_file};
+use super::qemu::{Backend, BootMode, Guest, strip_ansi, tail_file};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -171,6 +172,38 @@ impl Machine {
         self.serial_log.as_ref()
     }
 
+    /// The booted disk's partitions and mounts against image-manifest.json's
+    /// (vmtest::layout), written to OUT/<name>.layout.json for the report.
+    /// Fails naming every difference. A direct-kernel boot has no shipped
+    /// layout: the file says so and nothing fails.
+    pub fn check_layout(&mut self, out_dir: &std::path::Path) -> Result<Layout, String> {
+        let layout = match &self.backend {
+            Backend::Qemu(cfg) if cfg.boot == BootMode::UefiDisk => {
+                let disk = image_manifest_disk(&cfg.image.manifest)?;
+                let findmnt = json_of(&succeed(self, layout::FINDMNT, 60)?, "findmnt")?;
+                let lsblk = json_of(&succeed(self, layout::LSBLK, 60)?, "lsblk")?;
+                layout::compare(&disk, &findmnt, &lsblk)
+            }
+            _ => Layout {
+                skipped: "booted rootfs.img with a direct kernel, not the shipped disk.img".into(),
+                ..Layout::default()
+            },
+        };
+        let path = out_dir.join(format!("{}.layout.json", self.name));
+        let text = serde_json::to_string_pretty(&layout).unwrap_or_default();
+        std::fs::write(&path, text + "\n")
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        let diffs = layout.differences();
+        if diffs.is_empty() {
+            Ok(layout)
+        } else {
+            Err(format!(
+                "the booted disk differs from its declared layout:\n  {}",
+                diffs.join("\n  ")
+            ))
+        }
+    }
+
     fn power_down(&mut self, command: &str, what: &str) -> Result<(), String> {
         let Some(mut guest) = self.guest.take() else {
             return Ok(());
@@ -200,12 +233,7 @@ impl Machine {
         if self.disk_made {
             return Ok(());
         }
-        let disk = cfg.disk();
-        let backing = cfg.image.rootfs.to_string_lossy().into_owned();
-        let disk = disk.to_string_lossy().into_owned();
-        host::admin(&[
-            "qemu-img", "create", "-q", "-f", "qcow2", "-b", &backing, "-F", "raw", &disk,
-        ])?;
+        super::qemu::copy_on_write(&cfg.image, cfg.boot, &cfg.disk())?;
         self.disk_made = true;
         Ok(())
     }
@@ -439,6 +467,21 @@ fn last_chars(s: &str, n: usize) -> &str {
         Some((i, _)) => &s[i..],
         None => s,
     }
+}
+
+fn image_manifest_disk(path: &std::path::Path) -> Result<serde_json::Value, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    match v.get("disk") {
+        Some(d) if d.is_object() => Ok(d.clone()),
+        _ => Err(format!("{} records no disk", path.display())),
+    }
+}
+
+fn json_of(text: &str, what: &str) -> Result<serde_json::Value, String> {
+    serde_json::from_str(text).map_err(|e| format!("cannot read {what}'s JSON: {e}"))
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ mod copy;
 mod host;
 mod images;
 pub mod interrupt;
+pub mod layout;
 pub mod machine;
 mod net;
 pub mod protocol;
@@ -17,7 +18,7 @@ pub mod script;
 pub mod spec;
 
 use machine::{Client, Machine};
-use qemu::{Accel, Backend, ImageDir, VmConfig};
+use qemu::{Accel, Backend, BootMode, ImageDir, VmConfig};
 use script::{Context, Handle};
 use spec::TestSpec;
 use std::path::{Path, PathBuf};
@@ -37,9 +38,13 @@ pub struct VmTestArgs {
     pub profile: Option<PathBuf>,
     /// Test folder, e.g. vm-tests/xmpp-server (holds test.toml and test.rhai)
     pub test: PathBuf,
-    /// Boot this image folder (rootfs.img, vmlinuz, initrd.img) instead of building PROFILE
+    /// Boot this image folder (disk.img, or rootfs.img, vmlinuz, initrd.img) instead of building PROFILE
     #[arg(long, value_name = "DIR")]
     pub image: Option<PathBuf>,
+    /// Boot rootfs.img with QEMU's -kernel instead of the shipped disk.img
+    /// through UEFI firmware: quicker, and the report says the shipped disk was not booted
+    #[arg(long)]
+    pub direct_kernel: bool,
     /// Output folder for serial logs, results.json and copied files [default: out/vm-test/<test>]
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -229,9 +234,20 @@ fn prepare(args: &VmTestArgs) -> Result<Ready, Failure> {
     } else {
         None
     };
+    let boots: Vec<BootMode> = images
+        .iter()
+        .map(|i| i.boot_mode(args.direct_kernel))
+        .collect();
+    let mut results = results::Results::new(&spec.name, &spec.description, &out_dir);
+    results.accel = format!("{accel:?}").to_lowercase();
+    for ((m, image), mode) in spec.machines.iter().zip(&images).zip(&boots) {
+        let info = results.machines.entry(m.name.clone()).or_default();
+        info.boot = Some(results::BootInfo::of(image, *mode)?);
+    }
     let machines = make_machines(
         &spec,
         &images,
+        &boots,
         accel,
         run_dir.path(),
         &out_dir,
@@ -239,8 +255,6 @@ fn prepare(args: &VmTestArgs) -> Result<Ready, Failure> {
     )?;
     let clients = make_clients(&spec, network.as_ref());
 
-    let mut results = results::Results::new(&spec.name, &spec.description, &out_dir);
-    results.accel = format!("{accel:?}").to_lowercase();
     let ctx = Arc::new(Context {
         results: Mutex::new(results),
         test_dir: spec.dir.clone(),
@@ -330,13 +344,15 @@ fn choose_accel(choice: AccelChoice, images: &[ImageDir], scratch: &Path) -> Acc
 fn make_machines(
     spec: &TestSpec,
     images: &[ImageDir],
+    boots: &[BootMode],
     accel: Accel,
     run_dir: &Path,
     out_dir: &Path,
     mut network: Option<&mut net::Network>,
 ) -> Result<Vec<Handle<Machine>>, String> {
     let mut out = Vec::new();
-    for (i, (m, image)) in spec.machines.iter().zip(images).enumerate() {
+    let machines = spec.machines.iter().zip(images).zip(boots);
+    for (i, ((m, image), boot)) in machines.enumerate() {
         let net = match network.as_deref_mut() {
             Some(n) => Some((n.ns.clone(), n.add_tap()?)),
             None => None,
@@ -344,6 +360,7 @@ fn make_machines(
         let cfg = VmConfig {
             name: m.name.clone(),
             image: image.clone(),
+            boot: *boot,
             memory_mib: m.memory_mib,
             cpus: m.cpus,
             accel,

@@ -3,6 +3,7 @@
 use super::channel::Channel;
 use super::interrupt;
 use super::protocol::Outcome;
+use serde::Serialize;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
@@ -11,26 +12,47 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// The files a machine boots from (direct kernel boot, no bootloader).
+/// UEFI firmware for QEMU (Debian package ovmf).
+pub const OVMF: &str = "/usr/share/ovmf/OVMF.fd";
+
+/// An image folder as `hardroot image` writes it: the golden disk.img (when
+/// the profile imports `disk`), and rootfs.img with its kernel and initrd.
 #[derive(Debug, Clone)]
 pub struct ImageDir {
     pub rootfs: PathBuf,
     pub kernel: PathBuf,
     pub initrd: PathBuf,
+    pub disk: Option<PathBuf>,
+    /// image-manifest.json: disk.img's declared partitions and mounts.
+    pub manifest: PathBuf,
+}
+
+/// How a machine boots. `UefiDisk` is what a user ships: firmware →
+/// systemd-boot → kernel → root by PARTUUID, every partition mounted as on
+/// real hardware. `DirectKernel` hands rootfs.img and the kernel to QEMU:
+/// quicker, but not the shipped disk (one filesystem, no bootloader).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BootMode {
+    UefiDisk,
+    DirectKernel,
 }
 
 impl ImageDir {
     pub fn open(dir: &Path) -> Result<ImageDir, String> {
         let dir = std::fs::canonicalize(dir).map_err(|e| {
             format!(
-                "image folder {}: {e} (build one with vm-tests/smoke/make-image.sh DIR)",
+                "image folder {}: {e} (build one with `hardroot image PROFILE -o DIR`)",
                 dir.display()
             )
         })?;
+        let disk = dir.join("disk.img");
         let img = ImageDir {
             rootfs: dir.join("rootfs.img"),
             kernel: dir.join("vmlinuz"),
             initrd: dir.join("initrd.img"),
+            disk: disk.is_file().then_some(disk),
+            manifest: dir.join("image-manifest.json"),
         };
         for f in [&img.rootfs, &img.kernel, &img.initrd] {
             if !f.is_file() {
@@ -45,6 +67,76 @@ impl ImageDir {
         }
         Ok(img)
     }
+
+    /// The shipped disk when there is one, unless a direct kernel boot is asked for.
+    pub fn boot_mode(&self, direct_kernel: bool) -> BootMode {
+        match (&self.disk, direct_kernel) {
+            (Some(_), false) => BootMode::UefiDisk,
+            _ => BootMode::DirectKernel,
+        }
+    }
+
+    /// The file a machine's copy-on-write layer sits on (never written).
+    pub fn backing(&self, mode: BootMode) -> &Path {
+        match (mode, &self.disk) {
+            (BootMode::UefiDisk, Some(disk)) => disk,
+            _ => &self.rootfs,
+        }
+    }
+
+    /// QEMU's boot arguments for `mode`, with `disk` (the copy-on-write
+    /// layer) as the machine's virtio disk at PCI slot `slot`. One place for
+    /// both vm-test and `hardroot run`.
+    pub fn boot_args(&self, mode: BootMode, disk: &Path, slot: &str) -> Vec<String> {
+        let mut a: Vec<String> = Vec::new();
+        match mode {
+            BootMode::UefiDisk => a.extend(["-bios".into(), OVMF.into()]),
+            BootMode::DirectKernel => {
+                a.extend(["-kernel".into(), path(&self.kernel)]);
+                a.extend(["-initrd".into(), path(&self.initrd)]);
+                // panic=-1: a kernel panic "reboots", and -no-reboot turns that into a prompt QEMU exit.
+                a.extend([
+                    "-append".into(),
+                    "root=/dev/vda rw console=ttyS0 panic=-1".into(),
+                ]);
+            }
+        }
+        let drive = format!(
+            "file={},if=none,id=disk0,format=qcow2,cache=unsafe",
+            path(disk)
+        );
+        a.extend(["-drive".into(), drive]);
+        a.extend([
+            "-device".into(),
+            format!("virtio-blk-pci,drive=disk0,addr={slot}"),
+        ]);
+        a
+    }
+}
+
+/// The copy-on-write layer `layer` over the image file `mode` boots: the
+/// image itself is never written.
+pub fn copy_on_write(image: &ImageDir, mode: BootMode, layer: &Path) -> Result<(), String> {
+    if mode == BootMode::UefiDisk && !Path::new(OVMF).is_file() {
+        return Err(format!(
+            "no UEFI firmware at {OVMF} to boot disk.img (apt-get install ovmf), or pass --direct-kernel"
+        ));
+    }
+    let _ = std::fs::remove_file(layer);
+    let backing = path(image.backing(mode));
+    super::host::admin(&[
+        "qemu-img",
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "-b",
+        &backing,
+        "-F",
+        "raw",
+        &path(layer),
+    ])
+    .map(|_| ())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +159,7 @@ impl Accel {
 pub struct VmConfig {
     pub name: String,
     pub image: ImageDir,
+    pub boot: BootMode,
     pub memory_mib: u64,
     pub cpus: u64,
     pub accel: Accel,
@@ -112,24 +205,8 @@ impl VmConfig {
             "-smp",
             &self.cpus.to_string(),
         ]);
-        push(&[
-            "-kernel",
-            &path(&self.image.kernel),
-            "-initrd",
-            &path(&self.image.initrd),
-        ]);
-        // panic=-1: a kernel panic "reboots", and -no-reboot turns that into a prompt QEMU exit.
-        push(&["-append", "root=/dev/vda rw console=ttyS0 panic=-1"]);
-        let drive = format!(
-            "file={},if=none,id=disk0,format=qcow2,cache=unsafe",
-            path(&self.disk())
-        );
-        push(&[
-            "-drive",
-            &drive,
-            "-device",
-            "virtio-blk-pci,drive=disk0,addr=0x4",
-        ]);
+        a.extend(self.image.boot_args(self.boot, &self.disk(), "0x4"));
+        let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
         let bd = format!("socket,id=bd,path={}", path(&self.backdoor_socket()));
         push(&["-device", "virtio-serial-pci,addr=0x5", "-chardev", &bd]);
         push(&[
@@ -477,7 +554,10 @@ mod tests {
                 rootfs: "/i/rootfs.img".into(),
                 kernel: "/i/vmlinuz".into(),
                 initrd: "/i/initrd.img".into(),
+                disk: Some("/i/disk.img".into()),
+                manifest: "/i/image-manifest.json".into(),
             },
+            boot: BootMode::DirectKernel,
             memory_mib: 1024,
             cpus: 2,
             accel: Accel::Tcg,
@@ -501,6 +581,25 @@ mod tests {
         assert!(a.contains("tap,id=n0,ifname=tap0,script=no,downscript=no"));
         assert!(a.contains("virtio-net-pci,netdev=n0,mac=52:54:00:00:00:01,addr=0x3"));
         assert!(a.contains("file=/tmp/run/server.qcow2,if=none"));
+    }
+
+    #[test]
+    fn the_shipped_disk_boots_through_firmware_and_direct_kernel_names_its_files() {
+        let mut c = cfg(false);
+        let direct = c.qemu_args().join(" ");
+        assert!(direct.contains("-kernel /i/vmlinuz -initrd /i/initrd.img -append root=/dev/vda"));
+        assert!(!direct.contains("-bios"));
+        assert_eq!(c.image.backing(c.boot), Path::new("/i/rootfs.img"));
+        c.boot = c.image.boot_mode(false);
+        assert_eq!(c.boot, BootMode::UefiDisk);
+        let uefi = c.qemu_args().join(" ");
+        assert!(uefi.contains(&format!("-bios {OVMF}")), "{uefi}");
+        assert!(!uefi.contains("-kernel"), "{uefi}");
+        assert!(uefi.contains("file=/tmp/run/server.qcow2,if=none"));
+        assert_eq!(c.image.backing(c.boot), Path::new("/i/disk.img"));
+        c.image.disk = None;
+        assert_eq!(c.image.boot_mode(false), BootMode::DirectKernel);
+        assert_eq!(c.image.boot_mode(true), BootMode::DirectKernel);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! results.json in the test's output folder: every step and subtest with its
 //! outcome and duration (a later HTML report reads it). Written after every
 //! subtest and at the end, so a crash still leaves what happened so far.
+use super::qemu::{BootMode, ImageDir};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -48,6 +49,33 @@ pub struct MachineInfo {
     pub serial_log: Option<String>,
     /// Seconds from QEMU start to the backdoor's ready marker, one per boot.
     pub boot_to_ready_s: Vec<f64>,
+    /// What the machine booted, hashed by the driver before the first boot.
+    pub boot: Option<BootInfo>,
+}
+
+/// The image file a machine booted and its sha256 as read by the driver
+/// (not copied from a manifest): the report compares it with
+/// image-manifest.json's disk.sha256.
+#[derive(Debug, Serialize, Clone)]
+pub struct BootInfo {
+    pub mode: BootMode,
+    pub file: String,
+    pub sha256: String,
+    /// True when the machine booted the shipped disk.img through firmware.
+    pub shipped_disk: bool,
+}
+
+impl BootInfo {
+    pub fn of(image: &ImageDir, mode: BootMode) -> Result<BootInfo, String> {
+        let file = image.backing(mode);
+        let sha256 = crate::image::sparse::sha256_file(file).map_err(|e| e.to_string())?;
+        Ok(BootInfo {
+            mode,
+            file: file.display().to_string(),
+            sha256,
+            shipped_disk: mode == BootMode::UefiDisk,
+        })
+    }
 }
 
 impl Results {

@@ -205,6 +205,24 @@ fn register_machine(engine: &mut Engine, ctx: &Arc<Context>) {
     });
 
     let c = Arc::clone(ctx);
+    engine.register_fn("check_layout", move |h: &mut M| -> Fallible<String> {
+        let mut m = h.lock();
+        let name = m.name.clone();
+        c.record(&name, "check_layout", "", || {
+            let l = m.check_layout(&c.out_dir)?;
+            Ok(if l.skipped.is_empty() {
+                format!(
+                    "{} partitions and {} mounts as declared",
+                    l.partitions.len(),
+                    l.mounts.len()
+                )
+            } else {
+                l.skipped
+            })
+        })
+    });
+
+    let c = Arc::clone(ctx);
     let unit = move |h: &mut M, unit: &str, timeout: INT| -> Fallible<()> {
         let mut m = h.lock();
         let name = m.name.clone();
