@@ -340,14 +340,47 @@ fn disk_image_has_the_hardened_layout_and_is_reproducible() {
     for name in ["a", "b"] {
         let dir = tmp.path().join(name);
         write_build(&dir.join("build"), &disk_entries(), &[]);
-        let mut req = request(&dir.join("build"), &dir.join("out"));
-        req.disk = true;
+        let req = request(&dir.join("build"), &dir.join("out"));
         outs.push(build_image(&req).expect("disk image"));
     }
     let disk = outs[0].disk.clone().expect("disk.img");
     assert_eq!(
         outs[0].disk_sha256, outs[1].disk_sha256,
         "same inputs, same disk bytes"
+    );
+    // disk.qcow2 beside it, the same bytes from both builds, its sha256 in
+    // image-manifest.json, and the same disk inside.
+    let qcow2: Vec<_> = outs
+        .iter()
+        .map(|o| o.disk_qcow2.clone().expect("disk.qcow2"))
+        .collect();
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&outs[0].image_manifest).expect("image-manifest.json"),
+    )
+    .expect("json");
+    assert_eq!(
+        manifest["disk"]["qcow2"]["sha256"],
+        common::sha256_file(&qcow2[0])
+    );
+    assert_eq!(
+        common::sha256_file(&qcow2[0]),
+        common::sha256_file(&qcow2[1]),
+        "qemu-img writes equal qcow2 files for equal disks"
+    );
+    let same = Command::new("qemu-img")
+        .args(["compare", "-q", "-f", "qcow2", "-F", "raw"])
+        .arg(&qcow2[0])
+        .arg(&disk)
+        .status()
+        .expect("qemu-img compare");
+    assert!(same.success(), "disk.qcow2 holds disk.img");
+    let rows = manifest["disk"]["partitions"]
+        .as_array()
+        .expect("partitions");
+    assert_eq!(
+        rows.last().map(|r| (&r["mount"], &r["grows"])),
+        Some((&serde_json::json!("/var"), &serde_json::json!(true))),
+        "the growing filesystem is the disk's last partition: {rows:?}"
     );
 
     let table = Command::new("sfdisk")
@@ -365,7 +398,8 @@ fn disk_image_has_the_hardened_layout_and_is_reproducible() {
         .collect();
     assert_eq!(
         names,
-        ["root", "home", "var", "var-log", "var-log-audit", "var-tmp"]
+        ["root", "home", "var-log", "var-log-audit", "var-tmp", "var"],
+        "root first, /var (disk.grow) last"
     );
 
     assert_eq!(

@@ -3,7 +3,9 @@
 //! partition, which loads the kernel and initrd from there and boots the root
 //! partition by PARTUUID with the hardened layout mounted. A unit in the image
 //! writes `systemctl is-system-running --wait` to the serial console and
-//! powers off. A second build gives the same disk.img bytes. Needs root, mmdebstrap, mtools, dosfstools and ovmf, so
+//! powers off. A second build gives the same disk.img bytes. A copy enlarged
+//! to twice the size (a cloud volume bigger than the image) boots with /var,
+//! the last partition, grown to fill it, and every other partition as it was. Needs root, mmdebstrap, mtools, dosfstools and ovmf, so
 //! `#[ignore]`d in a plain `cargo test`; scripts/test.sh runs it with --ignored.
 mod image_support;
 
@@ -32,7 +34,7 @@ After=multi-user.target
 
 [Service]
 Type=exec
-ExecStart=/bin/sh -c 'echo "boot-check: $(systemctl is-system-running --wait)" >/dev/ttyS0; systemctl --failed --no-legend >/dev/ttyS0; findmnt -rno TARGET,SOURCE >/dev/ttyS0; systemctl poweroff'
+ExecStart=/bin/sh -c 'echo "boot-check: $(systemctl is-system-running --wait)" >/dev/ttyS0; systemctl --failed --no-legend >/dev/ttyS0; findmnt -rno TARGET,SOURCE >/dev/ttyS0; lsblk -bnro PARTLABEL,SIZE | sed "s/^/part: /" >/dev/ttyS0; df -B1 --output=size /var | sed -n "2s/^ */var-fs: /p" >/dev/ttyS0; systemctl poweroff'
 
 [Install]
 WantedBy=multi-user.target
@@ -74,7 +76,6 @@ fn build_disk(dir: &Path, name: &str) -> (std::path::PathBuf, String) {
         .arg(&modules)
         .arg("--modules")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("modules"))
-        .arg("--disk")
         .arg("-o")
         .arg(&out)
         .arg("--cache")
@@ -83,7 +84,7 @@ fn build_disk(dir: &Path, name: &str) -> (std::path::PathBuf, String) {
         .expect("run hardroot image");
     assert!(
         o.status.success(),
-        "hardroot image --disk failed:\n{}",
+        "hardroot image failed:\n{}",
         String::from_utf8_lossy(&o.stderr)
     );
     let manifest = std::fs::read(out.join("image-manifest.json")).expect("image-manifest.json");
@@ -97,6 +98,7 @@ fn build_disk(dir: &Path, name: &str) -> (std::path::PathBuf, String) {
 
 /// Boots `disk` with OVMF until the guest powers off; returns the serial log.
 fn boot(disk: &Path, dir: &Path) -> String {
+    std::fs::create_dir_all(dir).expect("console folder");
     let log = dir.join("console.log");
     let mut child = Command::new("qemu-system-x86_64")
         .args(["-accel", "tcg", "-cpu", "max", "-m", "1024", "-smp", "2"])
@@ -175,4 +177,73 @@ fn bootable_disk_boots_with_uefi_firmware_to_a_running_system() {
             tail(&console, 60)
         );
     }
+}
+
+/// `part: LABEL BYTES` lines of a boot's console.
+fn partitions(console: &str) -> std::collections::BTreeMap<String, u64> {
+    console
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("part: "))
+        .filter_map(|l| {
+            let (label, size) = l.split_once(' ')?;
+            Some((label.to_string(), size.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+fn var_fs_bytes(console: &str) -> u64 {
+    console
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("var-fs: "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no var-fs line; console tail:\n{}", tail(console, 60)))
+}
+
+#[test]
+#[ignore = "bootstraps Debian and boots QEMU with OVMF twice; needs root"]
+fn a_larger_disk_grows_var_on_first_boot_and_nothing_else() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (disk, _) = build_disk(tmp.path(), "out");
+    let as_built = boot(&disk, &tmp.path().join("as-built"));
+    let before = partitions(&as_built);
+    let big = tmp.path().join("big.img");
+    let copied = Command::new("cp")
+        .args(["--sparse=always"])
+        .arg(&disk)
+        .arg(&big)
+        .status()
+        .expect("cp");
+    assert!(copied.success());
+    let size = std::fs::metadata(&disk).expect("disk.img").len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&big)
+        .and_then(|f| f.set_len(2 * size))
+        .expect("enlarge the copy");
+    let grown = boot(&big, &tmp.path().join("grown"));
+    let after = partitions(&grown);
+    assert_eq!(
+        before.keys().collect::<Vec<_>>(),
+        after.keys().collect::<Vec<_>>(),
+        "the same partitions; console tail:\n{}",
+        tail(&grown, 60)
+    );
+    for (label, bytes) in &before {
+        if label != "var" {
+            assert_eq!(after[label], *bytes, "partition {label} must not change");
+        }
+    }
+    // The free space after it: the copy's extra size, less GPT's backup
+    // header and alignment (a few MiB at most).
+    let gained = after["var"] - before["var"];
+    assert!(
+        gained > size - 4 * (1 << 20) && gained <= size,
+        "/var's partition grew by {gained} bytes of {size}; console tail:\n{}",
+        tail(&grown, 60)
+    );
+    let (fs_before, fs_after) = (var_fs_bytes(&as_built), var_fs_bytes(&grown));
+    assert!(
+        fs_after > fs_before + size / 2,
+        "/var's filesystem grew too: {fs_before} -> {fs_after} bytes"
+    );
 }

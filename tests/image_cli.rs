@@ -77,26 +77,3 @@ fn a_profile_without_the_system_module_is_refused() {
     assert!(!out.status.success());
     assert!(text(&out).contains("does not import the"), "{}", text(&out));
 }
-
-#[test]
-fn disk_without_the_disk_module_fails_before_bootstrapping() {
-    let (tmp, build) = fixture();
-    let out = hardroot()
-        .args(["image", "--disk", "--from-build"])
-        .arg(&build)
-        .arg("-o")
-        .arg(tmp.path().join("out"))
-        .arg("--cache")
-        .arg(tmp.path().join("empty-cache"))
-        .output()
-        .expect("run");
-    assert!(!out.status.success());
-    assert!(text(&out).contains("--disk needs the"), "{}", text(&out));
-    assert!(
-        !tmp.path()
-            .join("empty-cache/base")
-            .read_dir()
-            .map(|mut d| d.next().is_some())
-            .unwrap_or(false)
-    );
-}

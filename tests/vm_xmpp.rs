@@ -67,6 +67,34 @@ fn xmpp_server_acceptance_test_passes() {
     assert!(subtests.len() >= 10, "too few subtests ran: {results}");
     assert!(subtests.iter().all(|s| s["passed"] == true), "{results}");
 
+    // It booted the shipped disk through UEFI firmware, the very bytes
+    // image-manifest.json names (the report keeps a copy in OUT/build), with
+    // every partition and mount as declared.
+    let boot = &results["machines"]["server"]["boot"];
+    assert_eq!(boot["mode"], "uefi-disk", "{boot}");
+    let manifest = read_json(&out.join("build/image-manifest.json"));
+    assert_eq!(boot["sha256"], manifest["disk"]["sha256"], "{boot}");
+    let layout = read_json(&out.join("server.layout.json"));
+    let mounts: Vec<&str> = layout["mounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["ok"] == true)
+        .filter_map(|m| m["target"].as_str())
+        .collect();
+    for m in [
+        "/",
+        "/var",
+        "/var/tmp",
+        "/var/log",
+        "/var/log/audit",
+        "/home",
+        "/tmp",
+        "/dev/shm",
+    ] {
+        assert!(mounts.contains(&m), "{m} not mounted as declared: {layout}");
+    }
+
     // The exposure matrix for the report: one entry per declared listener,
     // with both clients' measurements.
     let matrix = read_json(&out.join("exposure.json"));

@@ -238,7 +238,7 @@ fn partuuid(build: &BuildDir, label: &str) -> String {
 fn layout_key(base: &Base, disk: &DiskSettings, free_mib: u64) -> String {
     // The first field changes whenever the way partitions are packed changes.
     let text = serde_json::to_string(&(
-        3,
+        4,
         &base.meta.key,
         &disk.filesystems,
         disk.root_size_mib,
@@ -323,6 +323,9 @@ fn pack_parts(base: &Base, build: &BuildDir, disk: &DiskSettings, dest: &Path) -
         base,
         tmp.path(),
     )?);
+    // Root first (place() relies on it), then by mount point; the disk's
+    // order is decided when it is assembled (disk_order).
+    parts.sort_by(|a, b| a.mount.cmp(&b.mount));
     let json = serde_json::to_string(&parts).unwrap_or_default();
     let list = tmp.path().join("parts.json");
     std::fs::write(&list, json).map_err(io_err("writing", &list))?;
@@ -405,6 +408,7 @@ fn place<'a>(path: &str, parts: &'a [Part]) -> (&'a Part, String) {
     }
     match best {
         Some(p) => (p, path[p.mount.len()..].trim_start_matches('/').to_string()),
+        // Root sorts first in parts.json (its mount is "").
         None => (&parts[0], path.to_string()),
     }
 }

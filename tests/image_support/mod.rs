@@ -262,7 +262,8 @@ pub fn disk_config() -> Value {
             {"mount": "/var/log/audit", "label": "var-log-audit", "size_mib": 64, "options": "nodev,nosuid,noexec"},
             {"mount": "/home", "label": "home", "size_mib": 64, "options": "nodev,nosuid"}
         ],
-        "root_size_mib": 0
+        "root_size_mib": 0,
+        "grow": "/var"
     })
 }
 
