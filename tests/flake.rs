@@ -44,6 +44,10 @@ const TOOLS: &[(&str, &str, &str)] = &[
     ("pebble", "pebble", "/usr/bin/pebble"),
     ("procps", "procps", "pgrep"),
     ("python3-slixmpp", "python3Packages.slixmpp", "slixmpp"),
+    ("sudo", "sudo", "Command::new(\"visudo\")"),
+    ("aide", "aide", "--config-check"),
+    ("auditd", "audit", "Command::new(\"ausyscall\")"),
+    ("kmod", "kmod", "Command::new(\"modprobe\")"),
 ];
 
 fn read(path: &str) -> String {
@@ -59,7 +63,14 @@ fn deps_packages() -> BTreeSet<String> {
         .and_then(|s| s.split("\n)").next())
         .expect("scripts/deps.sh has needs=( … )");
     list.lines()
-        .filter_map(|l| l.split('#').next()?.trim().trim_start_matches('"').split_whitespace().next())
+        .filter_map(|l| {
+            l.split('#')
+                .next()?
+                .trim()
+                .trim_start_matches('"')
+                .split_whitespace()
+                .next()
+        })
         .map(str::to_string)
         .collect()
 }

@@ -307,6 +307,26 @@ fn sshd_accepts_the_config_and_applies_the_hardening() {
             ("macs", join("macs")),
             ("hostkeyalgorithms", join("host_key_algorithms")),
             ("port", ssh["port"].to_string()),
+            // CIS Debian 12 5.1.x
+            ("maxsessions", ssh["max_sessions"].to_string()),
+            (
+                "clientaliveinterval",
+                ssh["client_alive_interval"].to_string(),
+            ),
+            (
+                "clientalivecountmax",
+                ssh["client_alive_count_max"].to_string(),
+            ),
+            ("logingracetime", ssh["login_grace_time"].to_string()),
+            ("loglevel", "VERBOSE".to_string()),
+            ("banner", "/etc/issue.net".to_string()),
+            ("disableforwarding", "yes".to_string()),
+            ("permituserenvironment", "no".to_string()),
+            ("ignorerhosts", "yes".to_string()),
+            ("hostbasedauthentication", "no".to_string()),
+            ("gssapiauthentication", "no".to_string()),
+            ("maxstartups", "10:30:60".to_string()),
+            ("allowgroups", join("allow_groups").replace(',', " ")),
         ];
         for (k, v) in expected {
             assert_eq!(
