@@ -391,10 +391,10 @@ fn check_rule(file: &str, line: &str) -> Result<(), String> {
                             }
                             path = true;
                         }
-                        if let Some(e) = v.strip_prefix("exit=") {
-                            if !["-EACCES", "-EPERM"].contains(&e) {
-                                return bad("exit value");
-                            }
+                        if let Some(e) = v.strip_prefix("exit=")
+                            && !["-EACCES", "-EPERM"].contains(&e)
+                        {
+                            return bad("exit value");
                         }
                         key |= v.starts_with("key=");
                     }
