@@ -241,14 +241,14 @@ fn visudo_accepts_the_sudoers_drop_in() {
 fn aide_accepts_the_config_and_finds_a_change() {
     need_tool("aide", "aide");
     let b = build();
-    let conf = b.file("etc/aide/hardroot-aide.conf");
+    let conf = b.file("etc/aide/aide.conf");
     run_ok(
         Command::new("aide")
             .arg("--config-check")
             .arg("-c")
             .arg(&conf),
     );
-    let conf_text = b.read("etc/aide/hardroot-aide.conf");
+    let conf_text = b.read("etc/aide/aide.conf");
     for excluded in [
         "/var/lib/postgresql",
         "/var/log",
@@ -306,7 +306,7 @@ fn aide_accepts_the_config_and_finds_a_change() {
     let sconf = t.join("aide.conf");
     fs::write(&sconf, scratch).expect("write");
     run_ok(Command::new("aide").arg("-c").arg(&sconf).arg("--init"));
-    fs::rename(t.join("db/hardroot.db.new.gz"), t.join("db/hardroot.db.gz")).expect("db");
+    fs::rename(t.join("db/aide.db.new"), t.join("db/aide.db")).expect("db");
     let o = run(Command::new("aide").arg("-c").arg(&sconf).arg("--check"));
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stdout));
     fs::write(tree.join("etc/changed"), "after!\n").expect("write");

@@ -332,7 +332,7 @@ check_cis() {
 	check "services get no core dumps (DefaultLimitCORE=0)" test "$(systemctl show -P DefaultLimitCORE)" = 0
 	# 6.3.x: the first-boot AIDE database (made now if its timer has not
 	# fired yet), and a check against it.
-	if timeout 200 systemctl start hardroot-aide-init.service && [ -s /var/lib/aide/hardroot.db.gz ]; then
+	if timeout 200 systemctl start hardroot-aide-init.service && [ -s /var/lib/aide/aide.db ]; then
 		pass "AIDE database made on this machine"
 	else fail "AIDE database missing: $(journalctl -b -u hardroot-aide-init.service -n 8 --no-pager -o cat 2>&1)"; fi
 	timeout 200 systemctl start hardroot-audit-aide.service
