@@ -1667,7 +1667,7 @@ fn audit_unowned_finds_files_of_deleted_accounts() {
     ));
     // A separate file system (tmpfs) with one file of a UID nobody has.
     let setup = format!(
-        "mount -t tmpfs tmpfs {m}\ntouch {m}/owned {m}/orphan\nchown 54321:54321 {m}/orphan\n",
+        "mount -t tmpfs tmpfs {m}\nchmod 0755 {m}\ntouch {m}/owned {m}/orphan {m}/open\nchown 54321:54321 {m}/orphan\nchmod 0666 {m}/open\nmkdir -m 1777 {m}/sticky\nmkdir {m}/shared\nchmod 0777 {m}/shared\n",
         m = mnt.display()
     );
     let (o, report) = run_audit(&b, "unowned", &setup, "");
@@ -1685,7 +1685,22 @@ fn audit_unowned_finds_files_of_deleted_accounts() {
         !report.contains("/owned"),
         "an owned file was reported:\n{report}"
     );
-    assert!(report.contains("result: 1 problem(s)"), "{report}");
+    // CIS 7.1.11: a world-writable file and a folder without the sticky bit;
+    // a sticky world-writable folder (like /tmp) is fine.
+    for want in [
+        format!(
+            "PROBLEM  {}/open: world-writable (-rw-rw-rw-)",
+            mnt.display()
+        ),
+        format!(
+            "PROBLEM  {}/shared: world-writable (drwxrwxrwx)",
+            mnt.display()
+        ),
+    ] {
+        assert!(report.contains(&want), "missing `{want}` in:\n{report}");
+    }
+    assert!(!report.contains("/sticky"), "{report}");
+    assert!(report.contains("result: 3 problem(s)"), "{report}");
 }
 
 #[test]
