@@ -649,7 +649,7 @@ fn pam_and_login_defs_carry_the_policy() {
         auth,
         [
             "auth requisite pam_faillock.so preauth",
-            "auth [success=2 default=ignore] pam_unix.so",
+            "auth [success=2 default=ignore] pam_unix.so try_first_pass",
             "auth [default=die] pam_faillock.so authfail",
             "auth requisite pam_deny.so",
             "auth required pam_permit.so",
@@ -702,6 +702,57 @@ fn pam_and_login_defs_carry_the_policy() {
         );
         let o = run_ok(Command::new(shell).args(["-c", &script]));
         assert_eq!(o.trim(), "900", "{shell}: {o}");
+    }
+}
+
+/// CIS 5.3.2.x the Debian way: pam-auth-update, given Debian's unix profile
+/// and ours, writes the same stacks the module renders (but for pam_unix's
+/// nullok, which the module drops, CIS 5.3.3.4.1; and pwquality, whose
+/// profile comes with libpam-pwquality in the image).
+#[test]
+fn pam_auth_update_makes_the_rendered_stacks_from_the_profiles() {
+    need_tool("pam-auth-update", "libpam-runtime");
+    let unix = Path::new("/usr/share/pam-configs/unix");
+    assert!(unix.exists(), "Debian's pam-configs/unix (libpam-runtime)");
+    let b = build();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let r = tmp.path();
+    let configs = r.join("usr/share/pam-configs");
+    for d in ["etc/pam.d", "var/lib/pam"] {
+        fs::create_dir_all(r.join(d)).expect("mkdir");
+    }
+    fs::create_dir_all(&configs).expect("mkdir");
+    fs::copy(unix, configs.join("unix")).expect("copy unix profile");
+    for p in [
+        "hardroot-faillock",
+        "hardroot-faillock-notify",
+        "hardroot-pwhistory",
+    ] {
+        fs::copy(
+            b.file(&format!("usr/share/pam-configs/{p}")),
+            configs.join(p),
+        )
+        .expect("copy profile");
+    }
+    run_ok(
+        Command::new("pam-auth-update")
+            .arg("--root")
+            .arg(r)
+            .args(["--package", "--force"])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    );
+    for stack in ["auth", "account", "password"] {
+        let made: Vec<String> = rule_words(
+            &fs::read_to_string(r.join(format!("etc/pam.d/common-{stack}"))).expect("read"),
+        )
+        .into_iter()
+        .map(|l| l.replace(" nullok", ""))
+        .collect();
+        let ours: Vec<String> = rule_words(&b.read(&format!("etc/pam.d/common-{stack}")))
+            .into_iter()
+            .filter(|l| !l.contains("pam_pwquality.so"))
+            .collect();
+        assert_eq!(made, ours, "common-{stack}");
     }
 }
 
