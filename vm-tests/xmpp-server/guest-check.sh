@@ -292,6 +292,10 @@ check_cis() {
 	if grep -q -- '-k privileged' /etc/audit/rules.d/50-privileged.rules 2>/dev/null; then
 		pass "audit: setuid/setgid programs audited ($(grep -c -- '-k privileged' /etc/audit/rules.d/50-privileged.rules))"
 	else fail "audit: no privileged-command rules (hardroot-auditd-privileged)"; fi
+	# How fast the audit log grows (keep_logs never deletes; a full
+	# /var/log/audit stops the machine), and how much of it AppArmor's
+	# complain-mode profiles write.
+	info "audit log: $(du -sk /var/log/audit | cut -f1) KiB, $(grep -c 'apparmor="ALLOWED"' /var/log/audit/audit.log 2>/dev/null || echo 0) AppArmor ALLOWED records, $(grep -c 'apparmor="DENIED"' /var/log/audit/audit.log 2>/dev/null || echo 0) DENIED"
 	local w
 	for w in audit=1 audit_backlog_limit=; do
 		grep -q -- "$w" /proc/cmdline || info "kernel command line lacks $w (system.kernel_cmdline_extra not wired yet): $(cat /proc/cmdline)"
