@@ -295,7 +295,7 @@ check_cis() {
 	# How fast the audit log grows (keep_logs never deletes; a full
 	# /var/log/audit stops the machine), and how much of it AppArmor's
 	# complain-mode profiles write.
-	info "audit log: $(du -sk /var/log/audit | cut -f1) KiB, $(grep -c 'apparmor="ALLOWED"' /var/log/audit/audit.log 2>/dev/null || echo 0) AppArmor ALLOWED records, $(grep -c 'apparmor="DENIED"' /var/log/audit/audit.log 2>/dev/null || echo 0) DENIED"
+	info "audit log: $(du -sk /var/log/audit | cut -f1) KiB, $(grep -c 'apparmor="ALLOWED"' /var/log/audit/audit.log 2>/dev/null || true) AppArmor ALLOWED records, $(grep -c 'apparmor="DENIED"' /var/log/audit/audit.log 2>/dev/null || true) DENIED"
 	local w
 	for w in audit=1 audit_backlog_limit=; do
 		grep -q -- "$w" /proc/cmdline || info "kernel command line lacks $w (system.kernel_cmdline_extra not wired yet): $(cat /proc/cmdline)"
