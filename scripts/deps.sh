@@ -48,7 +48,7 @@ needs=(
   "python3-slixmpp py:slixmpp"                     # XMPP VM test: XMPP client
   "sudo visudo"                                    # CIS: visudo -c of the sudoers drop-in
   "aide aide"                                      # CIS: aide --config-check, init + check on a scratch tree
-  "auditd ausyscall"                               # CIS: syscall names of the audit rules (nothing loaded)
+  "linux-libc-dev /usr/include/x86_64-linux-gnu/asm/unistd_64.h"   # CIS: syscall names of the audit rules
   "kmod modprobe"                                  # CIS: modprobe -n with the rendered modprobe.d file
 )
 

@@ -46,7 +46,7 @@ const TOOLS: &[(&str, &str, &str)] = &[
     ("python3-slixmpp", "python3Packages.slixmpp", "slixmpp"),
     ("sudo", "sudo", "Command::new(\"visudo\")"),
     ("aide", "aide", "--config-check"),
-    ("auditd", "audit", "Command::new(\"ausyscall\")"),
+    ("linux-libc-dev", "linuxHeaders", "unistd_64.h"),
     ("kmod", "kmod", "Command::new(\"modprobe\")"),
 ];
 
