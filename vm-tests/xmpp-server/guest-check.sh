@@ -311,8 +311,10 @@ check_cis() {
 	# 1.3.1.x: AppArmor on; the profile counts for the report.
 	if aa-status --enabled 2>/dev/null; then pass "AppArmor enabled"; else fail "AppArmor is not enabled"; fi
 	info "AppArmor: $(aa-status 2>/dev/null | grep -E 'profiles are|processes are' | tr -s ' \n' ' ')"
-	# 2.3.2.x: NTP on (no server is reachable from the test network).
-	check "timesyncd: NTP enabled" test "$(timedatectl show -p NTP --value)" = yes
+	# 2.3.2.x: timesyncd running (no server is reachable from the test
+	# network; timedatectl needs D-Bus, which the image does not carry).
+	check "timesyncd active" systemctl is-active --quiet systemd-timesyncd.service
+	info "timesyncd: $(systemctl show -P StatusText systemd-timesyncd.service)"
 	# 5.2.x
 	check "sudoers valid (visudo -c)" visudo -c -q
 	# 5.2.7: su limited to an empty group.
