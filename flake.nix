@@ -17,6 +17,7 @@
         postgresql certbot pebble      # live service tests; pebble is the tests' ACME CA
         (ejabberd.override { withPgsql = true; })   # Debian: ejabberd + erlang-p1-pgsql
         (python3.withPackages (ps: [ ps.pyyaml ps.slixmpp ]))   # YAML checks, the XMPP test client
+        sudo aide linuxHeaders kmod   # CIS checks: visudo -c, aide --config-check, syscall tables, modprobe -n
       ];
     in {
       packages = forAll (pkgs: {

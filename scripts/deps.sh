@@ -46,6 +46,10 @@ needs=(
   "pebble pebble"                                  # ACME CA of the live and VM tests
   "procps pgrep"                                   # live tests: wait for daemons
   "python3-slixmpp py:slixmpp"                     # XMPP VM test: XMPP client
+  "sudo visudo"                                    # CIS: visudo -c of the sudoers drop-in
+  "aide aide"                                      # CIS: aide --config-check, init + check on a scratch tree
+  "linux-libc-dev /usr/include/x86_64-linux-gnu/asm/unistd_64.h"   # CIS: syscall names of the audit rules
+  "kmod modprobe"                                  # CIS: modprobe -n with the rendered modprobe.d file
 )
 
 # Packages whose maintainer scripts the tests run offline in a scratch root

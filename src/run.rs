@@ -61,6 +61,7 @@ pub fn run(a: &RunArgs) -> miette::Result<()> {
         initrd: image.initrd.clone(),
         disk: image.disk.clone(),
         manifest: image.image_manifest.clone(),
+        cmdline_extra: crate::vmtest::qemu::cmdline_extra(&image.image_manifest),
     };
     let mode = dir.boot_mode(a.direct_kernel);
     copy_on_write(&dir, mode, &layer).map_err(|e| miette::miette!("{e}"))?;

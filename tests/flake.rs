@@ -44,6 +44,10 @@ const TOOLS: &[(&str, &str, &str)] = &[
     ("pebble", "pebble", "/usr/bin/pebble"),
     ("procps", "procps", "pgrep"),
     ("python3-slixmpp", "python3Packages.slixmpp", "slixmpp"),
+    ("sudo", "sudo", "Command::new(\"visudo\")"),
+    ("aide", "aide", "--config-check"),
+    ("linux-libc-dev", "linuxHeaders", "unistd_64.h"),
+    ("kmod", "kmod", "Command::new(\"modprobe\")"),
 ];
 
 fn read(path: &str) -> String {

@@ -307,6 +307,26 @@ fn sshd_accepts_the_config_and_applies_the_hardening() {
             ("macs", join("macs")),
             ("hostkeyalgorithms", join("host_key_algorithms")),
             ("port", ssh["port"].to_string()),
+            // CIS Debian 12 5.1.x
+            ("maxsessions", ssh["max_sessions"].to_string()),
+            (
+                "clientaliveinterval",
+                ssh["client_alive_interval"].to_string(),
+            ),
+            (
+                "clientalivecountmax",
+                ssh["client_alive_count_max"].to_string(),
+            ),
+            ("logingracetime", ssh["login_grace_time"].to_string()),
+            ("loglevel", "VERBOSE".to_string()),
+            ("banner", "/etc/issue.net".to_string()),
+            ("disableforwarding", "yes".to_string()),
+            ("permituserenvironment", "no".to_string()),
+            ("ignorerhosts", "yes".to_string()),
+            ("hostbasedauthentication", "no".to_string()),
+            ("gssapiauthentication", "no".to_string()),
+            ("maxstartups", "10:30:60".to_string()),
+            ("allowgroups", join("allow_groups").replace(',', " ")),
         ];
         for (k, v) in expected {
             assert_eq!(
@@ -1647,7 +1667,7 @@ fn audit_unowned_finds_files_of_deleted_accounts() {
     ));
     // A separate file system (tmpfs) with one file of a UID nobody has.
     let setup = format!(
-        "mount -t tmpfs tmpfs {m}\ntouch {m}/owned {m}/orphan\nchown 54321:54321 {m}/orphan\n",
+        "mount -t tmpfs tmpfs {m}\nchmod 0755 {m}\ntouch {m}/owned {m}/orphan {m}/open\nchown 54321:54321 {m}/orphan\nchmod 0666 {m}/open\nmkdir -m 1777 {m}/sticky\nmkdir {m}/shared\nchmod 0777 {m}/shared\n",
         m = mnt.display()
     );
     let (o, report) = run_audit(&b, "unowned", &setup, "");
@@ -1665,7 +1685,22 @@ fn audit_unowned_finds_files_of_deleted_accounts() {
         !report.contains("/owned"),
         "an owned file was reported:\n{report}"
     );
-    assert!(report.contains("result: 1 problem(s)"), "{report}");
+    // CIS 7.1.11: a world-writable file and a folder without the sticky bit;
+    // a sticky world-writable folder (like /tmp) is fine.
+    for want in [
+        format!(
+            "PROBLEM  {}/open: world-writable (-rw-rw-rw-)",
+            mnt.display()
+        ),
+        format!(
+            "PROBLEM  {}/shared: world-writable (drwxrwxrwx)",
+            mnt.display()
+        ),
+    ] {
+        assert!(report.contains(&want), "missing `{want}` in:\n{report}");
+    }
+    assert!(!report.contains("/sticky"), "{report}");
+    assert!(report.contains("result: 3 problem(s)"), "{report}");
 }
 
 #[test]

@@ -55,9 +55,6 @@ pub struct DiskSettings {
     /// none): its partition is the disk's last, so there is room after it.
     #[serde(default)]
     pub grow: String,
-    /// Extra words for the loader entry's kernel command line.
-    #[serde(default)]
-    pub kernel_cmdline: Vec<String>,
 }
 
 fn default_esp_mib() -> u64 {
@@ -184,7 +181,10 @@ pub fn build(
         )?);
     }
     let mut all: Vec<(Part, PathBuf)> = parts.1.iter().cloned().zip(images).collect();
-    let cmdline = cmdline(&partuuid(build, &build.system.root_label), &disk);
+    let cmdline = cmdline(
+        &partuuid(build, &build.system.root_label),
+        &build.system.kernel_cmdline_extra,
+    );
     if disk.bootable {
         let size = disk.esp_size_mib * MIB;
         let esp = super::esp::make(base, build, &cmdline, size, work.path())?;
@@ -220,13 +220,13 @@ fn disk_order(p: &Part, disk: &DiskSettings) -> (u8, String) {
 }
 
 /// The kernel command line that boots disk.img's root partition.
-pub fn cmdline(root_partuuid: &str, disk: &DiskSettings) -> String {
+pub fn cmdline(root_partuuid: &str, extra: &[String]) -> String {
     let mut words = vec![
         format!("root=PARTUUID={root_partuuid}"),
         "rw".into(),
         "console=ttyS0".into(),
     ];
-    words.extend(disk.kernel_cmdline.iter().cloned());
+    words.extend(extra.iter().cloned());
     words.join(" ")
 }
 

@@ -68,7 +68,8 @@ fn stage_files(
     let texts = [
         (
             "loader.conf",
-            "default hardroot.conf\ntimeout 0\n".to_string(),
+            // editor no: nobody at the console edits the kernel command line (CIS 1.4.x).
+            "default hardroot.conf\ntimeout 0\neditor no\n".to_string(),
         ),
         ("hardroot.conf", entry),
     ];

@@ -99,6 +99,9 @@ pub struct SystemSettings {
     pub image_free_mib: u64,
     #[serde(default = "default_label")]
     pub root_label: String,
+    /// Words after hardroot's own on the kernel command line (both boot paths).
+    #[serde(default)]
+    pub kernel_cmdline_extra: Vec<String>,
 }
 
 fn default_label() -> String {

@@ -252,6 +252,7 @@ fn write_image_manifest(
             "version": base.meta.kernel,
             "vmlinuz_sha256": sha256_file(&out.kernel)?,
             "initrd_sha256": sha256_file(&out.initrd)?,
+            "cmdline_extra": build.system.kernel_cmdline_extra,
         },
         "disk": disk,
         "packages": base.meta.packages,

@@ -120,6 +120,7 @@ fn image_stage(
         kernel: img.kernel,
         initrd: img.initrd,
         disk: img.disk,
+        cmdline_extra: super::qemu::cmdline_extra(&img.image_manifest),
         manifest: img.image_manifest,
     })
 }

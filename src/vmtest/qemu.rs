@@ -25,6 +25,9 @@ pub struct ImageDir {
     pub disk: Option<PathBuf>,
     /// image-manifest.json: disk.img's declared partitions and mounts.
     pub manifest: PathBuf,
+    /// The profile's kernel command line words (system.kernel_cmdline_extra),
+    /// for a direct-kernel boot; disk.img's loader entry has them already.
+    pub cmdline_extra: Vec<String>,
 }
 
 /// How a machine boots. `UefiDisk` is what a user ships: firmware →
@@ -53,6 +56,7 @@ impl ImageDir {
             initrd: dir.join("initrd.img"),
             disk: disk.is_file().then_some(disk),
             manifest: dir.join("image-manifest.json"),
+            cmdline_extra: cmdline_extra(&dir.join("image-manifest.json")),
         };
         for f in [&img.rootfs, &img.kernel, &img.initrd] {
             if !f.is_file() {
@@ -95,10 +99,14 @@ impl ImageDir {
                 a.extend(["-kernel".into(), path(&self.kernel)]);
                 a.extend(["-initrd".into(), path(&self.initrd)]);
                 // panic=-1: a kernel panic "reboots", and -no-reboot turns that into a prompt QEMU exit.
-                a.extend([
-                    "-append".into(),
-                    "root=/dev/vda rw console=ttyS0 panic=-1".into(),
-                ]);
+                // no_timer_check: under TCG on a busy host the early IO-APIC timer check can fail.
+                let mut cmdline =
+                    "root=/dev/vda rw console=ttyS0 panic=-1 no_timer_check".to_string();
+                for w in &self.cmdline_extra {
+                    cmdline.push(' ');
+                    cmdline.push_str(w);
+                }
+                a.extend(["-append".into(), cmdline]);
             }
         }
         let drive = format!(
@@ -112,6 +120,21 @@ impl ImageDir {
         ]);
         a
     }
+}
+
+/// image-manifest.json's kernel.cmdline_extra (empty when absent: an image
+/// folder made by hand, or an older manifest).
+pub fn cmdline_extra(manifest: &Path) -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string(manifest) else {
+        return Vec::new();
+    };
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    v["kernel"]["cmdline_extra"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|w| w.as_str().map(str::to_string))
+        .collect()
 }
 
 /// The copy-on-write layer `layer` over the image file `mode` boots: the
@@ -556,6 +579,7 @@ mod tests {
                 initrd: "/i/initrd.img".into(),
                 disk: Some("/i/disk.img".into()),
                 manifest: "/i/image-manifest.json".into(),
+                cmdline_extra: vec!["audit=1".into()],
             },
             boot: BootMode::DirectKernel,
             memory_mib: 1024,
@@ -588,6 +612,7 @@ mod tests {
         let mut c = cfg(false);
         let direct = c.qemu_args().join(" ");
         assert!(direct.contains("-kernel /i/vmlinuz -initrd /i/initrd.img -append root=/dev/vda"));
+        assert!(direct.contains("no_timer_check audit=1 -drive"), "{direct}");
         assert!(!direct.contains("-bios"));
         assert_eq!(c.image.backing(c.boot), Path::new("/i/rootfs.img"));
         c.boot = c.image.boot_mode(false);
