@@ -9,7 +9,7 @@
 mod common;
 use common::*;
 use std::os::unix::fs::{PermissionsExt, symlink};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// A folder of links to every program on this PATH except `hidden`.
@@ -44,13 +44,19 @@ fn deps(front: &Path, links: &Path, dry_run: bool) -> Output {
     cmd.output().expect("run scripts/deps.sh")
 }
 
-#[test]
-fn a_missing_command_is_installed_even_when_its_package_is_recorded() {
+/// A folder for stubs and one of links to every program but qemu-img.
+fn without_qemu_img() -> (tempfile::TempDir, PathBuf, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let (front, links) = (dir.path().join("front"), dir.path().join("links"));
     std::fs::create_dir_all(&front).unwrap();
     std::fs::create_dir_all(&links).unwrap();
     path_without("qemu-img", &links);
+    (dir, front, links)
+}
+
+#[test]
+fn a_missing_command_is_installed_even_when_its_package_is_recorded() {
+    let (_dir, front, links) = without_qemu_img();
     let o = deps(&front, &links, true);
     let (out, err) = (text(&o.stdout), text(&o.stderr));
     assert!(o.status.success(), "{out}{err}");
@@ -67,11 +73,7 @@ fn a_missing_command_is_installed_even_when_its_package_is_recorded() {
 
 #[test]
 fn an_install_that_leaves_a_command_missing_fails_loudly() {
-    let dir = tempfile::tempdir().unwrap();
-    let (front, links) = (dir.path().join("front"), dir.path().join("links"));
-    std::fs::create_dir_all(&front).unwrap();
-    std::fs::create_dir_all(&links).unwrap();
-    path_without("qemu-img", &links);
+    let (_dir, front, links) = without_qemu_img();
     // apt "succeeds" without installing anything: what a resolver that
     // removed the tool again would look like from here.
     for stub in ["apt-get", "sudo"] {

@@ -11,7 +11,7 @@ use common::*;
 use serde_json::Value;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 const PROFILE: &str = "profiles/xmpp-server.toml";
 
@@ -80,33 +80,6 @@ fn build() -> Built {
         out,
         _tmp: tmp,
     }
-}
-
-fn need_tool(tool: &str, package: &str) {
-    let found = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
-        .iter()
-        .any(|d| Path::new(d).join(tool).exists());
-    assert!(
-        found,
-        "{tool} is not installed: apt-get install {package} (scripts/deps.sh)"
-    );
-}
-
-fn run(cmd: &mut Command) -> Output {
-    cmd.output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
-}
-
-fn run_ok(cmd: &mut Command) -> String {
-    let o = run(cmd);
-    assert!(
-        o.status.success(),
-        "{cmd:?} failed ({}):\n{}\n{}",
-        o.status,
-        text(&o.stdout),
-        text(&o.stderr)
-    );
-    text(&o.stdout)
 }
 
 fn strings(v: &Value) -> Vec<String> {

@@ -184,34 +184,6 @@ fn skip_unless_root(what: &str) -> bool {
     true
 }
 
-/// Fails with the package to install when a tool is missing.
-fn need_tool(tool: &str, package: &str) {
-    let found = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
-        .iter()
-        .any(|d| Path::new(d).join(tool).exists());
-    assert!(
-        found,
-        "{tool} is not installed: apt-get install {package} (scripts/deps.sh)"
-    );
-}
-
-fn run(cmd: &mut Command) -> Output {
-    cmd.output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
-}
-
-fn run_ok(cmd: &mut Command) -> String {
-    let o = run(cmd);
-    assert!(
-        o.status.success(),
-        "{cmd:?} failed ({}):\n{}\n{}",
-        o.status,
-        text(&o.stdout),
-        text(&o.stderr)
-    );
-    text(&o.stdout)
-}
-
 /// Runs a shell script in a fresh network and mount namespace (unshare).
 fn in_namespaces(script: &str) -> Output {
     run(Command::new("unshare").args(["--net", "--mount", "bash", "-euc", script]))

@@ -126,3 +126,32 @@ pub fn self_signed_cmd(key: &Path, cert: &Path) -> Command {
     .arg(cert);
     c
 }
+
+/// Fails with the package to install when a tool is missing.
+pub fn need_tool(tool: &str, package: &str) {
+    let found = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+        .iter()
+        .any(|d| Path::new(d).join(tool).exists());
+    assert!(
+        found,
+        "{tool} is not installed: apt-get install {package} (scripts/deps.sh)"
+    );
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+/// Runs and requires success; returns stdout.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let o = run(cmd);
+    assert!(
+        o.status.success(),
+        "{cmd:?} failed ({}):\n{}\n{}",
+        o.status,
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    text(&o.stdout)
+}
