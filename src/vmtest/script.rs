@@ -370,6 +370,27 @@ fn register_globals(engine: &mut Engine, ctx: &Arc<Context>) {
     });
     let c = Arc::clone(ctx);
     engine.register_fn("start_all", move || -> Fallible<()> { start_all(&c) });
+    let c = Arc::clone(ctx);
+    engine.register_fn(
+        "lynis_check",
+        move |report: &str, config: &str| -> Fallible<String> {
+            c.record("host", "lynis_check", report, || {
+                lynis_check(&c.out_dir, report, config)
+            })
+        },
+    );
+}
+
+/// The Lynis verdict (src/lynis.rs, the rule the report shows too) on files
+/// of the output folder: the summary when it passes, every failure when not.
+fn lynis_check(out_dir: &Path, report: &str, config: &str) -> Result<String, String> {
+    let verdict = crate::lynis::judge_files(&out_dir.join(report), &out_dir.join(config))?;
+    let message = verdict.message();
+    if verdict.passed {
+        Ok(message)
+    } else {
+        Err(message)
+    }
 }
 
 /// Launch every machine first, then wait for each: boots overlap.
