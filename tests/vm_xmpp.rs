@@ -104,4 +104,14 @@ fn xmpp_server_acceptance_test_passes() {
         page.contains("id=\"boot-plot\""),
         "the boot chart is in the report"
     );
+    // The independent audit ran last (a failing verdict fails the test
+    // above) and the page shows it.
+    assert!(
+        out.join("lynis/lynis-report.dat").is_file(),
+        "Lynis' report was copied out of the guest"
+    );
+    assert!(
+        page.contains("id=\"audit-index\""),
+        "the report has the independent audit"
+    );
 }
