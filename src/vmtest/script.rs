@@ -626,4 +626,36 @@ mod tests {
         let err = run_script(&f, "loop { }").unwrap_err();
         assert!(err.contains("time limit"), "{err}");
     }
+
+    #[test]
+    fn lynis_check_passes_a_clean_audit_and_names_every_failure() {
+        let f = fixture();
+        let dir = f.dir.path();
+        std::fs::write(
+            dir.join("config.json"),
+            r#"{"audit": {"lynis_min_index": 80, "accepted_findings": [{"id": "LYNIS", "reason": "Debian's version"}]}}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("good.dat"),
+            "hardening_index=85\nsuggestion[]=LYNIS|old release|-|-|\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("bad.dat"),
+            "hardening_index=70\nwarning[]=FIRE-4512|no rules|-|-|\nsuggestion[]=DEB-0880|Install fail2ban|-|-|\n",
+        )
+        .unwrap();
+        let src = r#"
+            let ok = lynis_check("good.dat", "config.json");
+            assert(ok.contains("hardening index 85 (minimum 80)"), ok);
+        "#;
+        run_script(&f, src).unwrap();
+        let err = run_script(&f, r#"lynis_check("bad.dat", "config.json");"#).unwrap_err();
+        for want in ["below audit.lynis_min_index = 80", "FIRE-4512", "DEB-0880"] {
+            assert!(err.contains(want), "{want} in {err}");
+        }
+        let err = run_script(&f, r#"lynis_check("none.dat", "config.json");"#).unwrap_err();
+        assert!(err.contains("none.dat"), "{err}");
+    }
 }
