@@ -56,7 +56,9 @@ impl Finding {
 
     /// Does a policy id (`SSH-7408` or `SSH-7408:AllowTcpForwarding`) name this finding?
     /// The detail matches the finding's details case-insensitively, whole or
-    /// up to the first space ("AllowTcpForwarding" names "AllowTcpForwarding (set YES to NO)").
+    /// up to the first space ("AllowTcpForwarding" names "AllowTcpForwarding (set YES to NO)");
+    /// a finding without details matches a detail that is a whole word of its text
+    /// (`FILE-6310:/tmp`, `NETW-3200:dccp`).
     pub fn matches(&self, policy_id: &str) -> bool {
         let (id, detail) = match policy_id.split_once(':') {
             Some((id, d)) => (id.trim(), Some(d.trim())),
@@ -66,10 +68,27 @@ impl Finding {
             return false;
         }
         let Some(detail) = detail else { return true };
-        let have = self.details.to_ascii_lowercase();
         let want = detail.to_ascii_lowercase();
-        !want.is_empty() && (have == want || have.starts_with(&format!("{want} ")))
+        if want.is_empty() {
+            return false;
+        }
+        if self.details.is_empty() {
+            // No details: some tests tell their findings apart in the text
+            // only (FILE-6310 "… place /tmp on a separate partition", NETW-3200
+            // "protocol 'dccp'"): the detail is then a whole word of the text.
+            return contains_word(&self.text.to_ascii_lowercase(), &want);
+        }
+        let have = self.details.to_ascii_lowercase();
+        have == want || have.starts_with(&format!("{want} "))
     }
+}
+
+/// `word` occurs in `text` with neither a letter, a digit nor `_` right before or after it.
+fn contains_word(text: &str, word: &str) -> bool {
+    let edge = |c: Option<char>| !c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+    text.match_indices(word).any(|(at, w)| {
+        edge(text[..at].chars().next_back()) && edge(text[at + w.len()..].chars().next())
+    })
 }
 
 /// Lynis writes "-" or nothing for an empty field.
@@ -489,6 +508,20 @@ suggestion[]=|no id|-|-|
         assert!(!f.matches("SSH-740"));
         assert!(!f.matches("SSH-7408:"));
         assert!(r.suggestions[2].matches("KRNL-6000:net.ipv4.conf.default.log_martians"));
+        let tmp = parse(
+            "suggestion[]=FILE-6310|To decrease the impact of a full /tmp file system, place /tmp on a separate partition|-|-|\nsuggestion[]=NETW-3200|Determine if protocol 'dccp' is really needed on this system|-|-|\n",
+        );
+        assert!(
+            tmp.suggestions[0].matches("FILE-6310:/tmp"),
+            "no details: a word of the text"
+        );
+        assert!(!tmp.suggestions[0].matches("FILE-6310:/var"));
+        assert!(
+            !tmp.suggestions[0].matches("FILE-6310:tm"),
+            "whole words only"
+        );
+        assert!(tmp.suggestions[1].matches("NETW-3200:dccp"));
+        assert!(!tmp.suggestions[1].matches("NETW-3200:sctp"));
         assert!(!r.suggestions[3].matches("KRNL-6000:net.ipv4.conf.default.log_martians"));
     }
 
