@@ -55,11 +55,16 @@ needs=(
 # Packages whose maintainer scripts the tests run offline in a scratch root
 # (crowdsec's postinst), and what the VM test installs into a throw-away guest
 # (lynis): fetched as .debs, never installed on the host.
+# lynis is pure shell and Depends only on e2fsprogs, which every image has.
 fetch_debs() {
   local dir=${HARDROOT_DEB_DIR:-/var/cache/hardroot/debs}
+  local pkg missing=()
   mkdir -p "$dir"
-  ls "$dir"/crowdsec_*.deb "$dir"/crowdsec-firewall-bouncer_*.deb >/dev/null 2>&1 && return 0
-  (cd "$dir" && apt-get download crowdsec crowdsec-firewall-bouncer >/dev/null)
+  for pkg in crowdsec crowdsec-firewall-bouncer lynis; do
+    compgen -G "$dir/${pkg}_*.deb" >/dev/null || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  (cd "$dir" && apt-get download "${missing[@]}" >/dev/null)
 }
 
 # Is this probe usable here?

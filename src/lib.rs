@@ -9,6 +9,7 @@ pub mod eval;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod image;
+pub mod lynis;
 pub mod model;
 pub mod render;
 pub mod report;

@@ -236,6 +236,154 @@ fn a_live_value_that_differs_is_red() {
     assert!(!html.contains("id=\"hardening-bad\" class=\"verdict ok\""));
 }
 
+/// A lynis-report.dat as Lynis 3.0.8 writes it (fields `ID|text|details|solution|`,
+/// KRNL-6000's sysctls in `details[]` lines before its one suggestion).
+const LYNIS_DAT: &str = "\
+lynis_version=3.0.8
+report_datetime_start=2026-12-02 02:10:00
+suggestion[]=DEB-0880|Install fail2ban to automatically ban hosts that commit multiple authentication errors.|-|-|
+suggestion[]=SSH-7408|Consider hardening SSH configuration|AllowTcpForwarding (set YES to NO)|-|
+suggestion[]=FILE-6310|To decrease the impact of a full /home file system, place /home on a separate partition|-|-|
+warning[]=FIRE-4512|iptables module(s) loaded, but no rules active|-|-|
+details[]=KRNL-6000|sysctl|desc:Restrict access to kernel symbols;field:kernel.kptr_restrict;prefval:2;value:0;|
+details[]=KRNL-6000|sysctl|desc:Disable loading of TTY line disciplines;field:dev.tty.ldisc_autoload;prefval:0;value:1;|
+suggestion[]=KRNL-6000|One or more sysctl values differ from the scan profile and could be tweaked||Change sysctl value or disable test (skip-test=KRNL-6000:<sysctl-key>)|
+lynis_tests_done=262
+hardening_index=73
+report_datetime_end=2026-12-02 02:14:00
+";
+
+/// The run with Lynis' report in lynis/ and the audit policy in build/config.json.
+fn with_lynis(
+    dat: &str,
+    audit: serde_json::Value,
+    answers: serde_json::Value,
+) -> tempfile::TempDir {
+    let run = run_copy();
+    std::fs::create_dir_all(run.path().join("lynis")).unwrap();
+    std::fs::write(run.path().join("lynis/lynis-report.dat"), dat).unwrap();
+    let path = run.path().join("build/config.json");
+    let mut config = json(&path);
+    for (k, v) in audit.as_object().unwrap() {
+        config["audit"][k] = v.clone();
+    }
+    for (module, list) in answers.as_object().unwrap() {
+        config[module]["lynis_answers"] = list.clone();
+    }
+    std::fs::write(&path, serde_json::to_string(&config).unwrap()).unwrap();
+    run
+}
+
+fn row_with<'a>(table: &'a str, needle: &str) -> &'a str {
+    let at = table
+        .find(needle)
+        .unwrap_or_else(|| panic!("no {needle} in {table}"));
+    let start = table[..at].rfind("<tr").unwrap();
+    let end = at + table[at..].find("</tr>").unwrap();
+    &table[start..end]
+}
+
+#[test]
+fn independent_audit_shows_every_finding_with_its_answer_or_reason() {
+    let run = with_lynis(
+        LYNIS_DAT,
+        serde_json::json!({
+            "lynis_min_index": 70,
+            "accepted_findings": [
+                { "id": "FILE-6310", "reason": "the golden disk has separate partitions" },
+                { "id": "KRNL-6000:kernel.kptr_restrict", "reason": "accepted for the test" },
+                { "id": "NAME-4028", "reason": "stale entry" },
+            ],
+        }),
+        serde_json::json!({ "crowdsec": [{ "id": "DEB-0880", "by": "crowdsec", "how": "CrowdSec bans at the firewall" }] }),
+    );
+    let html = render(run.path());
+    assert!(html.contains("<h2 id=\"audit\">"), "section present");
+    assert!(html.contains("Lynis 3.0.8"));
+    assert!(html.contains("id=\"audit-index\" class=\"verdict ok\">73</span> (the profile's minimum, audit.lynis_min_index: 70)"), "{html}");
+    let table = section(&html, "audit-findings");
+    assert_eq!(
+        table.matches("<tr class=").count(),
+        6,
+        "one row per finding, KRNL-6000 per sysctl: {table}"
+    );
+    let answered = row_with(table, "DEB-0880");
+    assert!(
+        answered
+            .contains("<td class=\"ok\">answered by crowdsec: CrowdSec bans at the firewall</td>"),
+        "{answered}"
+    );
+    let accepted = row_with(table, "FILE-6310");
+    assert!(
+        accepted
+            .contains("<td class=\"ok\">accepted: the golden disk has separate partitions</td>"),
+        "{accepted}"
+    );
+    assert!(row_with(table, "kernel.kptr_restrict (set 0 to 2)").contains("class=\"ok\">accepted"));
+    for open in [
+        "dev.tty.ldisc_autoload (set 1 to 0)",
+        "AllowTcpForwarding (set YES to NO)",
+    ] {
+        assert!(
+            row_with(table, open).contains(
+                "<td class=\"bad\">neither answered by a module nor in audit.accepted_findings</td>"
+            ),
+            "{open} is open"
+        );
+    }
+    assert!(row_with(table, "FIRE-4512").contains("<td>warning</td>"));
+    assert!(
+        row_with(table, "FIRE-4512").contains("class=\"bad\""),
+        "a warning is red"
+    );
+    let failures = html.split("id=\"audit-failures\">").nth(1).unwrap();
+    let failures = &failures[..failures.find("</pre>").unwrap()];
+    assert_eq!(failures.lines().count(), 3, "{failures}");
+    assert!(
+        failures.contains("FIRE-4512")
+            && failures.contains("SSH-7408")
+            && failures.contains("dev.tty.ldisc_autoload")
+    );
+    assert!(html.contains("id=\"audit-verdict\" class=\"verdict bad\">73 / 70</span>"));
+    assert!(
+        html.contains("NAME-4028 (audit.accepted_findings)"),
+        "stale entries are named"
+    );
+}
+
+#[test]
+fn a_low_index_is_red_and_a_clean_audit_passes() {
+    let low = with_lynis(LYNIS_DAT, serde_json::json!({}), serde_json::json!({}));
+    let html = render(low.path());
+    assert!(html.contains("id=\"audit-index\" class=\"verdict bad\">73</span> (the profile's minimum, audit.lynis_min_index: 90)"), "the default minimum is 90");
+    assert!(html.contains("hardening index 73 is below audit.lynis_min_index = 90"));
+
+    let clean = "lynis_version=3.0.8\nhardening_index=91\nsuggestion[]=LYNIS|This release is more than 4 months old.|-|-|\n";
+    let run = with_lynis(
+        clean,
+        serde_json::json!({ "accepted_findings": [{ "id": "LYNIS", "reason": "Debian 12 ships 3.0.8" }] }),
+        serde_json::json!({}),
+    );
+    let html = render(run.path());
+    assert!(html.contains("id=\"audit-verdict\" class=\"verdict ok\">91 / 90</span>"));
+    assert!(!html.contains("id=\"audit-failures\""));
+    // The verdict the page shows is the test's own rule.
+    let v = hardroot::lynis::judge_files(
+        &run.path().join("lynis/lynis-report.dat"),
+        &run.path().join("build/config.json"),
+    )
+    .unwrap();
+    assert!(v.passed, "{:?}", v.failures);
+}
+
+#[test]
+fn a_run_without_lynis_says_so() {
+    let run = run_copy();
+    let html = render(run.path());
+    assert!(html.contains("id=\"audit-missing\""));
+    assert!(html.contains("id=\"audit-verdict\" class=\"verdict na\">not run</span>"));
+}
+
 #[test]
 fn against_an_older_image_lists_changed_files_and_packages() {
     let run = run_copy();

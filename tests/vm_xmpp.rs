@@ -132,4 +132,10 @@ fn xmpp_server_acceptance_test_passes() {
         page.contains("id=\"boot-plot\""),
         "the boot chart is in the report"
     );
+    // The independent audit is a script of its own (audit.rhai, not run
+    // here: ~20 minutes under TCG); the page says it did not run.
+    assert!(
+        page.contains("id=\"audit-verdict\""),
+        "the report has the independent audit's verdict"
+    );
 }

@@ -1,7 +1,7 @@
 //! The page itself: every section's data into one Tera context, rendered with
 //! HTML autoescaping (all text on the page comes from files and guests).
 use super::inputs::Inputs;
-use super::{diff, disk, exposure, facts, hardening, identity, steps};
+use super::{audit, diff, disk, exposure, facts, hardening, identity, steps};
 use base64::Engine;
 use serde::Serialize;
 
@@ -87,6 +87,7 @@ pub fn render(inputs: &Inputs) -> Result<String, String> {
     let tests = steps::collect(inputs);
     let matrix = exposure::collect(inputs);
     let hardening = hardening::collect(inputs);
+    let audit = audit::collect(inputs);
     let diff = inputs
         .against
         .as_ref()
@@ -103,6 +104,7 @@ pub fn render(inputs: &Inputs) -> Result<String, String> {
     ctx.insert("matrix", &matrix);
     ctx.insert("boot", &boot(inputs));
     ctx.insert("hardening", &hardening);
+    ctx.insert("audit", &audit);
     ctx.insert("diff", &diff);
     ctx.insert("problems", &inputs.problems);
     let mut tera = tera::Tera::default();

@@ -388,6 +388,27 @@ fn register_globals(engine: &mut Engine, ctx: &Arc<Context>) {
     });
     let c = Arc::clone(ctx);
     engine.register_fn("start_all", move || -> Fallible<()> { start_all(&c) });
+    let c = Arc::clone(ctx);
+    engine.register_fn(
+        "lynis_check",
+        move |report: &str, config: &str| -> Fallible<String> {
+            c.record("host", "lynis_check", report, || {
+                lynis_check(&c.out_dir, report, config)
+            })
+        },
+    );
+}
+
+/// The Lynis verdict (src/lynis.rs, the rule the report shows too) on files
+/// of the output folder: the summary when it passes, every failure when not.
+fn lynis_check(out_dir: &Path, report: &str, config: &str) -> Result<String, String> {
+    let verdict = crate::lynis::judge_files(&out_dir.join(report), &out_dir.join(config))?;
+    let message = verdict.message();
+    if verdict.passed {
+        Ok(message)
+    } else {
+        Err(message)
+    }
 }
 
 /// Launch every machine first, then wait for each: boots overlap.
@@ -622,5 +643,37 @@ mod tests {
         Arc::get_mut(&mut f.ctx).unwrap().deadline = Instant::now();
         let err = run_script(&f, "loop { }").unwrap_err();
         assert!(err.contains("time limit"), "{err}");
+    }
+
+    #[test]
+    fn lynis_check_passes_a_clean_audit_and_names_every_failure() {
+        let f = fixture();
+        let dir = f.dir.path();
+        std::fs::write(
+            dir.join("config.json"),
+            r#"{"audit": {"lynis_min_index": 80, "accepted_findings": [{"id": "LYNIS", "reason": "Debian's version"}]}}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("good.dat"),
+            "hardening_index=85\nsuggestion[]=LYNIS|old release|-|-|\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("bad.dat"),
+            "hardening_index=70\nwarning[]=FIRE-4512|no rules|-|-|\nsuggestion[]=DEB-0880|Install fail2ban|-|-|\n",
+        )
+        .unwrap();
+        let src = r#"
+            let ok = lynis_check("good.dat", "config.json");
+            assert(ok.contains("hardening index 85 (minimum 80)"), ok);
+        "#;
+        run_script(&f, src).unwrap();
+        let err = run_script(&f, r#"lynis_check("bad.dat", "config.json");"#).unwrap_err();
+        for want in ["below audit.lynis_min_index = 80", "FIRE-4512", "DEB-0880"] {
+            assert!(err.contains(want), "{want} in {err}");
+        }
+        let err = run_script(&f, r#"lynis_check("none.dat", "config.json");"#).unwrap_err();
+        assert!(err.contains("none.dat"), "{err}");
     }
 }

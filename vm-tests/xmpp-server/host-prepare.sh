@@ -9,6 +9,11 @@
 #   udp-counted.sh    the firewall counters check after the UDP probes
 #   register-accounts.sh  registers the accounts in the running ejabberd (erl_call)
 #   guest-facts.sh    the facts the report shows (boot timing, sshd -T, sysctls, rules)
+# OUT/to-guest-lynis/ what the last subtest copies in for the independent audit:
+#   lynis_*.deb       Debian's package, from ${HARDROOT_DEB_DIR:-/var/cache/hardroot/debs}
+#                     (scripts/deps.sh fetches it; never installed on the host or in the image)
+#   lynis.prf         this test's Lynis profile (/etc/lynis/custom.prf in the guest)
+#   lynis-run.sh      installs it, audits, keeps the report
 # Nothing secret is ever in the repository: every key and password is made here, per run.
 set -euo pipefail
 out=$1
@@ -20,8 +25,16 @@ if [ ! -f "$manifest" ]; then
 	exit 1
 fi
 
-rm -rf "$out/keys" "$out/to-guest"
-mkdir -p "$out/keys" "$out/to-guest"
+debs=${HARDROOT_DEB_DIR:-/var/cache/hardroot/debs}
+lynis_deb=$(compgen -G "$debs/lynis_*.deb" | sort -V | tail -n 1 || true)
+if [ -z "$lynis_deb" ]; then
+	echo "no lynis_*.deb in $debs: run scripts/deps.sh (it downloads Debian's lynis package there for the VM test)" >&2
+	exit 1
+fi
+
+rm -rf "$out/keys" "$out/to-guest" "$out/to-guest-lynis"
+mkdir -p "$out/keys" "$out/to-guest" "$out/to-guest-lynis"
+cp "$lynis_deb" "$here/lynis.prf" "$here/lynis-run.sh" "$out/to-guest-lynis/"
 chmod 0700 "$out/keys"
 ssh-keygen -q -t ed25519 -N '' -C hardroot-vm-test -f "$out/keys/id_ed25519"
 cp "$out/keys/id_ed25519.pub" "$out/to-guest/authorized_keys"
