@@ -102,10 +102,16 @@ fn machines(r: &Value, run: &Path, with_tail: bool) -> Vec<Machine> {
     map.iter()
         .map(|(name, info)| {
             let log = serial_log(run, name, info);
+            let kernel = array(info, "kernel_uptime_at_ready_s");
             let boots = array(info, "boot_to_ready_s")
                 .iter()
-                .filter_map(Value::as_f64)
-                .map(|s| format!("{s:.1} s"))
+                .enumerate()
+                .filter_map(|(i, s)| Some((s.as_f64()?, kernel.get(i).and_then(Value::as_f64))))
+                .map(|(s, k)| match k {
+                    // The rest is QEMU, firmware and bootloader.
+                    Some(k) => format!("{s:.1} s (kernel {k:.1} s)"),
+                    None => format!("{s:.1} s"),
+                })
                 .collect::<Vec<_>>()
                 .join(", ");
             Machine {

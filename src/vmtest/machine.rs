@@ -30,6 +30,9 @@ pub struct Machine {
     disk_made: bool,
     /// Seconds from process start to the backdoor's ready marker, one per boot.
     pub boot_secs: Vec<f64>,
+    /// The guest kernel's uptime at that marker, one per boot: the rest of
+    /// boot_secs is QEMU, firmware and bootloader.
+    pub kernel_secs: Vec<f64>,
     serial_log: Option<PathBuf>,
     /// Where the current boot starts in the serial log (it is appended across boots).
     boot_offset: u64,
@@ -50,6 +53,7 @@ impl Machine {
             guest: None,
             disk_made: false,
             boot_secs: Vec::new(),
+            kernel_secs: Vec::new(),
             serial_log,
             boot_offset: 0,
         }
@@ -81,9 +85,10 @@ impl Machine {
             return Err(format!("{} was not started", self.name));
         };
         match guest.wait_ready(timeout) {
-            Ok(_) => {
+            Ok(uptime) => {
                 let secs = guest.started.elapsed().as_secs_f64();
                 self.boot_secs.push(secs);
+                self.kernel_secs.push(uptime);
                 Ok(secs)
             }
             Err(e) => {

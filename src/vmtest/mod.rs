@@ -289,6 +289,7 @@ fn finish(
         let info = res.machines.entry(m.name.clone()).or_default();
         info.serial_log = m.serial_log().map(|p| p.display().to_string());
         info.boot_to_ready_s = m.boot_secs.iter().map(|s| results::round(*s)).collect();
+        info.kernel_uptime_at_ready_s = m.kernel_secs.iter().map(|s| results::round(*s)).collect();
     }
     res.passed = Some(err.is_none());
     res.error = err.cloned();

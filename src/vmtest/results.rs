@@ -49,6 +49,9 @@ pub struct MachineInfo {
     pub serial_log: Option<String>,
     /// Seconds from QEMU start to the backdoor's ready marker, one per boot.
     pub boot_to_ready_s: Vec<f64>,
+    /// The guest kernel's uptime at the ready marker, per boot: what the
+    /// firmware and bootloader took is boot_to_ready_s minus this.
+    pub kernel_uptime_at_ready_s: Vec<f64>,
     /// What the machine booted, hashed by the driver before the first boot.
     pub boot: Option<BootInfo>,
 }
