@@ -876,20 +876,8 @@ fn units_pass_systemd_analyze_verify() {
         // A root with the overlay, the host's packaged units (for targets and
         // ssh.service), stubs for packaged units the host lacks, and copies of
         // the programs the units run.
-        let root = tempfile::tempdir().expect("tempdir");
+        let root = unit_root(&b.overlay());
         let r = root.path();
-        run_ok(
-            Command::new("cp")
-                .arg("-a")
-                .arg(format!("{}/.", b.overlay().display()))
-                .arg(r),
-        );
-        fs::create_dir_all(r.join("usr/lib/systemd")).expect("mkdir");
-        run_ok(
-            Command::new("cp")
-                .args(["-a", "/usr/lib/systemd/system"])
-                .arg(r.join("usr/lib/systemd/")),
-        );
         for packaged in [
             "crowdsec.service",
             "crowdsec-firewall-bouncer.service",

@@ -155,3 +155,23 @@ pub fn run_ok(cmd: &mut Command) -> String {
     );
     text(&o.stdout)
 }
+
+/// A scratch root for `systemd-analyze verify --root`: the overlay, plus the
+/// host's packaged units (targets, and the units ours order against).
+pub fn unit_root(overlay: &Path) -> tempfile::TempDir {
+    let root = tempfile::tempdir().expect("tempdir");
+    let r = root.path();
+    run_ok(
+        Command::new("cp")
+            .arg("-a")
+            .arg(format!("{}/.", overlay.display()))
+            .arg(r),
+    );
+    std::fs::create_dir_all(r.join("usr/lib/systemd")).expect("mkdir");
+    run_ok(
+        Command::new("cp")
+            .args(["-a", "/usr/lib/systemd/system"])
+            .arg(r.join("usr/lib/systemd/")),
+    );
+    root
+}
