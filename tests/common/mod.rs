@@ -157,8 +157,9 @@ pub fn run_ok(cmd: &mut Command) -> String {
 }
 
 /// A scratch root for `systemd-analyze verify --root`: the overlay, plus the
-/// host's packaged units (targets, and the units ours order against).
-pub fn unit_root(overlay: &Path) -> tempfile::TempDir {
+/// host's packaged units (targets, and the units ours order against), plus a
+/// stub for each of `stubs` the host does not have.
+pub fn unit_root(overlay: &Path, stubs: &[&str]) -> tempfile::TempDir {
     let root = tempfile::tempdir().expect("tempdir");
     let r = root.path();
     run_ok(
@@ -173,5 +174,15 @@ pub fn unit_root(overlay: &Path) -> tempfile::TempDir {
             .args(["-a", "/usr/lib/systemd/system"])
             .arg(r.join("usr/lib/systemd/")),
     );
+    for packaged in stubs {
+        let p = r.join("usr/lib/systemd/system").join(packaged);
+        if !p.exists() {
+            std::fs::write(
+                &p,
+                "[Unit]\nDescription=stub of a packaged unit\n[Service]\nExecStart=/bin/true\n",
+            )
+            .expect("stub");
+        }
+    }
     root
 }
