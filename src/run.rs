@@ -55,14 +55,7 @@ pub fn run(a: &RunArgs) -> miette::Result<()> {
         eprintln!("note: {note}");
     }
     let layer = out.join("run-layer.qcow2");
-    let dir = ImageDir {
-        rootfs: image.rootfs.clone(),
-        kernel: image.kernel.clone(),
-        initrd: image.initrd.clone(),
-        disk: image.disk.clone(),
-        manifest: image.image_manifest.clone(),
-        cmdline_extra: crate::vmtest::qemu::cmdline_extra(&image.image_manifest),
-    };
+    let dir = ImageDir::from_output(&image);
     let mode = dir.boot_mode(a.direct_kernel);
     copy_on_write(&dir, mode, &layer).map_err(|e| miette::miette!("{e}"))?;
     let accel = probe_accel(&image.kernel, &out);

@@ -115,12 +115,5 @@ fn image_stage(
         quiet: false,
     };
     let img = crate::image::build_image(&req).map_err(|e| Failure::Build(e.into()))?;
-    Ok(ImageDir {
-        rootfs: img.rootfs,
-        kernel: img.kernel,
-        initrd: img.initrd,
-        disk: img.disk,
-        cmdline_extra: super::qemu::cmdline_extra(&img.image_manifest),
-        manifest: img.image_manifest,
-    })
+    Ok(ImageDir::from_output(&img))
 }

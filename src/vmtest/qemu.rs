@@ -72,6 +72,18 @@ impl ImageDir {
         Ok(img)
     }
 
+    /// The files an image stage just wrote.
+    pub fn from_output(img: &crate::image::ImageOutput) -> ImageDir {
+        ImageDir {
+            rootfs: img.rootfs.clone(),
+            kernel: img.kernel.clone(),
+            initrd: img.initrd.clone(),
+            disk: img.disk.clone(),
+            cmdline_extra: cmdline_extra(&img.image_manifest),
+            manifest: img.image_manifest.clone(),
+        }
+    }
+
     /// The shipped disk when there is one, unless a direct kernel boot is asked for.
     pub fn boot_mode(&self, direct_kernel: bool) -> BootMode {
         match (&self.disk, direct_kernel) {
