@@ -437,6 +437,13 @@ fn disk_image_has_the_hardened_layout_and_is_reproducible() {
         audit.contains("Mode:  0700"),
         "audit root must be 0700:\n{audit}"
     );
+    // A partition's top folder keeps the base's mode: mke2fs -d alone made
+    // /var/tmp 0755, without its sticky bit (CIS 1.1.2.x, Lynis FILE-6363).
+    let var_tmp = part_debugfs(&disk, parts, "var-tmp", "stat /");
+    assert!(
+        var_tmp.contains("Mode:  01777"),
+        "/var/tmp must be 1777:\n{var_tmp}"
+    );
     assert!(
         !debugfs(&outs[0].rootfs, "cat /etc/fstab").contains("LABEL=var"),
         "rootfs.img keeps the single-filesystem fstab"

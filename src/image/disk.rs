@@ -236,9 +236,10 @@ fn partuuid(build: &BuildDir, label: &str) -> String {
 }
 
 fn layout_key(base: &Base, disk: &DiskSettings, free_mib: u64) -> String {
-    // The first field changes whenever the way partitions are packed changes.
+    // The first field changes whenever the way partitions are packed changes
+    // (5: each filesystem's top folder keeps the base's mode, pack::root_mode).
     let text = serde_json::to_string(&(
-        4,
+        5,
         &base.meta.key,
         &disk.filesystems,
         disk.root_size_mib,

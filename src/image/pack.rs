@@ -91,11 +91,24 @@ pub fn make_ext4(
         .arg(format!("{}k", spec.size / 1024));
     tools::run(&mut cmd)?;
     let _ = std::fs::remove_file(&conf);
-    let mut script = String::new();
+    let mut script = root_mode(tree)?;
     for path in std::iter::once("").chain(paths.keys().map(String::as_str)) {
         set_times(&mut script, &format!("/{path}"), spec.sde)?;
     }
     debugfs(img, &script, spec.sde)
+}
+
+/// mke2fs -d makes the filesystem's root directory 0755 whatever the tree's
+/// top folder is: a partition mounted on /var/tmp lost its sticky bit (CIS
+/// 1.1.2.x, Lynis FILE-6363), /var/log/audit its 0750. The root inode takes
+/// the tree's mode (owner stays root_owner's 0:0).
+fn root_mode(tree: &Path) -> Result<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(tree).map_err(io_err("reading", tree))?;
+    Ok(format!(
+        "sif \"/\" mode 0{:o}\n",
+        0o40000 | (meta.permissions().mode() & 0o7777)
+    ))
 }
 
 /// Appends the commands that set all four time stamps of one inode.
