@@ -298,6 +298,7 @@ fn sshd_accepts_the_config_and_applies_the_hardening() {
             ("hostbasedauthentication", "no".to_string()),
             ("gssapiauthentication", "no".to_string()),
             ("maxstartups", "10:30:60".to_string()),
+            ("tcpkeepalive", "no".to_string()),
             ("allowgroups", join("allow_groups").replace(',', " ")),
         ];
         for (k, v) in expected {
