@@ -453,7 +453,7 @@ fn audit_rules_are_valid_and_end_immutable() {
     // Every CIS group is there (a key per group).
     let joined = all.join("\n");
     for key in [
-        "scope",
+        "sudoers",
         "user_emulation",
         "sudo_log_file",
         "time-change",
@@ -536,7 +536,7 @@ fn privileged_scan_writes_a_rule_per_setuid_program() {
     let written = fs::read_to_string(&rules).expect("rules");
     for prog in ["su", "wall"] {
         let want = format!(
-            "-a always,exit -F path={}/bin/{prog} -F perm=x -F auid>=1000 -F auid!=unset -k privileged",
+            "-a always,exit -F path={}/bin/{prog} -F perm=x -F auid>=1000 -F auid!=4294967295 -k privileged",
             tree.display()
         );
         assert!(written.lines().any(|l| l == want), "{written}");
