@@ -655,8 +655,24 @@ fn pam_and_login_defs_carry_the_policy() {
     let faillock = b.read("etc/security/faillock.conf");
     assert!(faillock.lines().any(|l| l == "deny = 5"));
     assert!(faillock.lines().any(|l| l == "unlock_time = 900"));
-    let pwq = b.read("etc/security/pwquality.conf.d/50-hardroot.conf");
-    assert!(pwq.lines().any(|l| l == "minlen = 14"));
+    // The main file (grep-based auditors read only it), CIS 5.3.3.2.x.
+    let pwq = b.read("etc/security/pwquality.conf");
+    for want in [
+        "minlen = 14",
+        "minclass = 4",
+        "dcredit = -1",
+        "ucredit = -1",
+        "lcredit = -1",
+        "ocredit = -1",
+        "difok = 2",
+        "maxrepeat = 3",
+        "maxsequence = 3",
+        "dictcheck = 1",
+        "enforcing = 1",
+        "enforce_for_root",
+    ] {
+        assert!(pwq.lines().any(|l| l == want), "pwquality.conf: no {want}");
+    }
     let su = b.read("etc/pam.d/su");
     assert!(su.lines().any(|l| rule_words(l).first().map(String::as_str)
         == Some("auth required pam_wheel.so use_uid group=sugroup")));
