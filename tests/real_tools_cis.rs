@@ -547,6 +547,38 @@ fn privileged_scan_writes_a_rule_per_setuid_program() {
     assert!(again.is_empty(), "rescanned: {again}");
 }
 
+/// CIS 6.1.1.3, 6.1.2.2-6.1.2.4, 6.1.3.8: journald's and logrotate's main
+/// files carry the settings (grep-based auditors such as ovh/debian-cis read
+/// journald.conf and logrotate.conf, not their drop-in folders), and no
+/// drop-in contradicts them.
+#[test]
+fn journald_and_logrotate_main_files_carry_the_policy() {
+    let b = build();
+    let j = b.read("etc/systemd/journald.conf");
+    assert!(j.lines().any(|l| l == "[Journal]"));
+    for want in [
+        "Storage=persistent",
+        "Compress=yes",
+        "ForwardToSyslog=no",
+        "SystemMaxUse=200M",
+        "SystemKeepFree=64M",
+        "RuntimeMaxUse=32M",
+        "RuntimeKeepFree=64M",
+        "MaxFileSec=1month",
+    ] {
+        assert!(j.lines().any(|l| l == want), "journald.conf: no {want}");
+    }
+    assert!(
+        !b.entries()
+            .iter()
+            .any(|(p, _, _)| p.starts_with("etc/systemd/journald.conf.d/")),
+        "a journald drop-in would override journald.conf"
+    );
+    let r = b.read("etc/logrotate.conf");
+    assert!(r.lines().any(|l| l == "create 0640"), "{r}");
+    assert!(r.lines().any(|l| l == "include /etc/logrotate.d"), "{r}");
+}
+
 /// CIS 6.1.4.1: the boot unit takes away every bit beyond 0640 and adds none.
 #[test]
 fn log_permissions_only_remove_bits() {
