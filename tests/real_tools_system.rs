@@ -297,6 +297,10 @@ fn sshd_accepts_the_config_and_applies_the_hardening() {
             ("ignorerhosts", "yes".to_string()),
             ("hostbasedauthentication", "no".to_string()),
             ("gssapiauthentication", "no".to_string()),
+            ("kerberosauthentication", "no".to_string()),
+            ("gssapikeyexchange", "no".to_string()),
+            ("permituserrc", "no".to_string()),
+            ("rekeylimit", "536870912 21600".to_string()),
             ("maxstartups", "10:30:60".to_string()),
             ("allowgroups", join("allow_groups").replace(',', " ")),
         ];
