@@ -1334,7 +1334,8 @@ fn lock_accounts_locks_system_accounts_but_not_root() {
     for want in [
         "root:x:0:0:root:/root:/bin/bash",
         "sync:x:4:65534:sync:/bin:/usr/sbin/nologin",
-        "postgres:x:105:110::/var/lib/postgresql:/bin/bash",
+        // CIS 5.4.2.7: service accounts too; their services need no login shell.
+        "postgres:x:105:110::/var/lib/postgresql:/usr/sbin/nologin",
         "root:*:",
         "sync:*:",
         "games:!$6$salt$hash:",
