@@ -577,6 +577,14 @@ fn journald_and_logrotate_main_files_carry_the_policy() {
     let r = b.read("etc/logrotate.conf");
     assert!(r.lines().any(|l| l == "create 0640"), "{r}");
     assert!(r.lines().any(|l| l == "include /etc/logrotate.d"), "{r}");
+    // CIS 6.1.4.1 again every hour for files services create once running.
+    let t = b.read("etc/systemd/system/hardroot-log-permissions.timer");
+    assert!(t.lines().any(|l| l == "OnUnitActiveSec=1h"), "{t}");
+    assert!(
+        b.entries().iter().any(|(p, _, _)| p
+            == "etc/systemd/system/timers.target.wants/hardroot-log-permissions.timer"),
+        "the log permissions timer is not enabled"
+    );
 }
 
 /// CIS 6.1.4.1: the boot unit takes away every bit beyond 0640 and adds none.
