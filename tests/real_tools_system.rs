@@ -540,9 +540,24 @@ fn check_rule_set(
         Some("-A INPUT -i lo -j ACCEPT"),
         "{profile} {family}: loopback first"
     );
+    // CIS 4.4.2.2 / 4.4.3.2: a loopback source on any other interface dropped.
+    let lo_net = if family == "v4" {
+        "127.0.0.0/8"
+    } else {
+        "::1/128"
+    };
+    assert_eq!(
+        input.get(1).map(|s| s.as_str()),
+        Some(format!("-A INPUT -s {lo_net} -j DROP").as_str()),
+        "{profile} {family}: loopback addresses from elsewhere dropped second"
+    );
     assert!(
-        input[1].contains("RELATED,ESTABLISHED"),
-        "{profile} {family}: established second"
+        input[2].contains("RELATED,ESTABLISHED"),
+        "{profile} {family}: established third"
+    );
+    assert!(
+        rules.iter().any(|l| l == "-A OUTPUT -o lo -j ACCEPT"),
+        "{profile} {family}: loopback output accepted"
     );
     let reject = if family == "v4" {
         "icmp-host-prohibited"

@@ -131,6 +131,10 @@ check_firewall() {
 		if grep -- '-A INPUT' <<<"$rules" | grep -v -i crowdsec | tail -1 | grep -q -- '-j REJECT'; then
 			pass "$t ends INPUT with a REJECT"
 		else fail "$t: the last INPUT rule is not a REJECT"; fi
+		# CIS 4.4.2.2 / 4.4.3.2: loopback addresses only on lo.
+		p=127.0.0.0/8
+		[ "$t" = ip6tables ] && p=::1/128
+		if grep -qx -- "-A INPUT -s $p -j DROP" <<<"$rules"; then pass "$t drops $p from other interfaces"; else fail "$t: no '-A INPUT -s $p -j DROP'"; fi
 	done
 	# The rules the machine runs are the rules the image carries (CrowdSec's
 	# chain aside, which its bouncer adds at run time). iptables-save prints
