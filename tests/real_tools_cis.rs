@@ -190,12 +190,9 @@ fn visudo_accepts_the_sudoers_drop_in() {
         text.lines()
             .any(|l| l == "Defaults logfile=\"/var/log/sudo.log\"")
     );
-    let rules = text.lines().filter(|l| !l.starts_with('#'));
-    assert!(
-        !rules
-            .clone()
-            .any(|l| l.contains("NOPASSWD") || l.contains("!authenticate"))
-    );
+    // Not even in a comment: grep-based auditors (ovh/debian-cis
+    // sudo_no_nopasswd, sudo_re_authenticate) read comments as rules.
+    assert!(!text.contains("NOPASSWD") && !text.contains("!authenticate"));
     let mode = b
         .entries()
         .into_iter()
@@ -458,7 +455,7 @@ fn audit_rules_are_valid_and_end_immutable() {
     // Every CIS group is there (a key per group).
     let joined = all.join("\n");
     for key in [
-        "scope",
+        "sudoers",
         "user_emulation",
         "sudo_log_file",
         "time-change",
@@ -541,7 +538,7 @@ fn privileged_scan_writes_a_rule_per_setuid_program() {
     let written = fs::read_to_string(&rules).expect("rules");
     for prog in ["su", "wall"] {
         let want = format!(
-            "-a always,exit -F path={}/bin/{prog} -F perm=x -F auid>=1000 -F auid!=unset -k privileged",
+            "-a always,exit -F path={}/bin/{prog} -F perm=x -F auid>=1000 -F auid!=4294967295 -k privileged",
             tree.display()
         );
         assert!(written.lines().any(|l| l == want), "{written}");
@@ -553,6 +550,46 @@ fn privileged_scan_writes_a_rule_per_setuid_program() {
     // Unchanged dpkg status: the next boot does not scan again.
     let again = run_ok(Command::new("bash").arg(&path));
     assert!(again.is_empty(), "rescanned: {again}");
+}
+
+/// CIS 6.1.1.3, 6.1.2.2-6.1.2.4, 6.1.3.8: journald's and logrotate's main
+/// files carry the settings (grep-based auditors such as ovh/debian-cis read
+/// journald.conf and logrotate.conf, not their drop-in folders), and no
+/// drop-in contradicts them.
+#[test]
+fn journald_and_logrotate_main_files_carry_the_policy() {
+    let b = build();
+    let j = b.read("etc/systemd/journald.conf");
+    assert!(j.lines().any(|l| l == "[Journal]"));
+    for want in [
+        "Storage=persistent",
+        "Compress=yes",
+        "ForwardToSyslog=no",
+        "SystemMaxUse=200M",
+        "SystemKeepFree=64M",
+        "RuntimeMaxUse=32M",
+        "RuntimeKeepFree=64M",
+        "MaxFileSec=1month",
+    ] {
+        assert!(j.lines().any(|l| l == want), "journald.conf: no {want}");
+    }
+    assert!(
+        !b.entries()
+            .iter()
+            .any(|(p, _, _)| p.starts_with("etc/systemd/journald.conf.d/")),
+        "a journald drop-in would override journald.conf"
+    );
+    let r = b.read("etc/logrotate.conf");
+    assert!(r.lines().any(|l| l == "create 0640"), "{r}");
+    assert!(r.lines().any(|l| l == "include /etc/logrotate.d"), "{r}");
+    // CIS 6.1.4.1 again every hour for files services create once running.
+    let t = b.read("etc/systemd/system/hardroot-log-permissions.timer");
+    assert!(t.lines().any(|l| l == "OnUnitActiveSec=1h"), "{t}");
+    assert!(
+        b.entries().iter().any(|(p, _, _)| p
+            == "etc/systemd/system/timers.target.wants/hardroot-log-permissions.timer"),
+        "the log permissions timer is not enabled"
+    );
 }
 
 /// CIS 6.1.4.1: the boot unit takes away every bit beyond 0640 and adds none.
@@ -660,8 +697,24 @@ fn pam_and_login_defs_carry_the_policy() {
     let faillock = b.read("etc/security/faillock.conf");
     assert!(faillock.lines().any(|l| l == "deny = 5"));
     assert!(faillock.lines().any(|l| l == "unlock_time = 900"));
-    let pwq = b.read("etc/security/pwquality.conf.d/50-hardroot.conf");
-    assert!(pwq.lines().any(|l| l == "minlen = 14"));
+    // The main file (grep-based auditors read only it), CIS 5.3.3.2.x.
+    let pwq = b.read("etc/security/pwquality.conf");
+    for want in [
+        "minlen = 14",
+        "minclass = 4",
+        "dcredit = -1",
+        "ucredit = -1",
+        "lcredit = -1",
+        "ocredit = -1",
+        "difok = 2",
+        "maxrepeat = 3",
+        "maxsequence = 3",
+        "dictcheck = 1",
+        "enforcing = 1",
+        "enforce_for_root",
+    ] {
+        assert!(pwq.lines().any(|l| l == want), "pwquality.conf: no {want}");
+    }
     let su = b.read("etc/pam.d/su");
     assert!(su.lines().any(|l| rule_words(l).first().map(String::as_str)
         == Some("auth required pam_wheel.so use_uid group=sugroup")));

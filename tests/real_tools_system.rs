@@ -297,6 +297,10 @@ fn sshd_accepts_the_config_and_applies_the_hardening() {
             ("ignorerhosts", "yes".to_string()),
             ("hostbasedauthentication", "no".to_string()),
             ("gssapiauthentication", "no".to_string()),
+            ("kerberosauthentication", "no".to_string()),
+            ("gssapikeyexchange", "no".to_string()),
+            ("permituserrc", "no".to_string()),
+            ("rekeylimit", "536870912 21600".to_string()),
             ("maxstartups", "10:30:60".to_string()),
             ("tcpkeepalive", "no".to_string()),
             ("allowgroups", join("allow_groups").replace(',', " ")),
@@ -537,9 +541,24 @@ fn check_rule_set(
         Some("-A INPUT -i lo -j ACCEPT"),
         "{profile} {family}: loopback first"
     );
+    // CIS 4.4.2.2 / 4.4.3.2: a loopback source on any other interface dropped.
+    let lo_net = if family == "v4" {
+        "127.0.0.0/8"
+    } else {
+        "::1/128"
+    };
+    assert_eq!(
+        input.get(1).map(|s| s.as_str()),
+        Some(format!("-A INPUT -s {lo_net} -j DROP").as_str()),
+        "{profile} {family}: loopback addresses from elsewhere dropped second"
+    );
     assert!(
-        input[1].contains("RELATED,ESTABLISHED"),
-        "{profile} {family}: established second"
+        input[2].contains("RELATED,ESTABLISHED"),
+        "{profile} {family}: established third"
+    );
+    assert!(
+        rules.iter().any(|l| l == "-A OUTPUT -o lo -j ACCEPT"),
+        "{profile} {family}: loopback output accepted"
     );
     let reject = if family == "v4" {
         "icmp-host-prohibited"
@@ -1331,7 +1350,8 @@ fn lock_accounts_locks_system_accounts_but_not_root() {
     for want in [
         "root:x:0:0:root:/root:/bin/bash",
         "sync:x:4:65534:sync:/bin:/usr/sbin/nologin",
-        "postgres:x:105:110::/var/lib/postgresql:/bin/bash",
+        // CIS 5.4.2.7: service accounts too; their services need no login shell.
+        "postgres:x:105:110::/var/lib/postgresql:/usr/sbin/nologin",
         "root:*:",
         "sync:*:",
         "games:!$6$salt$hash:",

@@ -131,6 +131,10 @@ check_firewall() {
 		if grep -- '-A INPUT' <<<"$rules" | grep -v -i crowdsec | tail -1 | grep -q -- '-j REJECT'; then
 			pass "$t ends INPUT with a REJECT"
 		else fail "$t: the last INPUT rule is not a REJECT"; fi
+		# CIS 4.4.2.2 / 4.4.3.2: loopback addresses only on lo.
+		p=127.0.0.0/8
+		[ "$t" = ip6tables ] && p=::1/128
+		if grep -qx -- "-A INPUT -s $p -j DROP" <<<"$rules"; then pass "$t drops $p from other interfaces"; else fail "$t: no '-A INPUT -s $p -j DROP'"; fi
 	done
 	# The rules the machine runs are the rules the image carries (CrowdSec's
 	# chain aside, which its bouncer adds at run time). iptables-save prints
@@ -328,6 +332,14 @@ check_cis() {
 		[ "$(stat -c '%a %U %G' "$path")" = "$want_mode $owner $group" ] || fail "$path is $(stat -c '%a %U %G' "$path"), want $want_mode $owner $group"
 	done
 	pass "account files' modes checked"
+	# 5.4.2.7: no system account but root has a login shell (postgres and
+	# ejabberd included, os_hardening.lock_accounts), and root's ejabberdctl
+	# still reaches ejabberd through `su -s /bin/sh` (logrotate's postrotate).
+	local uid_min shells
+	uid_min=$(awk '$1 == "UID_MIN" { print $2 }' /etc/login.defs)
+	shells=$(awk -F: -v min="${uid_min:-1000}" '$1 != "root" && ($3 < min || $3 == 65534) && $7 !~ /^((\/usr)?\/sbin\/nologin|\/bin\/false)$/ { print $1 ":" $7 }' /etc/passwd)
+	if [ -z "$shells" ]; then pass "no system account has a login shell"; else fail "system accounts with a login shell: $shells"; fi
+	check "ejabberdctl status as root (su -s to the nologin account)" timeout 120 ejabberdctl status
 	# 6.1.x: persistent journal; log files 0640 or stricter (fixed at boot; a
 	# service writing a wider file later shows up here as info).
 	check "journal is persistent (/var/log/journal)" test -d /var/log/journal
