@@ -185,9 +185,8 @@ fn partitions(console: &str) -> std::collections::BTreeMap<String, u64> {
         .lines()
         .filter_map(|l| l.trim().strip_prefix("part: "))
         .filter_map(|l| {
-            let (label, size) = l.split_once(' ')?;
             // The whole disk is listed too, without a partition name.
-            (!label.is_empty()).then_some(())?;
+            let (label, size) = l.split_once(' ').filter(|(label, _)| !label.is_empty())?;
             Some((label.to_string(), size.trim().parse().ok()?))
         })
         .collect()

@@ -103,12 +103,11 @@ pub fn make_ext4(
 /// 1.1.2.x, Lynis FILE-6363), /var/log/audit its 0750. The root inode takes
 /// the tree's mode (owner stays root_owner's 0:0).
 fn root_mode(tree: &Path) -> Result<String> {
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::MetadataExt;
+    // st_mode as it is: the directory type bit and the permissions, which
+    // is what debugfs' `mode` field holds.
     let meta = std::fs::metadata(tree).map_err(io_err("reading", tree))?;
-    Ok(format!(
-        "sif \"/\" mode 0{:o}\n",
-        0o40000 | (meta.permissions().mode() & 0o7777)
-    ))
+    Ok(format!("sif \"/\" mode 0{:o}\n", meta.mode()))
 }
 
 /// Appends the commands that set all four time stamps of one inode.
