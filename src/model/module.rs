@@ -467,6 +467,7 @@ fn read_type(r: &mut Reader, name: &str, site: &Site, what: &str) -> Result<Type
             pattern: pattern_key(r)?,
         },
         "text" => Type::Text,
+        "shell" => Type::Shell,
         "token" => Type::Token,
         "hostname" => Type::Hostname,
         "ipv4" => Type::Ipv4,

@@ -11,10 +11,17 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 #[derive(Debug, Clone)]
 pub enum Type {
     Bool,
-    Int { min: Option<i64>, max: Option<i64> },
+    Int {
+        min: Option<i64>,
+        max: Option<i64>,
+    },
     Port,
-    Str { pattern: Option<Regex> },
+    Str {
+        pattern: Option<Regex>,
+    },
     Text,
+    /// One line of shell (a check command): quotes and backslashes allowed.
+    Shell,
     Token,
     Hostname,
     Ipv4,
@@ -48,8 +55,8 @@ pub struct TypeError {
 }
 
 pub const BASE_TYPES: &[&str] = &[
-    "bool", "int", "port", "string", "text", "token", "hostname", "ipv4", "ipv6", "ip", "cidr",
-    "cidr4", "cidr6", "path", "enum", "record",
+    "bool", "int", "port", "string", "text", "shell", "token", "hostname", "ipv4", "ipv6", "ip",
+    "cidr", "cidr4", "cidr6", "path", "enum", "record",
 ];
 
 impl Type {
@@ -61,6 +68,7 @@ impl Type {
             Type::Port => "port".into(),
             Type::Str { .. } => "string".into(),
             Type::Text => "text".into(),
+            Type::Shell => "shell".into(),
             Type::Token => "token".into(),
             Type::Hostname => "hostname".into(),
             Type::Ipv4 => "ipv4".into(),
@@ -167,6 +175,7 @@ impl Type {
                 Ok(())
             }
             Type::Text => text(s),
+            Type::Shell => shell(s),
             Type::Token => token(s),
             Type::Hostname => hostname(s),
             Type::Ipv4 => s
@@ -296,6 +305,25 @@ fn one_line(s: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// One line, no control character; unlike `string` it may hold `"` and `\`:
+/// it is rendered only where shell quoting of its own surrounds it.
+fn shell(s: &str) -> Result<(), String> {
+    if s.len() > MAX_LEN {
+        return Err(format!(
+            "shell is {} bytes long; at most {MAX_LEN} are allowed",
+            s.len()
+        ));
+    }
+    match s.chars().find(|&c| forbidden_char(c)) {
+        Some(c) => Err(format!(
+            "{} contains {}: a shell value must be one line without control characters",
+            quoted(s),
+            char_name(c)
+        )),
+        None => Ok(()),
+    }
 }
 
 fn text(s: &str) -> Result<(), String> {
@@ -533,6 +561,19 @@ mod tests {
         assert!(ok(&Type::Path, Json::String("/etc/ssl/certs/x.pem".into())));
         assert!(!ok(&Type::Path, Json::String("/etc/../shadow".into())));
         assert!(!ok(&Type::Path, Json::String("relative/path".into())));
+    }
+
+    #[test]
+    fn shell_allows_quotes_but_stays_one_line() {
+        assert!(ok(
+            &Type::Shell,
+            Json::String(r#"grep -E "^a\.b" /etc/x && say "ok""#.into())
+        ));
+        assert!(!ok(
+            &Type::Shell,
+            Json::String("true\nPermitRootLogin yes".into())
+        ));
+        assert!(!ok(&Type::Shell, Json::String("tab\there".into())));
     }
 
     #[test]
