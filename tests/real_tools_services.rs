@@ -774,7 +774,13 @@ xmpp login bob wrong-pw > $R/login-wrong.txt
 psql_q ejabberd "SELECT username, password IN ('alice-pw-1', 'bob-pw-1'), length(serverkey) > 0, length(salt) > 0 FROM users ORDER BY username" > $R/users.txt
 
 # TLS versions on c2s (STARTTLS and direct TLS).
-# Retried: under load a listener can lag behind `ejabberdctl started`; a refusal stays a refusal.
+# Under load a listener can lag behind `ejabberdctl started` (seen: 5443
+# still closed after three tries): wait until each one listens, and retry a
+# failed handshake; a refusal stays a refusal.
+for port in 5222 5223 5443; do
+    i=0
+    while [ $i -lt 60 ] && ! ss -Hltn "sport = :$port" | grep -q .; do sleep 1; i=$((i + 1)); done
+done
 tls() { for i in 1 2 3; do echo | timeout 20 openssl s_client "$@" > /dev/null 2>&1 && { echo yes; return; }; sleep 2; done; echo no; }
 tls -starttls xmpp -xmpphost example.org -connect 127.0.0.1:5222 -tls1_2 > $R/c2s-tls12.txt
 tls -starttls xmpp -xmpphost example.org -connect 127.0.0.1:5222 -tls1_3 > $R/c2s-tls13.txt
