@@ -3,6 +3,7 @@
 pub mod build;
 pub mod cli;
 pub mod commands;
+pub mod compliance;
 pub mod diag;
 pub mod emit;
 pub mod eval;

@@ -764,3 +764,75 @@ fn vm_test_writes_the_report_of_a_real_run() {
     );
     assert!(section(&html, "tls").contains("TLSv1.3 accepted"));
 }
+
+/// The run with the guest's controls.tsv in controls/ and module compliance's options in build/config.json.
+fn with_controls(tsv: Option<&str>, compliance: serde_json::Value) -> tempfile::TempDir {
+    let run = run_copy();
+    if let Some(tsv) = tsv {
+        std::fs::create_dir_all(run.path().join("controls")).unwrap();
+        std::fs::write(run.path().join("controls/controls.tsv"), tsv).unwrap();
+    }
+    let path = run.path().join("build/config.json");
+    let mut config = json(&path);
+    config["compliance"] = compliance;
+    std::fs::write(&path, serde_json::to_string(&config).unwrap()).unwrap();
+    run
+}
+
+fn compliance_policy() -> serde_json::Value {
+    serde_json::json!({
+        "benchmark": "CIS Debian Linux 12 Benchmark, Level 1 – Server",
+        "min_percent": 60,
+        "controls": [
+            { "id": "5.1.16", "title": "sshd MaxAuthTries at most 4", "check": "sshd_between maxauthtries 1 4" },
+            { "id": "1.1.1.10", "title": "ten", "check": "true" },
+            { "id": "1.1.1.9", "title": "usb-storage kernel module not available", "check": "module_off usb-storage" },
+        ],
+        "accepted": [{ "id": "1.4.1", "reason": "systemd-boot has no password" }],
+    })
+}
+
+#[test]
+fn benchmark_controls_show_each_live_result_and_every_accepted_reason() {
+    let tsv = "met\t1.1.1.9\tusb-storage: install /bin/false, blacklisted, not loaded\nmet\t1.1.1.10\t\nfailed\t5.1.16\tmaxauthtries 6 (want 1..4)\n";
+    let html = render(with_controls(Some(tsv), compliance_policy()).path());
+    assert!(
+        html.contains("id=\"controls-verdict\" class=\"verdict bad\">2 / 4</span>"),
+        "{html}"
+    );
+    let table = section(&html, "controls-table");
+    // Benchmark order: 1.1.1.9 before 1.1.1.10, the accepted 1.4.1 among them.
+    let at = |id: &str| {
+        table
+            .find(&format!(">{id}<"))
+            .unwrap_or_else(|| panic!("no {id}"))
+    };
+    assert!(
+        at("1.1.1.9") < at("1.1.1.10")
+            && at("1.1.1.10") < at("1.4.1")
+            && at("1.4.1") < at("5.1.16")
+    );
+    assert!(row_with(table, ">5.1.16<").contains("class=\"bad\">failed</td>"));
+    assert!(row_with(table, ">5.1.16<").contains("maxauthtries 6 (want 1..4)"));
+    assert!(row_with(table, ">1.4.1<").contains("systemd-boot has no password"));
+    assert!(row_with(table, ">1.1.1.9<").contains("class=\"ok\">met</td>"));
+    let failures = html.split("id=\"controls-failures\">").nth(1).unwrap();
+    assert!(
+        failures.starts_with("5.1.16 sshd MaxAuthTries at most 4: not met"),
+        "{failures}"
+    );
+}
+
+#[test]
+fn benchmark_controls_pass_when_every_declared_one_is_met_and_say_when_not_run() {
+    let tsv = "met\t1.1.1.9\t\nmet\t1.1.1.10\t\nmet\t5.1.16\tmaxauthtries 3\n";
+    let html = render(with_controls(Some(tsv), compliance_policy()).path());
+    assert!(
+        html.contains("id=\"controls-verdict\" class=\"verdict ok\">3 / 4</span>"),
+        "{html}"
+    );
+    assert!(html.contains("3 of 4 (75.0 %)"), "{html}");
+    let html = render(with_controls(None, compliance_policy()).path());
+    assert!(html.contains("id=\"controls-verdict\" class=\"verdict na\">not run</span>"));
+    assert!(html.contains("id=\"controls-missing\""));
+}

@@ -9,6 +9,7 @@
 //! load except inline styles and data: images. See docs/testing.md
 //! ("What the report reads") for the file names and shapes.
 mod audit;
+mod controls;
 mod diff;
 mod disk;
 mod exposure;

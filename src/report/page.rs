@@ -1,7 +1,7 @@
 //! The page itself: every section's data into one Tera context, rendered with
 //! HTML autoescaping (all text on the page comes from files and guests).
 use super::inputs::Inputs;
-use super::{audit, diff, disk, exposure, facts, hardening, identity, steps};
+use super::{audit, controls, diff, disk, exposure, facts, hardening, identity, steps};
 use base64::Engine;
 use serde::Serialize;
 
@@ -105,6 +105,7 @@ pub fn render(inputs: &Inputs) -> Result<String, String> {
     ctx.insert("boot", &boot(inputs));
     ctx.insert("hardening", &hardening);
     ctx.insert("audit", &audit);
+    ctx.insert("controls", &controls::collect(inputs));
     ctx.insert("diff", &diff);
     ctx.insert("problems", &inputs.problems);
     let mut tera = tera::Tera::default();

@@ -397,6 +397,26 @@ fn register_globals(engine: &mut Engine, ctx: &Arc<Context>) {
             })
         },
     );
+    let c = Arc::clone(ctx);
+    engine.register_fn(
+        "controls_check",
+        move |results: &str, config: &str| -> Fallible<String> {
+            c.record("host", "controls_check", results, || {
+                controls_check(&c.out_dir, results, config)
+            })
+        },
+    );
+}
+
+/// The benchmark-controls verdict (src/compliance.rs, the rule the report
+/// shows too) on controls.tsv and config.json of the output folder.
+fn controls_check(out_dir: &Path, results: &str, config: &str) -> Result<String, String> {
+    let verdict = crate::compliance::judge_files(&out_dir.join(results), &out_dir.join(config))?;
+    if verdict.passed {
+        Ok(verdict.message())
+    } else {
+        Err(verdict.message())
+    }
 }
 
 /// The Lynis verdict (src/lynis.rs, the rule the report shows too) on files
