@@ -867,3 +867,115 @@ fn cis_units_pass_systemd_analyze_verify() {
         );
     }
 }
+
+/// Runs the rendered check-controls with `--only ids`, fake commands first on
+/// PATH (name → shell body), into a scratch AUDIT_DIR: exit status and controls.tsv.
+fn check_controls(built: &Built, fakes: &[(&str, &str)], ids: &[&str]) -> (bool, String) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let bin = tmp.path().join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    for (name, body) in fakes {
+        let path = bin.join(name);
+        fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let o = Command::new("bash")
+        .arg(built.file("/usr/lib/hardroot/check-controls"))
+        .arg("--only")
+        .args(ids)
+        .env("PATH", path)
+        .env("AUDIT_DIR", tmp.path().join("audit"))
+        .output()
+        .expect("run check-controls");
+    let tsv = fs::read_to_string(tmp.path().join("audit/controls.tsv")).unwrap_or_default();
+    (o.status.success(), tsv)
+}
+
+#[test]
+fn every_declared_control_has_a_title_and_the_check_script_parses() {
+    let b = build();
+    let controls = b.config["compliance"]["controls"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        controls.len() > 100,
+        "the CIS modules declare their controls: {}",
+        controls.len()
+    );
+    for c in &controls {
+        let script = c["check"].as_str().unwrap_or_default();
+        let o = Command::new("bash")
+            .args(["-n", "-c", script])
+            .output()
+            .expect("bash -n");
+        assert!(
+            o.status.success(),
+            "{}: {}: {}",
+            c["id"],
+            script,
+            text(&o.stderr)
+        );
+    }
+    let o = Command::new("bash")
+        .arg("-n")
+        .arg(b.file("/usr/lib/hardroot/check-controls"))
+        .output()
+        .expect("bash -n");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+}
+
+#[test]
+fn a_control_check_fails_on_what_it_finds_and_says_so() {
+    let b = build();
+    let sshd = |tries: u32| {
+        format!("[ \"$1\" = -T ] && printf 'port 22\\nmaxauthtries {tries}\\nloglevel VERBOSE\\n'")
+    };
+    let (ok, tsv) = check_controls(&b, &[("sshd", &sshd(6))], &["5.1.16", "5.1.14"]);
+    assert!(!ok, "MaxAuthTries 6 fails CIS 5.1.16: {tsv}");
+    assert!(
+        tsv.contains("failed\t5.1.16\tmaxauthtries 6 (want 1..4)"),
+        "{tsv}"
+    );
+    assert!(tsv.contains("met\t5.1.14\t"), "{tsv}");
+    let (ok, tsv) = check_controls(&b, &[("sshd", &sshd(3))], &["5.1.16"]);
+    assert!(ok && tsv.starts_with("met\t5.1.16\t"), "{tsv}");
+    // sshd -T failing (no host key yet) is a failure, never a pass.
+    let (ok, tsv) = check_controls(
+        &b,
+        &[("sshd", "echo 'no hostkeys available' >&2; exit 1")],
+        &["5.1.16"],
+    );
+    assert!(!ok && tsv.contains("no hostkeys available"), "{tsv}");
+}
+
+#[test]
+fn the_open_port_control_names_a_listener_without_a_firewall_rule() {
+    let b = build();
+    let iptables = "cat <<'R'\n-P INPUT DROP\n-A INPUT -p tcp -m tcp --dport 5222 -j ACCEPT\n-A INPUT -s 10.0.0.0/8 -p tcp -m tcp --dport 22 -j ACCEPT\n-A INPUT -p udp -m udp --dport 49152:65535 -j ACCEPT\nR";
+    let ss = |extra: &str| {
+        format!(
+            "printf 'tcp LISTEN 0 128 0.0.0.0:5222 0.0.0.0:*\\ntcp LISTEN 0 128 0.0.0.0:22 0.0.0.0:*\\nudp UNCONN 0 0 0.0.0.0:50000 0.0.0.0:*\\ntcp LISTEN 0 4096 127.0.0.1:5432 0.0.0.0:*\\n{extra}'"
+        )
+    };
+    let (ok, tsv) = check_controls(&b, &[("iptables", iptables), ("ss", &ss(""))], &["4.4.2.4"]);
+    assert!(
+        ok,
+        "every port beyond loopback has a rule (5432 on loopback needs none): {tsv}"
+    );
+    let (ok, tsv) = check_controls(
+        &b,
+        &[
+            ("iptables", iptables),
+            ("ss", &ss("tcp LISTEN 0 128 0.0.0.0:2024 0.0.0.0:*\\n")),
+        ],
+        &["4.4.2.4"],
+    );
+    assert!(!ok && tsv.contains("without a rule: tcp/2024"), "{tsv}");
+}
