@@ -280,74 +280,30 @@ check_tls_files() {
 	check "combined PEM is 0640 root:ejabberd" sh -c '[ "$(stat -c %a:%U:%G /etc/hardroot/tls/combined.pem)" = 640:root:ejabberd ]'
 }
 
-# ---- CIS Debian 12 controls (docs/cis.md) ------------------------------------------------------
-# The live state of what the CIS modules configured. Figures that do not
-# fail the test are printed as "info".
+# ---- CIS Debian 12 modules: what their controls do not cover --------------------------------
+# Every CIS control the modules declare is checked by the image's own
+# check-controls (module compliance; test.rhai's "benchmark controls"
+# subtest). Here: figures for the report that fail nothing ("info"), and the
+# behaviour the controls rely on (sudoers parse, root's way into ejabberd,
+# the first-boot AIDE database and a check against it).
 info() { printf 'info  %s\n' "$*"; }
 check_cis() {
-	# 6.2.x: auditd running, every rule loaded, immutable.
-	local status enabled want loaded
-	status=$(auditctl -s 2>&1)
-	enabled=$(awk '$1 == "enabled" { print $2 }' <<<"$status")
-	if [ "$enabled" = 2 ]; then pass "audit enabled=2 (immutable)"; else fail "auditctl -s: enabled=${enabled:-?}, want 2: $status"; fi
-	want=$(cat /etc/audit/rules.d/*.rules | grep -cE '^-(a|w) ')
-	loaded=$(auditctl -l | grep -cE '^-(a|w) ')
-	if [ "$loaded" -eq "$want" ] && [ "$want" -gt 50 ]; then pass "audit: all $loaded rules of rules.d loaded"; else fail "audit: $loaded rules loaded, rules.d has $want"; fi
-	if grep -q -- '-k privileged' /etc/audit/rules.d/50-privileged.rules 2>/dev/null; then
-		pass "audit: setuid/setgid programs audited ($(grep -c -- '-k privileged' /etc/audit/rules.d/50-privileged.rules))"
-	else fail "audit: no privileged-command rules (hardroot-auditd-privileged)"; fi
 	# How fast the audit log grows (keep_logs never deletes; a full
 	# /var/log/audit stops the machine), and how much of it AppArmor's
 	# complain-mode profiles write.
 	info "audit log: $(du -sk /var/log/audit | cut -f1) KiB, $(grep -c 'apparmor="ALLOWED"' /var/log/audit/audit.log 2>/dev/null || true) AppArmor ALLOWED records, $(grep -c 'apparmor="DENIED"' /var/log/audit/audit.log 2>/dev/null || true) DENIED"
-	local w
-	for w in audit=1 audit_backlog_limit=; do
-		grep -q -- "$w" /proc/cmdline || info "kernel command line lacks $w (system.kernel_cmdline_extra not wired yet): $(cat /proc/cmdline)"
-	done
-	# 1.1.1.x, 3.2.x: refused by modprobe, none loaded.
-	local m out
-	for m in cramfs freevxfs jffs2 hfs hfsplus udf usb-storage dccp sctp rds tipc; do
-		out=$(modprobe -n -v "$m" 2>&1)
-		case $out in *"install /bin/false"*) ;; *) fail "modprobe -n -v $m: $out" ;; esac
-		if grep -q "^${m//-/_} " /proc/modules; then fail "module $m is loaded"; fi
-	done
-	pass "11 kernel modules refused by modprobe, none loaded"
-	# 1.3.1.x: AppArmor on; the profile counts for the report.
-	if aa-status --enabled 2>/dev/null; then pass "AppArmor enabled"; else fail "AppArmor is not enabled"; fi
 	info "AppArmor: $(aa-status 2>/dev/null | grep -E 'profiles are|processes are' | tr -s ' \n' ' ')"
-	# 2.3.2.x: timesyncd running (no server is reachable from the test
-	# network; timedatectl needs D-Bus, which the image does not carry).
-	check "timesyncd active" systemctl is-active --quiet systemd-timesyncd.service
+	# timesyncd reaches no server from the test network; timedatectl needs
+	# D-Bus, which the image does not carry.
 	info "timesyncd: $(systemctl show -P StatusText systemd-timesyncd.service)"
-	# 5.2.x
 	check "sudoers valid (visudo -c)" visudo -c -q
-	# 5.2.7: su limited to an empty group.
-	local g
-	g=$(getent group sugroup)
-	if [ -n "$g" ] && [ -z "${g##*:}" ]; then pass "group sugroup exists, no members"; else fail "group sugroup: '${g:-missing}'"; fi
-	# 7.1.x
-	local f path want_mode owner group
-	for f in /etc/passwd:644:root:root /etc/group:644:root:root /etc/shadow:640:root:shadow /etc/gshadow:640:root:shadow; do
-		IFS=: read -r path want_mode owner group <<<"$f"
-		[ "$(stat -c '%a %U %G' "$path")" = "$want_mode $owner $group" ] || fail "$path is $(stat -c '%a %U %G' "$path"), want $want_mode $owner $group"
-	done
-	pass "account files' modes checked"
-	# 5.4.2.7: no system account but root has a login shell (postgres and
-	# ejabberd included, os_hardening.lock_accounts), and root's ejabberdctl
-	# still reaches ejabberd through `su -s /bin/sh` (logrotate's postrotate).
-	local uid_min shells
-	uid_min=$(awk '$1 == "UID_MIN" { print $2 }' /etc/login.defs)
-	shells=$(awk -F: -v min="${uid_min:-1000}" '$1 != "root" && ($3 < min || $3 == 65534) && $7 !~ /^((\/usr)?\/sbin\/nologin|\/bin\/false)$/ { print $1 ":" $7 }' /etc/passwd)
-	if [ -z "$shells" ]; then pass "no system account has a login shell"; else fail "system accounts with a login shell: $shells"; fi
+	# postgres and ejabberd have no login shell (os_hardening.lock_accounts):
+	# root's ejabberdctl still reaches ejabberd through `su -s /bin/sh`
+	# (logrotate's postrotate).
 	check "ejabberdctl status as root (su -s to the nologin account)" timeout 120 ejabberdctl status
-	# 6.1.x: persistent journal; log files 0640 or stricter (fixed at boot; a
-	# service writing a wider file later shows up here as info).
-	check "journal is persistent (/var/log/journal)" test -d /var/log/journal
 	local wide
 	wide=$(find /var/log -xdev -path /var/log/journal -prune -o -type f -perm /0137 -print 2>/dev/null | head -n 20)
 	[ -z "$wide" ] || info "log files wider than 0640: $wide"
-	# 1.5.3: no core dumps for services.
-	check "services get no core dumps (DefaultLimitCORE=0)" test "$(systemctl show -P DefaultLimitCORE)" = 0
 	# 6.3.x: the first-boot AIDE database (made now if its timer has not
 	# fired yet), and a check against it.
 	if timeout 200 systemctl start hardroot-aide-init.service && [ -s /var/lib/aide/aide.db ]; then
