@@ -16,7 +16,7 @@ pub struct RunArgs {
     /// Output folder for the image [default: out/run/<profile>]
     #[arg(short, long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// Host port on 127.0.0.1 forwarded to the guest's SSH port 22
+    /// Host port on 127.0.0.1 forwarded to the guest's SSH port (the profile's ssh.port)
     #[arg(long, default_value_t = 2222, value_name = "PORT")]
     pub ssh_port: u16,
     /// Guest memory in MiB
@@ -66,8 +66,9 @@ pub fn run(a: &RunArgs) -> miette::Result<()> {
         "==> booting {name}: ssh -p {} root@127.0.0.1   (Ctrl-C or `poweroff` to stop)",
         a.ssh_port
     );
+    let guest_port = guest_ssh_port(&out.join("config.json"));
     let status = Command::new("qemu-system-x86_64")
-        .args(qemu_args(a, &dir, mode, &layer, accel.args()))
+        .args(qemu_args(a, &dir, mode, &layer, accel.args(), guest_port))
         .spawn()
         .and_then(wait_or_stop);
     let _ = std::fs::remove_file(&layer);
@@ -220,12 +221,29 @@ fn ssh_notes(config: &Path) -> Vec<String> {
     notes
 }
 
+/// The port sshd listens on in the guest: the profile's `ssh.port` as the
+/// build evaluated it, 22 when the profile has no ssh module.
+fn guest_ssh_port(config: &Path) -> u16 {
+    std::fs::read_to_string(config)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|c| c["ssh"]["port"].as_u64())
+        .and_then(|p| u16::try_from(p).ok())
+        .unwrap_or(22)
+}
+
+/// QEMU's user network with one way in: 127.0.0.1:HOST_PORT to the guest's sshd.
+fn user_netdev(host_port: u16, guest_port: u16) -> String {
+    format!("user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{host_port}-:{guest_port}")
+}
+
 fn qemu_args(
     a: &RunArgs,
     image: &ImageDir,
     mode: BootMode,
     layer: &Path,
     accel: [&str; 4],
+    guest_port: u16,
 ) -> Vec<String> {
     let mut v: Vec<String> = accel.iter().map(|x| x.to_string()).collect();
     v.extend(image.boot_args(mode, layer, "0x4"));
@@ -246,10 +264,7 @@ fn qemu_args(
             "chardev:con",
             // restrict=on: the guest reaches nothing; only the forwarded port comes in, on loopback.
             "-netdev",
-            &format!(
-                "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{}-:22",
-                a.ssh_port
-            ),
+            &user_netdev(a.ssh_port, guest_port),
             "-device",
             "virtio-net-pci,netdev=n0,addr=0x3",
             "-device",
@@ -285,6 +300,21 @@ mod tests {
             "firewall": { "trusted_v4": ["10.0.2.0/24"] },
         }));
         assert!(ssh_notes(&f).is_empty());
+    }
+
+    #[test]
+    fn the_forwarded_port_reaches_the_profiles_ssh_port() {
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("config.json");
+        std::fs::write(&f, r#"{"ssh": {"port": 2200}}"#).unwrap();
+        assert_eq!(guest_ssh_port(&f), 2200);
+        std::fs::write(&f, r#"{"system": {}}"#).unwrap();
+        assert_eq!(guest_ssh_port(&f), 22, "no ssh module: sshd's default");
+        assert_eq!(guest_ssh_port(&t.path().join("missing.json")), 22);
+        assert_eq!(
+            user_netdev(2022, 2200),
+            "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:2022-:2200"
+        );
     }
 
     #[test]
