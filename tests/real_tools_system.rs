@@ -903,6 +903,7 @@ fn units_pass_systemd_analyze_verify() {
                 "crowdsec-firewall-bouncer.service",
                 "ssh.service",
                 "ssh.socket",
+                "unattended-upgrades.service",
             ],
         );
         let r = root.path();
