@@ -1,7 +1,7 @@
 //! Benchmark controls (CIS Debian Linux 12) as data: the controls the
 //! modules declare with the live check that proves each
 //! (`compliance.controls`), the deviations the profile accepts
-//! (`compliance.accepted`), what the image's own check found
+//! (`compliance.accepted_controls`), what the image's own check found
 //! (`/var/log/hardroot-audit/controls.tsv`, written by module compliance's
 //! `check-controls`), and the one verdict rule that both the VM test (the
 //! Rhai global `controls_check`) and the HTML report apply.
@@ -63,7 +63,7 @@ impl Policy {
                     title: text(r, "title"),
                 })
                 .collect(),
-            accepted: records(c, "accepted")
+            accepted: records(c, "accepted_controls")
                 .map(|r| Accepted {
                     id: text(r, "id"),
                     reason: text(r, "reason"),
@@ -199,7 +199,7 @@ pub fn judge(results: &[Checked], policy: &Policy) -> Verdict {
     for a in &policy.accepted {
         if policy.controls.iter().any(|c| c.id == a.id) {
             failures.push(format!(
-                "{} is both declared (compliance.controls) and accepted (compliance.accepted): drop one",
+                "{} is both declared (compliance.controls) and accepted (compliance.accepted_controls): drop one",
                 a.id
             ));
         }
@@ -277,7 +277,7 @@ mod tests {
                 {"id": "1.1.1.9", "title": "nine", "check": "true"},
                 {"id": "5.1.14", "title": "loglevel", "check": "true"},
             ],
-            "accepted": [{"id": "1.4.1", "reason": "no bootloader password"}],
+            "accepted_controls": [{"id": "1.4.1", "reason": "no bootloader password"}],
         }})))
         .unwrap()
     }

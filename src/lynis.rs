@@ -4,9 +4,9 @@
 //! `lynis_verdict`) and the HTML report (section "Independent audit") apply.
 //!
 //! The policy comes from the build's config.json, never from code here:
-//! - `audit.lynis_min_index`: the lowest hardening index that passes;
-//! - `audit.accepted_findings`: `{ id, reason }` records the profile accepts;
-//! - `<module>.lynis_answers`: `{ id, by, how }` records in the module that
+//! - `compliance.lynis_min_index`: the lowest hardening index that passes;
+//! - `compliance.lynis_accepted`: `{ id, reason }` records the profile accepts;
+//! - `compliance.lynis_answers`: `{ id, by, how }` records, each added by the module that
 //!   answers a finding (e.g. CrowdSec where Lynis asks for fail2ban).
 //!
 //! An id is Lynis' test id, optionally with a detail, in the syntax of Lynis'
@@ -18,7 +18,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-/// `audit.lynis_min_index` when the config does not set it (the option's default).
+/// `compliance.lynis_min_index` when the config does not set it (the option's default).
 pub const DEFAULT_MIN_INDEX: u64 = 90;
 
 /// What `lynis-report.dat` says.
@@ -208,8 +208,6 @@ pub struct Accepted {
 #[derive(Debug, Clone, Serialize)]
 pub struct Answer {
     pub id: String,
-    /// The module whose `lynis_answers` holds it.
-    pub module: String,
     /// The module or option that answers it, e.g. `crowdsec` or `ssh.allow_tcp_forwarding`.
     pub by: String,
     pub how: String,
@@ -242,43 +240,40 @@ fn text(v: &Value, key: &str) -> String {
 
 impl Policy {
     /// From the evaluated options (config.json: `{ module: { option: value } }`).
-    /// A config without the audit module gets the defaults: minimum 90, nothing accepted.
+    /// A config without the compliance module gets the defaults: minimum 90, nothing accepted.
     pub fn from_config(config: Option<&Value>) -> Policy {
         let mut p = Policy::default();
         let Some(modules) = config.and_then(Value::as_object) else {
             return p;
         };
-        if let Some(audit) = modules.get("audit") {
-            if let Some(min) = audit.get("lynis_min_index").and_then(Value::as_u64) {
-                p.min_index = min;
-            }
-            for a in audit
-                .get("accepted_findings")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                p.accepted.push(Accepted {
-                    id: text(a, "id"),
-                    reason: text(a, "reason"),
-                });
-            }
+        let Some(c) = modules.get("compliance") else {
+            return p;
+        };
+        if let Some(min) = c.get("lynis_min_index").and_then(Value::as_u64) {
+            p.min_index = min;
         }
-        for (module, options) in modules {
-            for a in options
-                .get("lynis_answers")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                let by = text(a, "by");
-                p.answers.push(Answer {
-                    id: text(a, "id"),
-                    module: module.clone(),
-                    by: if by.is_empty() { module.clone() } else { by },
-                    how: text(a, "how"),
-                });
-            }
+        for a in c
+            .get("lynis_accepted")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            p.accepted.push(Accepted {
+                id: text(a, "id"),
+                reason: text(a, "reason"),
+            });
+        }
+        for a in c
+            .get("lynis_answers")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            p.answers.push(Answer {
+                id: text(a, "id"),
+                by: text(a, "by"),
+                how: text(a, "how"),
+            });
         }
         p
     }
@@ -371,7 +366,7 @@ pub fn judge(report: &Report, policy: &Policy) -> Verdict {
             "no hardening_index in lynis-report.dat: Lynis did not finish its audit".to_string(),
         ),
         Some(i) if i < policy.min_index => failures.push(format!(
-            "hardening index {i} is below audit.lynis_min_index = {}",
+            "hardening index {i} is below compliance.lynis_min_index = {}",
             policy.min_index
         )),
         Some(_) => {}
@@ -388,7 +383,9 @@ pub fn judge(report: &Report, policy: &Policy) -> Verdict {
                 let note = match (&resolution, kind) {
                     (Resolution::Open, "warning") => "warning",
                     (_, "warning") => "warning (a warning fails even when answered or accepted)",
-                    _ => "suggestion neither answered by a module nor in audit.accepted_findings",
+                    _ => {
+                        "suggestion neither answered (compliance.lynis_answers) nor accepted (compliance.lynis_accepted)"
+                    }
                 };
                 failures.push(format!("{note}: {}", describe(f)));
             }
@@ -404,12 +401,12 @@ pub fn judge(report: &Report, policy: &Policy) -> Verdict {
     let unused = policy
         .answers
         .iter()
-        .map(|a| (&a.id, format!("{}.lynis_answers", a.module)))
+        .map(|a| (&a.id, format!("compliance.lynis_answers, by {}", a.by)))
         .chain(
             policy
                 .accepted
                 .iter()
-                .map(|a| (&a.id, "audit.accepted_findings".to_string())),
+                .map(|a| (&a.id, "compliance.lynis_accepted".to_string())),
         )
         .filter(|(id, _)| !all.iter().any(|f| f.matches(id)))
         .map(|(id, from)| format!("{id} ({from})"))
@@ -527,19 +524,19 @@ suggestion[]=|no id|-|-|
 
     fn config() -> Value {
         json!({
-            "audit": {
+            "compliance": {
                 "lynis_min_index": 70,
-                "accepted_findings": [
+                "lynis_accepted": [
                     { "id": "SSH-7408:AllowTcpForwarding", "reason": "admins tunnel to the admin port" },
                     { "id": "KRNL-6000", "reason": "the profile sets its own sysctls" },
                     { "id": "NETW-2705", "reason": "accepting a warning does not pass it" },
                     { "id": "FILE-9999", "reason": "stale" },
-                ]
+                ],
+                "lynis_answers": [
+                    { "id": "DEB-0880", "by": "crowdsec", "how": "CrowdSec bans at the firewall" },
+                    { "id": "SSH-7408:MaxSessions", "by": "ssh.max_sessions", "how": "set per profile" },
+                ],
             },
-            "crowdsec": {
-                "lynis_answers": [{ "id": "DEB-0880", "by": "", "how": "CrowdSec bans at the firewall" }]
-            },
-            "ssh": { "lynis_answers": [{ "id": "SSH-7408:MaxSessions", "by": "ssh.max_sessions", "how": "set per profile" }] },
         })
     }
 
@@ -548,22 +545,14 @@ suggestion[]=|no id|-|-|
         let p = Policy::from_config(Some(&config()));
         assert_eq!(p.min_index, 70);
         assert_eq!(p.accepted.len(), 4);
-        let by: Vec<(&str, &str)> = p
-            .answers
-            .iter()
-            .map(|a| (a.module.as_str(), a.by.as_str()))
-            .collect();
-        assert_eq!(
-            by,
-            [("crowdsec", "crowdsec"), ("ssh", "ssh.max_sessions")],
-            "an empty `by` is the module itself"
-        );
+        let by: Vec<&str> = p.answers.iter().map(|a| a.by.as_str()).collect();
+        assert_eq!(by, ["crowdsec", "ssh.max_sessions"]);
         let none = Policy::from_config(None);
         assert_eq!(none.min_index, DEFAULT_MIN_INDEX);
         assert_eq!(
             Policy::from_config(Some(&json!({"ssh": {}}))).min_index,
             90,
-            "no audit module: the default"
+            "no compliance module: the default"
         );
     }
 
@@ -594,7 +583,7 @@ suggestion[]=|no id|-|-|
         assert!(matches!(res[5].1, Resolution::Answered { by, .. } if by == "crowdsec"));
         assert_eq!(v.failures.len(), 1, "{:?}", v.failures);
         assert!(v.failures[0].contains("NETW-2705"));
-        assert_eq!(v.unused, ["FILE-9999 (audit.accepted_findings)"]);
+        assert_eq!(v.unused, ["FILE-9999 (compliance.lynis_accepted)"]);
         assert!(v.message().contains("NETW-2705"));
     }
 
@@ -602,7 +591,9 @@ suggestion[]=|no id|-|-|
     fn a_low_index_and_an_open_suggestion_are_named() {
         let r = parse(DAT);
         let v = judge(&r, &Policy::default());
-        assert!(v.failures[0].contains("hardening index 73 is below audit.lynis_min_index = 90"));
+        assert!(
+            v.failures[0].contains("hardening index 73 is below compliance.lynis_min_index = 90")
+        );
         let open: Vec<&String> = v
             .failures
             .iter()

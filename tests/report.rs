@@ -265,11 +265,9 @@ fn with_lynis(
     let path = run.path().join("build/config.json");
     let mut config = json(&path);
     for (k, v) in audit.as_object().unwrap() {
-        config["audit"][k] = v.clone();
+        config["compliance"][k] = v.clone();
     }
-    for (module, list) in answers.as_object().unwrap() {
-        config[module]["lynis_answers"] = list.clone();
-    }
+    config["compliance"]["lynis_answers"] = answers;
     std::fs::write(&path, serde_json::to_string(&config).unwrap()).unwrap();
     run
 }
@@ -289,18 +287,18 @@ fn independent_audit_shows_every_finding_with_its_answer_or_reason() {
         LYNIS_DAT,
         serde_json::json!({
             "lynis_min_index": 70,
-            "accepted_findings": [
+            "lynis_accepted": [
                 { "id": "FILE-6310", "reason": "the golden disk has separate partitions" },
                 { "id": "KRNL-6000:kernel.kptr_restrict", "reason": "accepted for the test" },
                 { "id": "NAME-4028", "reason": "stale entry" },
             ],
         }),
-        serde_json::json!({ "crowdsec": [{ "id": "DEB-0880", "by": "crowdsec", "how": "CrowdSec bans at the firewall" }] }),
+        serde_json::json!([{ "id": "DEB-0880", "by": "crowdsec", "how": "CrowdSec bans at the firewall" }]),
     );
     let html = render(run.path());
     assert!(html.contains("<h2 id=\"audit\">"), "section present");
     assert!(html.contains("Lynis 3.0.8"));
-    assert!(html.contains("id=\"audit-index\" class=\"verdict ok\">73</span> (the profile's minimum, audit.lynis_min_index: 70)"), "{html}");
+    assert!(html.contains("id=\"audit-index\" class=\"verdict ok\">73</span> (the profile's minimum, compliance.lynis_min_index: 70)"), "{html}");
     let table = section(&html, "audit-findings");
     assert_eq!(
         table.matches("<tr class=").count(),
@@ -326,7 +324,7 @@ fn independent_audit_shows_every_finding_with_its_answer_or_reason() {
     ] {
         assert!(
             row_with(table, open).contains(
-                "<td class=\"bad\">neither answered by a module nor in audit.accepted_findings</td>"
+                "<td class=\"bad\">neither answered (compliance.lynis_answers) nor accepted (compliance.lynis_accepted)</td>"
             ),
             "{open} is open"
         );
@@ -346,23 +344,23 @@ fn independent_audit_shows_every_finding_with_its_answer_or_reason() {
     );
     assert!(html.contains("id=\"audit-verdict\" class=\"verdict bad\">73 / 70</span>"));
     assert!(
-        html.contains("NAME-4028 (audit.accepted_findings)"),
+        html.contains("NAME-4028 (compliance.lynis_accepted)"),
         "stale entries are named"
     );
 }
 
 #[test]
 fn a_low_index_is_red_and_a_clean_audit_passes() {
-    let low = with_lynis(LYNIS_DAT, serde_json::json!({}), serde_json::json!({}));
+    let low = with_lynis(LYNIS_DAT, serde_json::json!({}), serde_json::json!([]));
     let html = render(low.path());
-    assert!(html.contains("id=\"audit-index\" class=\"verdict bad\">73</span> (the profile's minimum, audit.lynis_min_index: 90)"), "the default minimum is 90");
-    assert!(html.contains("hardening index 73 is below audit.lynis_min_index = 90"));
+    assert!(html.contains("id=\"audit-index\" class=\"verdict bad\">73</span> (the profile's minimum, compliance.lynis_min_index: 90)"), "the default minimum is 90");
+    assert!(html.contains("hardening index 73 is below compliance.lynis_min_index = 90"));
 
     let clean = "lynis_version=3.0.8\nhardening_index=91\nsuggestion[]=LYNIS|This release is more than 4 months old.|-|-|\n";
     let run = with_lynis(
         clean,
-        serde_json::json!({ "accepted_findings": [{ "id": "LYNIS", "reason": "Debian 12 ships 3.0.8" }] }),
-        serde_json::json!({}),
+        serde_json::json!({ "lynis_accepted": [{ "id": "LYNIS", "reason": "Debian 12 ships 3.0.8" }] }),
+        serde_json::json!([]),
     );
     let html = render(run.path());
     assert!(html.contains("id=\"audit-verdict\" class=\"verdict ok\">91 / 90</span>"));
@@ -788,7 +786,7 @@ fn compliance_policy() -> serde_json::Value {
             { "id": "1.1.1.10", "title": "ten", "check": "true" },
             { "id": "1.1.1.9", "title": "usb-storage kernel module not available", "check": "module_off usb-storage" },
         ],
-        "accepted": [{ "id": "1.4.1", "reason": "systemd-boot has no password" }],
+        "accepted_controls": [{ "id": "1.4.1", "reason": "systemd-boot has no password" }],
     })
 }
 

@@ -1,6 +1,6 @@
 //! Section "Independent audit": what Lynis, run inside the guest by the
 //! acceptance test, found — its hardening index against the profile's
-//! `audit.lynis_min_index`, every warning and suggestion, and for each the
+//! `compliance.lynis_min_index`, every warning and suggestion, and for each the
 //! module that answers it or the reason the profile accepts it. The verdict
 //! is `crate::lynis::judge`, the rule the test itself applies.
 use super::inputs::Inputs;
@@ -80,7 +80,8 @@ pub fn collect(inputs: &Inputs) -> Audit {
                 Resolution::Accepted { reason } => ("accepted", format!("accepted: {reason}")),
                 Resolution::Open => (
                     "open",
-                    "neither answered by a module nor in audit.accepted_findings".to_string(),
+                    "neither answered (compliance.lynis_answers) nor accepted (compliance.lynis_accepted)"
+                        .to_string(),
                 ),
             };
             let answer = if j.fails {

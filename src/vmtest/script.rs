@@ -671,7 +671,7 @@ mod tests {
         let dir = f.dir.path();
         std::fs::write(
             dir.join("config.json"),
-            r#"{"audit": {"lynis_min_index": 80, "accepted_findings": [{"id": "LYNIS", "reason": "Debian's version"}]}}"#,
+            r#"{"compliance": {"lynis_min_index": 80, "lynis_accepted": [{"id": "LYNIS", "reason": "Debian's version"}]}}"#,
         )
         .unwrap();
         std::fs::write(
@@ -690,7 +690,11 @@ mod tests {
         "#;
         run_script(&f, src).unwrap();
         let err = run_script(&f, r#"lynis_check("bad.dat", "config.json");"#).unwrap_err();
-        for want in ["below audit.lynis_min_index = 80", "FIRE-4512", "DEB-0880"] {
+        for want in [
+            "below compliance.lynis_min_index = 80",
+            "FIRE-4512",
+            "DEB-0880",
+        ] {
             assert!(err.contains(want), "{want} in {err}");
         }
         let err = run_script(&f, r#"lynis_check("none.dat", "config.json");"#).unwrap_err();
