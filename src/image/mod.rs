@@ -7,6 +7,7 @@
 pub mod base;
 pub mod cache;
 pub mod disk;
+pub mod dpkg;
 pub mod error;
 pub mod esp;
 pub mod fsutil;
@@ -18,6 +19,7 @@ pub mod output;
 pub mod overlay;
 pub mod pack;
 pub mod progress;
+pub mod sbom;
 pub mod sparse;
 pub mod tools;
 
@@ -99,6 +101,8 @@ pub struct ImageOutput {
     pub kernel_version: String,
     /// Debian packages installed in the base (dependencies included).
     pub packages: usize,
+    /// OUT/sbom.cdx.json: CycloneDX 1.5 of the image (packages, kernel, overlay files).
+    pub sbom: PathBuf,
     /// The timed steps of this build, in order (base steps only on a cache miss).
     pub steps: Vec<progress::Timing>,
     /// The core build's warnings, when the image stage built the profile itself.
@@ -213,6 +217,7 @@ fn summary_json(out: &ImageOutput, took: std::time::Duration) -> serde_json::Val
             "cache": if out.base_from_cache { "hit" } else { "miss" },
         },
         "packages": out.packages,
+        "sbom": { "path": out.sbom },
         "steps": out.steps,
         "seconds": progress::round_ms(took.as_secs_f64()),
         "warnings": out.warnings,

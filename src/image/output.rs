@@ -7,7 +7,7 @@ use super::error::{ImageError, Result, io_err};
 use super::hygiene::{self, Scope};
 use super::manifest::BuildDir;
 use super::progress::Step;
-use super::{ImageOutput, ImageRequest, disk, leftovers, overlay, pack, sparse, tools};
+use super::{ImageOutput, ImageRequest, disk, leftovers, overlay, pack, sbom, sparse, tools};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use tempfile::NamedTempFile;
@@ -112,10 +112,12 @@ fn write_outputs(
         overlay_root_hash: build.manifest.root_hash.clone(),
         kernel_version: base.meta.kernel.clone(),
         packages: base.meta.packages.len(),
+        sbom: req.out.join("sbom.cdx.json"),
         steps: Vec::new(),
         warnings: Vec::new(),
     };
-    write_image_manifest(build, base, disk.as_ref(), &mut out)?;
+    let sbom_sha256 = write_sbom(req, build, base, &out)?;
+    write_image_manifest(build, base, disk.as_ref(), &sbom_sha256, &mut out)?;
     out.steps = super::progress::take_timings();
     Ok(out)
 }
@@ -214,10 +216,52 @@ fn used_bytes(img: &Path) -> Result<u64> {
     Ok(field("Block count:").saturating_sub(field("Free blocks:")) * field("Block size:"))
 }
 
+/// OUT/sbom.cdx.json from the base's tree (what the image holds) and the
+/// published files' hashes; returns its sha256 for image-manifest.json.
+fn write_sbom(
+    req: &ImageRequest,
+    build: &BuildDir,
+    base: &Base,
+    out: &ImageOutput,
+) -> Result<String> {
+    let step = Step::start("sbom", "writing the SBOM (sbom.cdx.json)", req.quiet);
+    let image = match (&out.disk, &out.disk_sha256) {
+        (Some(_), Some(sha)) => sbom::OutFile {
+            name: "disk.img".into(),
+            sha256: sha.clone(),
+        },
+        _ => sbom::OutFile {
+            name: "rootfs.img".into(),
+            sha256: out.rootfs_sha256.clone(),
+        },
+    };
+    let input = sbom::Input {
+        root: &base.rootfs(),
+        apt_lists: Path::new(APT_LISTS),
+        build,
+        image,
+        kernel: sbom::OutFile {
+            name: "vmlinuz".into(),
+            sha256: sha256_file(&out.kernel)?,
+        },
+        kernel_version: &base.meta.kernel,
+    };
+    let tmp = temp_in(&req.out, "sbom")?;
+    sbom::write(&input, tmp.path())?;
+    let sha = sha256_file(tmp.path())?;
+    publish(tmp, &out.sbom)?;
+    step.done("");
+    Ok(sha)
+}
+
+/// Where apt keeps this host's package indexes (the .debs' sha256 for the SBOM).
+const APT_LISTS: &str = "/var/lib/apt/lists";
+
 fn write_image_manifest(
     build: &BuildDir,
     base: &Base,
     disk: Option<&disk::DiskOutput>,
+    sbom_sha256: &str,
     out: &mut ImageOutput,
 ) -> Result<()> {
     let disk = disk.map(|d| {
@@ -255,6 +299,7 @@ fn write_image_manifest(
             "cmdline_extra": build.system.kernel_cmdline_extra,
         },
         "disk": disk,
+        "sbom": { "file": "sbom.cdx.json", "sha256": sbom_sha256 },
         "packages": base.meta.packages,
     });
     let text = serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n";
