@@ -19,6 +19,8 @@ fn request(build: &Path, out: &Path) -> ImageRequest {
         disk: true,
         sources: vec![],
         quiet: false,
+        pinned: None,
+        snapshot: None,
     }
 }
 

@@ -190,7 +190,7 @@ fn sbom_is_valid_cyclonedx_reproducible_and_says_what_the_tree_holds() {
     assert_eq!(by_name(&doc, "vmlinuz")["version"], "6.1.0-99-cloud-amd64");
     check_overlay_files(&doc, &build_dir);
 
-    let summary = sbom::summarize(&doc);
+    let summary = hardroot::report::sbom::summarize(&doc);
     assert_eq!(summary.packages, 3);
     assert_eq!(summary.largest[0], ("libfoo1".to_string(), 9000));
     assert_eq!(summary.unlicensed, 1);
@@ -286,6 +286,8 @@ fn image_sbom_lists_exactly_the_packages_dpkg_query_finds_in_the_image() {
         disk: true,
         sources: vec![],
         quiet: true,
+        pinned: None,
+        snapshot: None,
     };
     let first = build_image(&req("a")).expect("image");
     let text = std::fs::read(&first.sbom).expect("sbom written");
@@ -331,7 +333,7 @@ fn image_sbom_lists_exactly_the_packages_dpkg_query_finds_in_the_image() {
         common::sha256_file(disk)
     );
     // Most Debian packages ship DEP-5 copyright files.
-    let licensed = sbom::summarize(&doc);
+    let licensed = hardroot::report::sbom::summarize(&doc);
     assert!(licensed.unlicensed * 2 < licensed.packages, "{licensed:?}");
     check_overlay_files(&doc, &build);
 

@@ -34,7 +34,15 @@ pub fn build(req: &ImageRequest) -> Result<ImageOutput> {
     } else {
         req.sources.clone()
     };
-    let inputs = base::key_inputs(&build, &sources, tools::mmdebstrap_version()?)?;
+    let mut inputs = base::key_inputs(&build, &sources, tools::mmdebstrap_version()?)?;
+    if let Some(p) = &req.pinned {
+        inputs.pins = p
+            .packages
+            .iter()
+            .map(|p| format!("{}={}", p.name, p.version))
+            .collect();
+        inputs.identity = Some(p.identity.clone());
+    }
     let cache = Cache::open(&req.cache_dir)?;
     let log_dir = req.out.join("logs");
     let base_req = base::Request {
@@ -54,7 +62,7 @@ pub fn build(req: &ImageRequest) -> Result<ImageOutput> {
     } else {
         None
     };
-    write_outputs(req, &build, &base, disk)
+    write_outputs(req, &build, &base, disk, &sources)
 }
 
 fn check_host(req: &ImageRequest) -> Result<()> {
@@ -78,6 +86,7 @@ fn write_outputs(
     build: &BuildDir,
     base: &Base,
     disk: Option<disk::DiskOutput>,
+    sources: &[PathBuf],
 ) -> Result<ImageOutput> {
     let img = patched_image(req, build, base)?;
     let step = Step::start("hash", "hashing the image", req.quiet);
@@ -117,7 +126,8 @@ fn write_outputs(
         warnings: Vec::new(),
     };
     let sbom_sha256 = write_sbom(req, build, base, &out)?;
-    write_image_manifest(build, base, disk.as_ref(), &sbom_sha256, &mut out)?;
+    let recorded = recorded_inputs(req, build, base, sources)?;
+    write_image_manifest(build, base, disk.as_ref(), &sbom_sha256, recorded, &mut out)?;
     out.steps = super::progress::take_timings();
     Ok(out)
 }
@@ -254,6 +264,37 @@ fn write_sbom(
     Ok(sha)
 }
 
+/// Everything a rebuild needs besides the build folder (`hardroot verify`,
+/// `image --from-manifest`): the apt sources as they were read (the mirror;
+/// the host's, never one of ours), the snapshot archive if any, the suite,
+/// SOURCE_DATE_EPOCH, the overlay's root hash, hardroot's version, and the
+/// base identity. The exact package versions are the manifest's `packages`.
+fn recorded_inputs(
+    req: &ImageRequest,
+    build: &BuildDir,
+    base: &Base,
+    sources: &[PathBuf],
+) -> Result<serde_json::Value> {
+    let mut apt_sources = Vec::new();
+    for path in sources {
+        let text = std::fs::read_to_string(path).map_err(io_err("reading", path))?;
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        apt_sources.push(json!({ "name": name, "text": text }));
+    }
+    let s = &build.system;
+    Ok(json!({
+        "hardroot_version": env!("CARGO_PKG_VERSION"),
+        "suite": s.suite,
+        "architecture": s.architecture,
+        "variant": s.variant,
+        "apt_sources": apt_sources,
+        "snapshot": req.snapshot,
+        "source_date_epoch": build.manifest.source_date_epoch,
+        "overlay_root_hash": build.manifest.root_hash,
+        "base_identity": base.meta.key,
+    }))
+}
+
 /// Where apt keeps this host's package indexes (the .debs' sha256 for the SBOM).
 const APT_LISTS: &str = "/var/lib/apt/lists";
 
@@ -262,6 +303,7 @@ fn write_image_manifest(
     base: &Base,
     disk: Option<&disk::DiskOutput>,
     sbom_sha256: &str,
+    inputs: serde_json::Value,
     out: &mut ImageOutput,
 ) -> Result<()> {
     let disk = disk.map(|d| {
@@ -300,6 +342,7 @@ fn write_image_manifest(
         },
         "disk": disk,
         "sbom": { "file": "sbom.cdx.json", "sha256": sbom_sha256 },
+        "inputs": inputs,
         "packages": base.meta.packages,
     });
     let text = serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n";

@@ -22,7 +22,7 @@ use cyclonedx_bom::models::property::{Properties, Property};
 use cyclonedx_bom::models::tool::Tools;
 use cyclonedx_bom::prelude::DateTime;
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::Path;
 
 /// The Debian release the purls name (`distro=debian-12`), by suite.
@@ -248,89 +248,4 @@ fn sha256(hex: &str) -> Hashes {
         alg: HashAlgorithm::SHA_256,
         content: HashValue(hex.to_string()),
     }])
-}
-
-/// What the report shows of an SBOM: read back from the file, not the types.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Summary {
-    pub packages: usize,
-    pub files: usize,
-    /// Licence name → packages under it, most common first.
-    pub licences: Vec<(String, usize)>,
-    /// Packages without a machine-readable licence.
-    pub unlicensed: usize,
-    /// (name, installed KiB), largest first, at most ten.
-    pub largest: Vec<(String, u64)>,
-}
-
-/// Summarises a sbom.cdx.json written by hardroot.
-pub fn summarize(doc: &serde_json::Value) -> Summary {
-    let empty = Vec::new();
-    let comps = doc
-        .get("components")
-        .and_then(|c| c.as_array())
-        .unwrap_or(&empty);
-    let is_pkg = |c: &&serde_json::Value| {
-        c.get("purl")
-            .and_then(|p| p.as_str())
-            .is_some_and(|p| p.starts_with("pkg:deb/"))
-    };
-    let pkgs: Vec<&serde_json::Value> = comps.iter().filter(is_pkg).collect();
-    let mut by_licence: BTreeMap<String, usize> = BTreeMap::new();
-    let mut unlicensed = 0;
-    let mut sizes = Vec::new();
-    for p in &pkgs {
-        let names = licence_names(p);
-        unlicensed += usize::from(names.is_empty());
-        for n in names {
-            *by_licence.entry(n).or_default() += 1;
-        }
-        let name = p.get("name").and_then(|n| n.as_str()).unwrap_or("?");
-        sizes.push((
-            name.to_string(),
-            property(p, "hardroot:installed-size-kib")
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0),
-        ));
-    }
-    let mut licences: Vec<(String, usize)> = by_licence.into_iter().collect();
-    licences.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    sizes.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    sizes.truncate(10);
-    Summary {
-        packages: pkgs.len(),
-        files: comps
-            .iter()
-            .filter(|c| property(c, "hardroot:module").is_some())
-            .count(),
-        licences,
-        unlicensed,
-        largest: sizes,
-    }
-}
-
-fn licence_names(c: &serde_json::Value) -> Vec<String> {
-    let empty = Vec::new();
-    c.get("licenses")
-        .and_then(|l| l.as_array())
-        .unwrap_or(&empty)
-        .iter()
-        .filter_map(|l| {
-            let lic = l.get("license")?;
-            lic.get("name")
-                .or_else(|| lic.get("id"))?
-                .as_str()
-                .map(str::to_string)
-        })
-        .collect()
-}
-
-fn property(c: &serde_json::Value, name: &str) -> Option<String> {
-    c.get("properties")?
-        .as_array()?
-        .iter()
-        .find(|p| p.get("name").and_then(|n| n.as_str()) == Some(name))?
-        .get("value")?
-        .as_str()
-        .map(str::to_string)
 }
