@@ -490,3 +490,50 @@ fn parse_stanza(stanza: &str) -> Option<Package> {
         architecture: field("Architecture")?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pkg(name: &str, version: &str) -> Package {
+        Package {
+            name: name.into(),
+            version: version.into(),
+            architecture: "amd64".into(),
+        }
+    }
+
+    #[test]
+    fn a_rebuild_that_got_other_versions_names_each_package() {
+        let pins = vec!["a=1".to_string(), "b=2".to_string(), "c=3".to_string()];
+        assert!(check_pins(&pins, &[pkg("a", "1"), pkg("b", "2"), pkg("c", "3")]).is_ok());
+        assert!(
+            check_pins(&[], &[pkg("x", "9")]).is_ok(),
+            "an ordinary build is not checked"
+        );
+        let Err(ImageError::VersionsUnavailable { packages }) =
+            check_pins(&pins, &[pkg("a", "1"), pkg("b", "2.1"), pkg("d", "4")])
+        else {
+            panic!("other versions must be refused");
+        };
+        assert_eq!(
+            packages,
+            [
+                "b 2 (the mirror gave 2.1)",
+                "c 3 (not installed)",
+                "d 4 (not in the recorded image)"
+            ]
+        );
+    }
+
+    #[test]
+    fn pins_become_apt_preferences_above_1000() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = pin_file(&["libc6=2.36-9+deb12u4".to_string()], tmp.path()).unwrap();
+        let text = std::fs::read_to_string(path).unwrap();
+        assert_eq!(
+            text,
+            "Package: libc6\nPin: version 2.36-9+deb12u4\nPin-Priority: 1001\n\n"
+        );
+    }
+}

@@ -436,3 +436,33 @@ fn dump(img: &Path, dest: &Path) -> Result<BTreeMap<String, (u64, String)>> {
     }
     Ok(files)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_is_one_source_for_the_suite_and_its_updates() {
+        let tmp = tempfile::tempdir().unwrap();
+        let url = "https://snapshot.example/archive/debian/20240101T000000Z";
+        let path = snapshot_sources(url, "bookworm", tmp.path()).unwrap();
+        let text = std::fs::read_to_string(path).unwrap();
+        assert_eq!(
+            text,
+            format!(
+                "deb [check-valid-until=no] {url} bookworm main\ndeb [check-valid-until=no] {url} bookworm-updates main\n"
+            )
+        );
+        for bad in [
+            "ftp://x/y",
+            "https://x/y z",
+            "https://x/'y",
+            "20240101T000000Z",
+        ] {
+            assert!(
+                snapshot_sources(bad, "bookworm", tmp.path()).is_err(),
+                "{bad}"
+            );
+        }
+    }
+}
