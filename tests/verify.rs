@@ -142,3 +142,22 @@ fn verify_matches_a_fresh_image_and_names_a_planted_byte() {
     .expect("json");
     assert_eq!(status["reproduced"], false);
 }
+
+#[test]
+fn verify_without_a_recorded_image_or_its_build_says_what_to_give() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let o = verify(tmp.path(), tmp.path(), tmp.path());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("image-manifest.json"), "{stderr}");
+
+    let recorded = serde_json::json!({
+        "profile": "p", "overlay_root_hash": "r", "cache_key": "k", "packages": [],
+        "rootfs": { "file": "rootfs.img", "sha256": "s" }, "disk": null,
+    });
+    std::fs::write(tmp.path().join("image-manifest.json"), recorded.to_string()).expect("write");
+    let o = verify(tmp.path(), tmp.path(), tmp.path());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("--build DIR"), "{stderr}");
+}

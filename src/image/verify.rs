@@ -242,17 +242,26 @@ pub fn verify(args: &VerifyArgs) -> Result<Verdict> {
     let started = std::time::Instant::now();
     let manifest = args.out.join("image-manifest.json");
     let rec = Recorded::load(&manifest)?;
+    let build = args.build.clone().unwrap_or_else(|| args.out.clone());
+    if !build.join("manifest.json").is_file() {
+        return Err(input_err(
+            &build,
+            "no manifest.json: this is not the build the image was made from",
+            "an image made with --from-build keeps its build elsewhere: give that folder with --build DIR",
+        ));
+    }
     let work_root = args
         .work
         .clone()
         .unwrap_or_else(|| PathBuf::from("/var/tmp"));
+    // A killed earlier verify's temp folder (ours are named for their pid).
+    super::leftovers::remove_dead(&work_root);
     let work = tempfile::Builder::new()
         .prefix(&super::leftovers::prefix("verify"))
         .tempdir_in(&work_root)
         .map_err(io_err("creating a temp folder in", &work_root))?;
     let rebuilt_dir = work.path().join("out");
     std::fs::create_dir_all(&rebuilt_dir).map_err(io_err("creating", &rebuilt_dir))?;
-    let build = args.build.clone().unwrap_or_else(|| args.out.clone());
     rebuild(&Rebuild {
         manifest: &manifest,
         build: &build,
