@@ -22,8 +22,8 @@ use std::process::ExitCode;
                   hardroot run profiles/xmpp-server.toml            boot it here, like `mkosi qemu`\n\n\
                   Every verb that reports takes --json (docs/json.md). Docs: README.md, docs/modules.md, \
                   docs/testing.md, docs/options.md.\n\n\
-                  Exit codes: 0 success; 1 the profile or a module is wrong (the message names file:line:col); \
-                  2 bad command line; 3 the environment failed (I/O, a missing tool, not root); 4 a VM test failed."
+                  Exit codes: 0 success; 1 the profile or a module is wrong (the message names file:line:col), \
+                  or `verify` found a difference; 2 bad command line; 3 the environment failed (I/O, a missing tool, not root); 4 a VM test failed."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -44,6 +44,8 @@ pub enum Command {
     Diff(DiffArgs),
     /// Build a profile into a disk image (overlay + cached Debian base)
     Image(crate::image::ImageArgs),
+    /// Rebuild an image cold from its image-manifest.json and compare byte for byte
+    Verify(crate::image::verify::VerifyArgs),
     /// List or prune the cache of Debian bases that `image` builds from
     Cache(crate::image::gc::CacheArgs),
     /// Boot the image in QEMU and run a test from vm-tests/
@@ -146,6 +148,7 @@ pub fn main() -> ExitCode {
         Command::Explain(a) => crate::commands::explain(a),
         Command::Diff(a) => crate::commands::diff(a),
         Command::Image(a) => crate::image::run(a),
+        Command::Verify(a) => crate::image::verify::run(a),
         Command::Cache(a) => crate::image::gc::run(a),
         Command::VmTest(a) => crate::vmtest::run(a),
         Command::Report(a) => crate::report::run(a),
@@ -198,7 +201,14 @@ fn die_quietly_on_closed_pipe() {
 
 /// 1 for mistakes in profiles and modules, 4 for a failed VM test, 3 for everything the environment did.
 fn exit_code(e: &miette::Report) -> u8 {
-    if e.downcast_ref::<Located>().is_some() || e.downcast_ref::<Errors>().is_some() {
+    let not_reproduced = matches!(
+        e.downcast_ref::<crate::image::ImageError>(),
+        Some(crate::image::ImageError::NotReproduced { .. })
+    );
+    if e.downcast_ref::<Located>().is_some()
+        || e.downcast_ref::<Errors>().is_some()
+        || not_reproduced
+    {
         1
     } else if e.downcast_ref::<crate::vmtest::TestFailed>().is_some() {
         4

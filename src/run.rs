@@ -116,6 +116,8 @@ fn build(a: &RunArgs, out: &Path) -> miette::Result<ImageOutput> {
         profile: Some(profile),
         out: out.to_path_buf(),
         from_build: None,
+        from_manifest: None,
+        snapshot: None,
         module_dirs: a.module_dirs.clone(),
         cache: a.cache.clone(),
         rebuild_base: false,

@@ -19,6 +19,8 @@ fn request(build: &Path, out: &Path) -> ImageRequest {
         disk: true,
         sources: vec![],
         quiet: false,
+        pinned: None,
+        snapshot: None,
     }
 }
 
@@ -488,7 +490,14 @@ fn image_json_summary_has_the_documented_shape_and_true_figures() {
         .collect();
     assert_eq!(
         steps,
-        ["copy_base", "apply_overlay", "fsck", "hash", "qcow2"]
+        [
+            "copy_base",
+            "apply_overlay",
+            "fsck",
+            "hash",
+            "qcow2",
+            "sbom"
+        ]
     );
     let rootfs = out.join("rootfs.img");
     assert_eq!(v["rootfs"]["path"], rootfs.to_string_lossy().as_ref());

@@ -4,7 +4,7 @@ mod common;
 use common::*;
 use std::process::Command;
 
-const NEEDS_A_VM_OR_MIRROR: &[&str] = &["image", "vm-test", "run"];
+const NEEDS_A_VM_OR_MIRROR: &[&str] = &["image", "verify", "vm-test", "run"];
 
 fn tour_commands() -> Vec<String> {
     let readme = std::fs::read_to_string(repo().join("README.md")).expect("README");

@@ -834,3 +834,77 @@ fn benchmark_controls_pass_when_every_declared_one_is_met_and_say_when_not_run()
     assert!(html.contains("id=\"controls-verdict\" class=\"verdict na\">not run</span>"));
     assert!(html.contains("id=\"controls-missing\""));
 }
+
+/// A CycloneDX document shaped like the image stage's: three packages, two
+/// with DEP-5 licences, one overlay file.
+fn small_sbom() -> serde_json::Value {
+    let pkg = |name: &str, kib: u64, licences: &[&str]| {
+        let mut c = serde_json::json!({
+            "type": "library", "name": name, "version": "1",
+            "purl": format!("pkg:deb/debian/{name}@1?arch=amd64&distro=debian-12"),
+            "properties": [{ "name": "hardroot:installed-size-kib", "value": kib.to_string() }],
+        });
+        if !licences.is_empty() {
+            c["licenses"] = licences
+                .iter()
+                .map(|l| serde_json::json!({ "license": { "name": l } }))
+                .collect();
+        }
+        c
+    };
+    serde_json::json!({
+        "bomFormat": "CycloneDX", "specVersion": "1.5", "version": 1,
+        "components": [
+            pkg("libc6", 12000, &["LGPL-2.1+", "GPL-2+"]),
+            pkg("bash", 7000, &["GPL-3+"]),
+            pkg("tiny", 10, &[]),
+            { "type": "file", "name": "/etc/hostname",
+              "properties": [{ "name": "hardroot:module", "value": "system" }] },
+        ],
+    })
+}
+
+#[test]
+fn bill_of_materials_counts_packages_and_licences_and_shows_the_verify_verdict() {
+    let run = run_copy();
+    let build = run.path().join("build");
+    let html = render(run.path());
+    assert!(
+        html.contains("has no sbom.cdx.json"),
+        "an image without an SBOM says so"
+    );
+
+    std::fs::write(build.join("sbom.cdx.json"), small_sbom().to_string()).unwrap();
+    let html = render(run.path());
+    assert!(html.contains("<span id=\"sbom-packages\">3</span>"));
+    let licences = section(&html, "licences");
+    for (name, n) in [("GPL-2+", 1), ("GPL-3+", 1), ("LGPL-2.1+", 1)] {
+        assert!(
+            licences.contains(&format!(
+                "<td class=\"mono\">{name}</td><td class=\"num\">{n}</td>"
+            )),
+            "{name}: {licences}"
+        );
+    }
+    let largest = section(&html, "largest");
+    let (libc, bash) = (
+        largest.find("libc6").unwrap(),
+        largest.find("bash").unwrap(),
+    );
+    assert!(libc < bash, "largest first: {largest}");
+    assert!(html.contains("Not verified"));
+
+    let verdict = serde_json::json!({ "reproduced": true, "file": "disk.img", "sha256": "ab12" });
+    std::fs::write(build.join("verify.json"), verdict.to_string()).unwrap();
+    assert!(render(run.path()).contains("disk.img rebuilt cold, byte for byte: sha256 ab12"));
+    let failed =
+        serde_json::json!({ "reproduced": false, "error": "partition 3 \"home\" (/home) differs" });
+    std::fs::write(build.join("verify.json"), failed.to_string()).unwrap();
+    let html = render(run.path());
+    assert!(html.contains("Verify found differences"));
+    let detail = section(&html, "verify-detail");
+    assert!(
+        detail.contains("home") && detail.contains("differs"),
+        "{detail}"
+    );
+}

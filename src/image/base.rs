@@ -104,6 +104,8 @@ pub fn key_inputs(build: &BuildDir, sources: &[PathBuf], mmdebstrap: String) -> 
         source_date_epoch: build.manifest.source_date_epoch,
         image_free_mib: s.image_free_mib,
         root_label: s.root_label.clone(),
+        pins: Vec::new(),
+        identity: None,
     })
 }
 
@@ -182,6 +184,7 @@ fn build_entry(req: &Request, key: &str) -> Result<()> {
     let sde = req.inputs.source_date_epoch;
     let root = tmp.path().join("rootfs");
     bootstrap(req, tmp.path(), &root)?;
+    check_pins(&req.inputs.pins, &dpkg_packages(&root)?)?;
     let step = Step::start("scrub_base", "scrubbing and checking the base", req.quiet);
     scrub(&root, &req.build.system.scrub)?;
     fsutil::clamp_times(&root, sde)?;
@@ -192,7 +195,7 @@ fn build_entry(req: &Request, key: &str) -> Result<()> {
     let survey = fsutil::survey(&root)?;
     step.done("");
     let kernel = copy_boot_files(&root, tmp.path())?;
-    let meta = pack_base(req, key, &root, tmp.path(), survey, kernel)?;
+    let meta = pack_base(req, &root, tmp.path(), survey, kernel)?;
     write_meta(tmp.path(), &meta)?;
     publish(req.cache, tmp, key)
 }
@@ -237,8 +240,71 @@ fn mmdebstrap_command(req: &Request, tmp: &Path, root: &Path) -> Result<std::pro
     if let Some(hook) = early_hook(req.build, tmp)? {
         cmd.arg(format!("--essential-hook=sh '{}' \"$1\"", hook.display()));
     }
+    if !req.inputs.pins.is_empty() {
+        let pins = pin_file(&req.inputs.pins, tmp)?;
+        // In place while apt chooses versions, gone before the tree is packed.
+        cmd.arg(format!(
+            "--setup-hook=mkdir -p \"$1/etc/apt/preferences.d\" && cp '{}' \"$1/{PIN_FILE}\"",
+            pins.display()
+        ));
+        cmd.arg(format!("--customize-hook=rm -f \"$1/{PIN_FILE}\""));
+    }
     cmd.arg(&s.suite).arg(root).args(req.sources);
     Ok(cmd)
+}
+
+/// Where a rebuild's version pins live during mmdebstrap (removed after).
+const PIN_FILE: &str = "etc/apt/preferences.d/zz-hardroot-pins";
+
+/// apt preferences holding every package at its recorded version. A pin
+/// above 1000 wins over any newer version; the package list given to
+/// mmdebstrap stays the build's own, so apt marks the same packages
+/// automatically installed as the original build did.
+fn pin_file(pins: &[String], tmp: &Path) -> Result<PathBuf> {
+    let mut text = String::new();
+    for pin in pins {
+        let Some((name, version)) = pin.split_once('=') else {
+            continue;
+        };
+        text.push_str(&format!(
+            "Package: {name}\nPin: version {version}\nPin-Priority: 1001\n\n"
+        ));
+    }
+    let path = tmp.join("pins.pref");
+    std::fs::write(&path, text).map_err(io_err("writing", &path))?;
+    Ok(path)
+}
+
+/// A rebuild must install exactly the recorded versions: when the mirror
+/// no longer serves one, apt takes another, and that is said here, by
+/// package, instead of building something else.
+fn check_pins(pins: &[String], got: &[Package]) -> Result<()> {
+    if pins.is_empty() {
+        return Ok(());
+    }
+    let want: BTreeMap<&str, &str> = pins.iter().filter_map(|p| p.split_once('=')).collect();
+    let have: BTreeMap<&str, &str> = got
+        .iter()
+        .map(|p| (p.name.as_str(), p.version.as_str()))
+        .collect();
+    let mut wrong = Vec::new();
+    for (name, version) in &want {
+        match have.get(name) {
+            Some(v) if v == version => {}
+            Some(v) => wrong.push(format!("{name} {version} (the mirror gave {v})")),
+            None => wrong.push(format!("{name} {version} (not installed)")),
+        }
+    }
+    for (name, v) in &have {
+        if !want.contains_key(name) {
+            wrong.push(format!("{name} {v} (not in the recorded image)"));
+        }
+    }
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(ImageError::VersionsUnavailable { packages: wrong })
+    }
 }
 
 /// A shell script that places the `early` files before packages are
@@ -327,7 +393,6 @@ fn newest(boot: &Path, prefix: &str) -> Result<String> {
 
 fn pack_base(
     req: &Request,
-    key: &str,
     root: &Path,
     tmp: &Path,
     survey: fsutil::Survey,
@@ -336,10 +401,12 @@ fn pack_base(
     let step = Step::start("pack_base", "packing the base into ext4", req.quiet);
     let sde = req.inputs.source_date_epoch;
     let size = pack::image_size(survey.used_bytes, req.build.system.image_free_mib);
+    // A rebuild takes the seeds (and so the UUIDs) of the base it reproduces.
+    let identity = req.inputs.identity();
     let spec = pack::Ext4Spec {
         size,
-        uuid: pack::uuid_from(&format!("base-uuid:{key}")),
-        hash_seed: pack::uuid_from(&format!("base-hash-seed:{key}")),
+        uuid: pack::uuid_from(&format!("base-uuid:{identity}")),
+        hash_seed: pack::uuid_from(&format!("base-hash-seed:{identity}")),
         label: req.build.system.root_label.clone(),
         sde,
     };
@@ -347,7 +414,7 @@ fn pack_base(
     pack::make_ext4(root, &img, &spec, &survey.paths)?;
     step.done(&format!("{} MiB image", size >> 20));
     Ok(BaseMeta {
-        key: key.to_string(),
+        key: identity,
         inputs: serde_json::to_value(req.inputs).unwrap_or_default(),
         packages: dpkg_packages(root)?,
         users: id_map(&root.join("etc/passwd"))?,
@@ -422,4 +489,51 @@ fn parse_stanza(stanza: &str) -> Option<Package> {
         version: field("Version")?,
         architecture: field("Architecture")?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pkg(name: &str, version: &str) -> Package {
+        Package {
+            name: name.into(),
+            version: version.into(),
+            architecture: "amd64".into(),
+        }
+    }
+
+    #[test]
+    fn a_rebuild_that_got_other_versions_names_each_package() {
+        let pins = vec!["a=1".to_string(), "b=2".to_string(), "c=3".to_string()];
+        assert!(check_pins(&pins, &[pkg("a", "1"), pkg("b", "2"), pkg("c", "3")]).is_ok());
+        assert!(
+            check_pins(&[], &[pkg("x", "9")]).is_ok(),
+            "an ordinary build is not checked"
+        );
+        let Err(ImageError::VersionsUnavailable { packages }) =
+            check_pins(&pins, &[pkg("a", "1"), pkg("b", "2.1"), pkg("d", "4")])
+        else {
+            panic!("other versions must be refused");
+        };
+        assert_eq!(
+            packages,
+            [
+                "b 2 (the mirror gave 2.1)",
+                "c 3 (not installed)",
+                "d 4 (not in the recorded image)"
+            ]
+        );
+    }
+
+    #[test]
+    fn pins_become_apt_preferences_above_1000() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = pin_file(&["libc6=2.36-9+deb12u4".to_string()], tmp.path()).unwrap();
+        let text = std::fs::read_to_string(path).unwrap();
+        assert_eq!(
+            text,
+            "Package: libc6\nPin: version 2.36-9+deb12u4\nPin-Priority: 1001\n\n"
+        );
+    }
 }

@@ -31,6 +31,14 @@ pub struct KeyInputs {
     pub source_date_epoch: i64,
     pub image_free_mib: u64,
     pub root_label: String,
+    /// A rebuild's exact versions, `name=version` (verify, --from-manifest);
+    /// empty, and then absent from the key, for an ordinary build.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pins: Vec<String>,
+    /// The key of the base a rebuild reproduces: filesystem UUIDs and hash
+    /// seeds come from it, so that the rebuilt bytes can equal the original's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -55,6 +63,12 @@ impl KeyInputs {
     pub fn key(&self) -> String {
         let json = serde_json::to_vec(self).unwrap_or_default();
         hex(&Sha256::digest(&json))[..32].to_string()
+    }
+
+    /// What the base's UUIDs and hash seeds derive from: the reproduced
+    /// build's key for a rebuild, else this key.
+    pub fn identity(&self) -> String {
+        self.identity.clone().unwrap_or_else(|| self.key())
     }
 }
 

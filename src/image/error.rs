@@ -48,6 +48,25 @@ pub enum ImageError {
     ))]
     Hygiene { violations: Vec<String> },
 
+    #[error("the mirror no longer serves the recorded versions of {} packages:\n{}", .packages.len(), .packages.join("\n"))]
+    #[diagnostic(help(
+        "point the base at a dated snapshot archive that still has them: \
+         --snapshot URL (a snapshot archive's URL with the build's date, see docs/sbom.md), \
+         or --sources FILE with such an archive"
+    ))]
+    VersionsUnavailable { packages: Vec<String> },
+
+    #[error("the rebuild differs from the published image:\n{report}")]
+    #[diagnostic(help(
+        "the published image is not what its inputs build: it was changed after the build, \
+         or the build is not reproducible on this host (compare the files named above)"
+    ))]
+    NotReproduced { report: String },
+
+    #[error("the SBOM could not be written: {message}")]
+    #[diagnostic(help("this is a bug in hardroot; please report it with the image's profile"))]
+    Sbom { message: String },
+
     #[error("debugfs could not apply the overlay to {image}:\n{errors}")]
     #[diagnostic(help("the half-patched image was discarded; this is a bug in hardroot"))]
     Debugfs { image: PathBuf, errors: String },

@@ -41,6 +41,9 @@ pub struct Entry {
     pub uid: Option<u32>,
     pub gid: Option<u32>,
     pub target: Option<String>,
+    /// A file's content hash, as `hardroot build` wrote it (the SBOM lists it).
+    #[serde(default)]
+    pub sha256: Option<String>,
     #[serde(default)]
     pub early: bool,
     /// Empty (or absent) for parent folders the emitter added implicitly.

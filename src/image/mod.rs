@@ -7,6 +7,7 @@
 pub mod base;
 pub mod cache;
 pub mod disk;
+pub mod dpkg;
 pub mod error;
 pub mod esp;
 pub mod fsutil;
@@ -18,8 +19,10 @@ pub mod output;
 pub mod overlay;
 pub mod pack;
 pub mod progress;
+pub mod sbom;
 pub mod sparse;
 pub mod tools;
+pub mod verify;
 
 pub use error::ImageError;
 use std::path::PathBuf;
@@ -27,7 +30,7 @@ use std::path::PathBuf;
 #[derive(Debug, clap::Args)]
 pub struct ImageArgs {
     /// Profile to build, e.g. profiles/xmpp-server.toml
-    #[arg(required_unless_present = "from_build")]
+    #[arg(required_unless_present_any = ["from_build", "from_manifest"])]
     pub profile: Option<PathBuf>,
     /// Output folder: rootfs.img, vmlinuz, initrd.img, image-manifest.json (and the overlay)
     #[arg(short, long, default_value = "out", value_name = "DIR")]
@@ -35,6 +38,13 @@ pub struct ImageArgs {
     /// Use an existing `hardroot build` output folder instead of building PROFILE
     #[arg(long, value_name = "DIR", conflicts_with = "profile")]
     pub from_build: Option<PathBuf>,
+    /// Build exactly what an image-manifest.json records (same overlay, package
+    /// versions, sources, base identity); its folder must hold the build
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["profile", "from_build"])]
+    pub from_manifest: Option<PathBuf>,
+    /// With --from-manifest: bootstrap from a dated snapshot archive (URL with the date)
+    #[arg(long, value_name = "URL", requires = "from_manifest")]
+    pub snapshot: Option<String>,
     /// Extra folder of modules, searched before modules/ beside the profile (repeatable)
     #[arg(long = "modules", value_name = "DIR")]
     pub module_dirs: Vec<PathBuf>,
@@ -76,6 +86,19 @@ pub struct ImageRequest {
     /// Empty: the host's apt sources.
     pub sources: Vec<PathBuf>,
     pub quiet: bool,
+    /// A rebuild of a recorded image (verify, --from-manifest): its exact
+    /// package versions and its base's identity; None for an ordinary build.
+    pub pinned: Option<Pinned>,
+    /// The dated snapshot archive `sources` points at, recorded in image-manifest.json.
+    pub snapshot: Option<String>,
+}
+
+/// What a rebuild takes from the image-manifest.json it reproduces.
+#[derive(Debug, Clone)]
+pub struct Pinned {
+    pub packages: Vec<base::Package>,
+    /// The recorded base key: UUIDs and hash seeds derive from it.
+    pub identity: String,
 }
 
 #[derive(Debug, Clone)]
@@ -99,6 +122,8 @@ pub struct ImageOutput {
     pub kernel_version: String,
     /// Debian packages installed in the base (dependencies included).
     pub packages: usize,
+    /// OUT/sbom.cdx.json: CycloneDX 1.5 of the image (packages, kernel, overlay files).
+    pub sbom: PathBuf,
     /// The timed steps of this build, in order (base steps only on a cache miss).
     pub steps: Vec<progress::Timing>,
     /// The core build's warnings, when the image stage built the profile itself.
@@ -125,6 +150,9 @@ pub fn run(args: &ImageArgs) -> miette::Result<()> {
 pub fn build_profile(args: &ImageArgs) -> miette::Result<ImageOutput> {
     // Steps a failed earlier build on this thread left in the log are not ours.
     progress::take_timings();
+    if let Some(manifest) = &args.from_manifest {
+        return Ok(from_manifest(args, manifest)?);
+    }
     let (build_dir, warnings) = match &args.from_build {
         Some(dir) => (dir.clone(), Vec::new()),
         None => build_overlay(args)?,
@@ -138,10 +166,31 @@ pub fn build_profile(args: &ImageArgs) -> miette::Result<ImageOutput> {
         disk: !args.no_disk,
         sources: args.sources.clone(),
         quiet: args.quiet,
+        pinned: None,
+        snapshot: None,
     };
     let mut out = build_image(&req)?;
     out.warnings = warnings;
     Ok(out)
+}
+
+/// `--from-manifest FILE`: the build is FILE's folder, the versions FILE's.
+fn from_manifest(args: &ImageArgs, manifest: &std::path::Path) -> Result<ImageOutput, ImageError> {
+    let dir = match manifest.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&args.out).map_err(error::io_err("creating", &args.out))?;
+    verify::rebuild(&verify::Rebuild {
+        manifest,
+        build: &dir,
+        out: &args.out,
+        cache: &args.cache.clone().unwrap_or_else(cache::default_dir),
+        cold: args.rebuild_base,
+        snapshot: args.snapshot.as_deref(),
+        sources: &args.sources,
+        quiet: args.quiet,
+    })
 }
 
 /// The core's build writes OUT/overlay, manifest.json and config.json; the
@@ -213,6 +262,7 @@ fn summary_json(out: &ImageOutput, took: std::time::Duration) -> serde_json::Val
             "cache": if out.base_from_cache { "hit" } else { "miss" },
         },
         "packages": out.packages,
+        "sbom": { "path": out.sbom },
         "steps": out.steps,
         "seconds": progress::round_ms(took.as_secs_f64()),
         "warnings": out.warnings,

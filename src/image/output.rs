@@ -7,7 +7,7 @@ use super::error::{ImageError, Result, io_err};
 use super::hygiene::{self, Scope};
 use super::manifest::BuildDir;
 use super::progress::Step;
-use super::{ImageOutput, ImageRequest, disk, leftovers, overlay, pack, sparse, tools};
+use super::{ImageOutput, ImageRequest, disk, leftovers, overlay, pack, sbom, sparse, tools};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use tempfile::NamedTempFile;
@@ -34,7 +34,15 @@ pub fn build(req: &ImageRequest) -> Result<ImageOutput> {
     } else {
         req.sources.clone()
     };
-    let inputs = base::key_inputs(&build, &sources, tools::mmdebstrap_version()?)?;
+    let mut inputs = base::key_inputs(&build, &sources, tools::mmdebstrap_version()?)?;
+    if let Some(p) = &req.pinned {
+        inputs.pins = p
+            .packages
+            .iter()
+            .map(|p| format!("{}={}", p.name, p.version))
+            .collect();
+        inputs.identity = Some(p.identity.clone());
+    }
     let cache = Cache::open(&req.cache_dir)?;
     let log_dir = req.out.join("logs");
     let base_req = base::Request {
@@ -54,7 +62,7 @@ pub fn build(req: &ImageRequest) -> Result<ImageOutput> {
     } else {
         None
     };
-    write_outputs(req, &build, &base, disk)
+    write_outputs(req, &build, &base, disk, &sources)
 }
 
 fn check_host(req: &ImageRequest) -> Result<()> {
@@ -78,6 +86,7 @@ fn write_outputs(
     build: &BuildDir,
     base: &Base,
     disk: Option<disk::DiskOutput>,
+    sources: &[PathBuf],
 ) -> Result<ImageOutput> {
     let img = patched_image(req, build, base)?;
     let step = Step::start("hash", "hashing the image", req.quiet);
@@ -112,10 +121,13 @@ fn write_outputs(
         overlay_root_hash: build.manifest.root_hash.clone(),
         kernel_version: base.meta.kernel.clone(),
         packages: base.meta.packages.len(),
+        sbom: req.out.join("sbom.cdx.json"),
         steps: Vec::new(),
         warnings: Vec::new(),
     };
-    write_image_manifest(build, base, disk.as_ref(), &mut out)?;
+    let sbom_sha256 = write_sbom(req, build, base, &out)?;
+    let recorded = recorded_inputs(req, build, base, sources)?;
+    write_image_manifest(build, base, disk.as_ref(), &sbom_sha256, recorded, &mut out)?;
     out.steps = super::progress::take_timings();
     Ok(out)
 }
@@ -214,10 +226,84 @@ fn used_bytes(img: &Path) -> Result<u64> {
     Ok(field("Block count:").saturating_sub(field("Free blocks:")) * field("Block size:"))
 }
 
+/// OUT/sbom.cdx.json from the base's tree (what the image holds) and the
+/// published files' hashes; returns its sha256 for image-manifest.json.
+fn write_sbom(
+    req: &ImageRequest,
+    build: &BuildDir,
+    base: &Base,
+    out: &ImageOutput,
+) -> Result<String> {
+    let step = Step::start("sbom", "writing the SBOM (sbom.cdx.json)", req.quiet);
+    let image = match (&out.disk, &out.disk_sha256) {
+        (Some(_), Some(sha)) => sbom::OutFile {
+            name: "disk.img".into(),
+            sha256: sha.clone(),
+        },
+        _ => sbom::OutFile {
+            name: "rootfs.img".into(),
+            sha256: out.rootfs_sha256.clone(),
+        },
+    };
+    let input = sbom::Input {
+        root: &base.rootfs(),
+        apt_lists: Path::new(APT_LISTS),
+        build,
+        image,
+        kernel: sbom::OutFile {
+            name: "vmlinuz".into(),
+            sha256: sha256_file(&out.kernel)?,
+        },
+        kernel_version: &base.meta.kernel,
+    };
+    let tmp = temp_in(&req.out, "sbom")?;
+    sbom::write(&input, tmp.path())?;
+    let sha = sha256_file(tmp.path())?;
+    publish(tmp, &out.sbom)?;
+    step.done("");
+    Ok(sha)
+}
+
+/// Everything a rebuild needs besides the build folder (`hardroot verify`,
+/// `image --from-manifest`): the apt sources as they were read (the mirror;
+/// the host's, never one of ours), the snapshot archive if any, the suite,
+/// SOURCE_DATE_EPOCH, the overlay's root hash, hardroot's version, and the
+/// base identity. The exact package versions are the manifest's `packages`.
+fn recorded_inputs(
+    req: &ImageRequest,
+    build: &BuildDir,
+    base: &Base,
+    sources: &[PathBuf],
+) -> Result<serde_json::Value> {
+    let mut apt_sources = Vec::new();
+    for path in sources {
+        let text = std::fs::read_to_string(path).map_err(io_err("reading", path))?;
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        apt_sources.push(json!({ "name": name, "text": text }));
+    }
+    let s = &build.system;
+    Ok(json!({
+        "hardroot_version": env!("CARGO_PKG_VERSION"),
+        "suite": s.suite,
+        "architecture": s.architecture,
+        "variant": s.variant,
+        "apt_sources": apt_sources,
+        "snapshot": req.snapshot,
+        "source_date_epoch": build.manifest.source_date_epoch,
+        "overlay_root_hash": build.manifest.root_hash,
+        "base_identity": base.meta.key,
+    }))
+}
+
+/// Where apt keeps this host's package indexes (the .debs' sha256 for the SBOM).
+const APT_LISTS: &str = "/var/lib/apt/lists";
+
 fn write_image_manifest(
     build: &BuildDir,
     base: &Base,
     disk: Option<&disk::DiskOutput>,
+    sbom_sha256: &str,
+    inputs: serde_json::Value,
     out: &mut ImageOutput,
 ) -> Result<()> {
     let disk = disk.map(|d| {
@@ -255,6 +341,8 @@ fn write_image_manifest(
             "cmdline_extra": build.system.kernel_cmdline_extra,
         },
         "disk": disk,
+        "sbom": { "file": "sbom.cdx.json", "sha256": sbom_sha256 },
+        "inputs": inputs,
         "packages": base.meta.packages,
     });
     let text = serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n";

@@ -153,6 +153,8 @@ mod tests {
             manifest: Some(json!({"root_hash": "r", "entries": entries, "packages": []})),
             config: None,
             image_manifest: Some(json!({"packages": packages})),
+            sbom: None,
+            verify: None,
         }
     }
 

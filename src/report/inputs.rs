@@ -15,7 +15,13 @@ pub const OVERLAY_FILES: &[&str] = &[
     "etc/iptables/rules.v6",
 ];
 
-const BUILD_FILES: &[&str] = &["manifest.json", "config.json", "image-manifest.json"];
+const BUILD_FILES: &[&str] = &[
+    "manifest.json",
+    "config.json",
+    "image-manifest.json",
+    "sbom.cdx.json",
+    "verify.json",
+];
 
 /// Facts files are small; this only guards against reading a runaway file whole.
 const MAX_TEXT: u64 = 8 << 20;
@@ -37,6 +43,9 @@ pub struct Build {
     pub manifest: Option<Value>,
     pub config: Option<Value>,
     pub image_manifest: Option<Value>,
+    /// The image's CycloneDX SBOM and the last `hardroot verify` verdict (both optional).
+    pub sbom: Option<Value>,
+    pub verify: Option<Value>,
 }
 
 impl Inputs {
@@ -122,6 +131,8 @@ impl Build {
             manifest: optional_json(&dir.join("manifest.json"), problems),
             config: optional_json(&dir.join("config.json"), problems),
             image_manifest: optional_json(&dir.join("image-manifest.json"), problems),
+            sbom: optional_json(&dir.join("sbom.cdx.json"), problems),
+            verify: optional_json(&dir.join("verify.json"), problems),
         }
     }
 }

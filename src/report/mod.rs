@@ -18,6 +18,7 @@ mod hardening;
 mod identity;
 mod inputs;
 mod page;
+pub mod sbom;
 mod steps;
 
 pub use inputs::Inputs;

@@ -1,7 +1,7 @@
 //! The page itself: every section's data into one Tera context, rendered with
 //! HTML autoescaping (all text on the page comes from files and guests).
 use super::inputs::Inputs;
-use super::{audit, controls, diff, disk, exposure, facts, hardening, identity, steps};
+use super::{audit, controls, diff, disk, exposure, facts, hardening, identity, sbom, steps};
 use base64::Engine;
 use serde::Serialize;
 
@@ -100,6 +100,7 @@ pub fn render(inputs: &Inputs) -> Result<String, String> {
     );
     ctx.insert("identity", &identity);
     ctx.insert("disk", &disk::collect(inputs));
+    ctx.insert("sbom", &sbom::collect(inputs));
     ctx.insert("tests", &tests);
     ctx.insert("matrix", &matrix);
     ctx.insert("boot", &boot(inputs));

@@ -113,6 +113,8 @@ fn image_stage(
         disk,
         sources: Vec::new(),
         quiet: false,
+        pinned: None,
+        snapshot: None,
     };
     let img = crate::image::build_image(&req).map_err(|e| Failure::Build(e.into()))?;
     Ok(ImageDir::from_output(&img))
