@@ -781,7 +781,8 @@ for port in 5222 5223 5443; do
     i=0
     while [ $i -lt 60 ] && ! ss -Hltn "sport = :$port" | grep -q .; do sleep 1; i=$((i + 1)); done
 done
-tls() { for i in 1 2 3; do echo | timeout 20 openssl s_client "$@" > /dev/null 2>&1 && { echo yes; return; }; sleep 2; done; echo no; }
+# The last failed handshake's output goes to tls-why.txt (the assertion shows it).
+tls() { for i in 1 2 3; do echo | timeout 20 openssl s_client "$@" > $R/tls-last.txt 2>&1 && { echo yes; return; }; { echo "== $*"; tail -n 5 $R/tls-last.txt; } >> $R/tls-why.txt; sleep 2; done; echo no; }
 tls -starttls xmpp -xmpphost example.org -connect 127.0.0.1:5222 -tls1_2 > $R/c2s-tls12.txt
 tls -starttls xmpp -xmpphost example.org -connect 127.0.0.1:5222 -tls1_3 > $R/c2s-tls13.txt
 tls -starttls xmpp -xmpphost example.org -connect 127.0.0.1:5222 -tls1_1 -cipher DEFAULT@SECLEVEL=0 > $R/c2s-tls11.txt
@@ -1058,7 +1059,8 @@ fn live_postgresql_ejabberd_and_nginx_in_a_network_namespace() {
         ]
         .map(|s| s.trim().to_string()),
         ["yes", "no", "no", "no"].map(String::from),
-        "5443: TLS 1.2 AEAD only; CBC refused on 5443 and 5222"
+        "5443: TLS 1.2 AEAD only; CBC refused on 5443 and 5222; failed handshakes:\n{}",
+        res("tls-why.txt")
     );
 
     // nginx: redirect, headers, rate limit in front of the ejabberd backend.
