@@ -714,6 +714,9 @@ trap cleanup EXIT
 
 ip link set lo up
 ip addr add $INTERNAL/32 dev lo
+# The VM test's addresses, all on lo: the server's v6, and a TURN client (.30)
+# and its peer (.20), which the relay must not take for the server itself.
+for a in fd77::10/128 192.168.77.20/32 192.168.77.30/32 fd77::20/128 fd77::30/128; do ip addr add $a dev lo; done
 
 # PostgreSQL: a throwaway cluster with the rendered conf.d file and pg_hba.conf.
 runuser -u postgres -- $PGBIN/initdb -D $W/pg -A peer >/dev/null
@@ -750,10 +753,17 @@ cp $O/etc/hardroot/tls/ffdhe4096.pem $W/tls/
 
 # ejabberd with the rendered ejabberd.yml and ejabberdctl.cfg.
 sed -e "s#/etc/hardroot/tls/#$W/tls/#g" -e "s#/etc/ejabberd/sql-password.yml#$W/etc/sql-password.yml#" \
-    -e "s#/var/lib/ejabberd/upload#$W/ej/spool/upload#" $O/etc/ejabberd/ejabberd.yml > $W/ej/conf/ejabberd.yml
+    -e "s#/etc/ejabberd/turn-secret.yml#$W/etc/turn-secret.yml#" -e "s#/var/lib/ejabberd/upload#$W/ej/spool/upload#" $O/etc/ejabberd/ejabberd.yml > $W/ej/conf/ejabberd.yml
 sed -e "s#/etc/ejabberd/ejabberd.yml#$W/ej/conf/ejabberd.yml#" -e "s#/run/ejabberd#$W/ej/run#" \
     -e "s#/etc/ejabberd/modules.d#$W/ej/conf/modules.d#" $O/etc/default/ejabberd > $W/ej/conf/ejabberdctl.cfg
 cp /etc/ejabberd/inetrc $W/ej/conf/
+# The TURN secret as the unit's ExecStartPre makes it; a second run keeps it.
+sed "s#/etc/ejabberd/turn-secret.yml#$W/etc/turn-secret.yml#" $O/usr/lib/hardroot/ejabberd-turn-secret > $W/turn-secret
+sh $W/turn-secret > $R/turn-secret-1.txt
+sha256sum < $W/etc/turn-secret.yml > $R/turn-secret-1.sha
+sh $W/turn-secret > $R/turn-secret-2.txt
+sha256sum < $W/etc/turn-secret.yml > $R/turn-secret-2.sha
+stat -c '%U:%G %a' $W/etc/turn-secret.yml > $R/turn-secret-mode.txt
 chgrp ejabberd $W/etc/sql-password.yml
 chown -R ejabberd:ejabberd $W/ej
 echo "exec ejabberdctl --config-dir $W/ej/conf --ctl-config $W/ej/conf/ejabberdctl.cfg --spool $W/ej/spool --logs $W/ej/log \"\$@\"" > $W/ejctl
@@ -772,6 +782,31 @@ xmpp register bob bob-pw-1 > $R/inband-bob.txt
 xmpp login bob bob-pw-1 > $R/login-bob.txt
 xmpp login bob wrong-pw > $R/login-wrong.txt
 psql_q ejabberd "SELECT username, password IN ('alice-pw-1', 'bob-pw-1'), length(serverkey) > 0, length(salt) > 0 FROM users ORDER BY username" > $R/users.txt
+
+# A renewal first, as the ACME deploy hook does it: a new certificate and the
+# unit's reload. TURN over TLS below must serve the new one.
+sed "s#/usr/lib/hardroot/tls-install#sh $W/tls-install#" $O/usr/lib/hardroot/tls-selfsigned | sh > /dev/null
+reload "$RELOAD" > $R/reload-renewed.txt
+
+# STUN and TURN with the VM test's own clients (vm-tests/xmpp-server): TURN
+# credentials over XEP-0215, Binding requests v4 and v6 on both UDP ports,
+# then relays (UDP v4, UDP v6, TLS v4) to a plain UDP peer.
+T=$VMTESTS
+printf 'alice alice-pw-1\nbob bob-pw-1\n' > $W/accounts
+/usr/bin/python3 $T/xmpp-client.py --services $INTERNAL example.org $W/tls/fullchain.pem $W/accounts $W/services.json > $R/turn-services.txt 2>&1 || echo failed >> $R/turn-services.txt
+for p in 3478 5349; do
+    /usr/bin/python3 $T/turn.py --bind=192.168.77.30 binding $INTERNAL $p > $R/stun-v4-$p.json || true
+    /usr/bin/python3 $T/turn.py --bind=fd77::30 binding fd77::10 $p > $R/stun-v6-$p.json || true
+done
+/usr/bin/python3 $T/turn.py peer 192.168.77.20,fd77::20 $W/peer.txt 18 120 > $R/turn-peer.json &
+peer=$!
+/usr/bin/python3 $T/turn.py --bind=192.168.77.30 relay $INTERNAL 3478 udp $W/services.json $W/peer.txt ipv4 49152 65535 > $R/turn-udp-v4.json || true
+/usr/bin/python3 $T/turn.py --bind=fd77::30 relay fd77::10 3478 udp $W/services.json $W/peer.txt ipv6 49152 65535 > $R/turn-udp-v6.json || true
+/usr/bin/python3 $T/turn.py --bind=192.168.77.30 relay $INTERNAL 5349 tls $W/services.json $W/peer.txt ipv4 49152 65535 example.org $W/tls/fullchain.pem > $R/turn-tls-v4.json || true
+# Credentials the server did not hand out are refused.
+sed 's/"password": "[^"]*"/"password": "d3JvbmcgcGFzc3dvcmQ="/' $W/services.json > $W/services-wrong.json
+/usr/bin/python3 $T/turn.py --bind=192.168.77.30 relay $INTERNAL 3478 udp $W/services-wrong.json $W/peer.txt ipv4 49152 65535 > $R/turn-wrong.json || true
+wait $peer || true
 
 # TLS versions on c2s (STARTTLS and direct TLS).
 # Under load a listener can lag behind `ejabberdctl started` (seen: 5443
@@ -887,6 +922,79 @@ print("tls " + t.version())
 print(register(t) if mode == "register" else login(t, features))
 "#;
 
+/// STUN Binding answers name the client (v4 and v6, both UDP ports); TURN
+/// credentials come over XEP-0215; three relays carry datagrams both ways,
+/// the TLS one with the certificate of a renewal just reloaded; wrong
+/// credentials get no relay; the secret is made once, not readable by
+/// others.
+fn stun_and_turn(res: &dyn Fn(&str) -> String, w: &Path) {
+    assert_eq!(res("reload-renewed.txt"), "reloaded\n");
+    let json = |f: &str| -> Value {
+        serde_json::from_str(res(f).trim()).unwrap_or_else(|e| panic!("{f}: {e}: {}", res(f)))
+    };
+    assert!(
+        res("turn-secret-1.txt").contains("new TURN secret written"),
+        "{}",
+        res("turn-secret-1.txt")
+    );
+    assert_eq!(
+        res("turn-secret-2.txt"),
+        "",
+        "the second run made a new secret"
+    );
+    assert_eq!(res("turn-secret-1.sha"), res("turn-secret-2.sha"));
+    assert_eq!(res("turn-secret-mode.txt").trim(), "root:ejabberd 640");
+    let services = res("turn-services.txt");
+    for line in [
+        "turn 192.168.77.10:3478/udp with credentials",
+        "turn fd77::10:3478/udp with credentials",
+        "turns example.org:5349/tcp with credentials",
+        "stun 192.168.77.10:3478/udp",
+    ] {
+        assert!(
+            services.contains(line),
+            "XEP-0215 lacks {line:?}:\n{services}"
+        );
+    }
+    let listed = std::fs::read_to_string(w.join("services.json")).unwrap_or_default();
+    assert!(!services.contains("password"), "the password was printed");
+    assert!(listed.contains("\"password\""), "{listed}");
+    for (fam, client) in [("v4", "192.168.77.30"), ("v6", "fd77::30")] {
+        for port in [3478, 5349] {
+            let b = json(&format!("stun-{fam}-{port}.json"));
+            assert_eq!(b["ok"], true, "Binding {fam} {port}: {b}");
+            assert_eq!(b["mapped"], b["local"], "{b}");
+            assert_eq!(b["mapped"][0], client, "{b}");
+        }
+    }
+    for (run, relay_ip) in [
+        ("udp-v4", "192.168.77.10"),
+        ("udp-v6", "fd77::10"),
+        ("tls-v4", "192.168.77.10"),
+    ] {
+        let t = json(&format!("turn-{run}.json"));
+        assert_eq!(t["ok"], true, "TURN {run}: {t}");
+        assert_eq!(t["relayed"][0], relay_ip, "{t}");
+        let port = t["relayed"][1].as_u64().unwrap_or(0);
+        assert!((49152..=65535).contains(&port), "relay port {port}: {t}");
+        assert_eq!(
+            t["exchanged"],
+            serde_json::json!(["data", "data", "data", "channel", "channel", "channel"])
+        );
+    }
+    let wrong = json("turn-wrong.json");
+    assert_eq!(
+        wrong["ok"], false,
+        "a made-up password got a relay: {wrong}"
+    );
+    assert!(
+        wrong["error"].as_str().unwrap_or("").contains("401"),
+        "{wrong}"
+    );
+    let peer = json("turn-peer.json");
+    assert_eq!(peer["echoed"], 18, "{peer}");
+}
+
 fn missing_tools() -> Vec<&'static str> {
     [
         "/usr/lib/postgresql/15/bin/initdb",
@@ -894,6 +1002,7 @@ fn missing_tools() -> Vec<&'static str> {
         "/usr/sbin/nginx",
         "/usr/bin/curl",
         "/usr/bin/unshare",
+        "/usr/lib/python3/dist-packages/slixmpp",
     ]
     .into_iter()
     .filter(|p| !Path::new(p).exists())
@@ -911,7 +1020,7 @@ fn live_postgresql_ejabberd_and_nginx_in_a_network_namespace() {
     let missing = missing_tools();
     assert!(
         missing.is_empty(),
-        "missing {missing:?}: install postgresql ejabberd erlang-p1-pgsql nginx curl (scripts/deps.sh)"
+        "missing {missing:?}: install postgresql ejabberd erlang-p1-pgsql nginx curl python3-slixmpp (scripts/deps.sh)"
     );
 
     let b = build("xmpp-test.toml");
@@ -931,6 +1040,7 @@ fn live_postgresql_ejabberd_and_nginx_in_a_network_namespace() {
         .env("OVERLAY", b.out.join("overlay"))
         .env("INTERNAL", "192.168.77.10")
         .env("RELOAD", &reload)
+        .env("VMTESTS", repo().join("vm-tests/xmpp-server"))
         .output()
         .unwrap();
     let res =
@@ -1063,6 +1173,8 @@ fn live_postgresql_ejabberd_and_nginx_in_a_network_namespace() {
         res("tls-why.txt")
     );
 
+    stun_and_turn(&res, w.path());
+
     // nginx: redirect, headers, rate limit in front of the ejabberd backend.
     assert_eq!(res("http.txt").trim(), "301 https://127.0.0.1/some/path");
     let headers = res("headers.txt").to_lowercase();
@@ -1112,7 +1224,11 @@ fn live_postgresql_ejabberd_and_nginx_in_a_network_namespace() {
         "*:5269",
         "*:5270",
         "*:5443",
-        "*:3478",
+        // STUN/TURN over UDP on each TURN address (ejabberd.yml.tera says why).
+        "192.168.77.10:3478",
+        "[fd77::10]:3478",
+        "192.168.77.10:5349",
+        "[fd77::10]:5349",
         "*:5349",
         "0.0.0.0:443",
         "[::]:443",

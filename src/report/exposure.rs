@@ -14,6 +14,8 @@ use serde_json::Value;
 pub struct Matrix {
     pub rows: Vec<Row>,
     pub undeclared: Vec<Undeclared>,
+    /// Datagrams relayed through the machine's TURN service (OUT/turn/).
+    pub relays: Vec<Relay>,
     /// Which inputs were missing, in words for the page.
     pub notes: Vec<String>,
     pub bad: usize,
@@ -37,6 +39,18 @@ pub struct Undeclared {
     pub proto: String,
     pub addresses: String,
     pub process: String,
+}
+
+/// One TURN relay a test client allocated and used: what `turn.py relay`
+/// printed (OUT/turn/NAME.json, docs/testing.md "STUN and TURN").
+#[derive(Serialize)]
+pub struct Relay {
+    pub name: String,
+    pub via: String,
+    pub relayed: String,
+    pub peer: String,
+    pub exchanged: String,
+    pub state: &'static str,
 }
 
 /// A declared listener, as the firewall module's option holds it.
@@ -127,6 +141,7 @@ pub fn collect(inputs: &Inputs) -> Matrix {
     } else {
         undeclared(&declared, reported, sockets.as_deref())
     };
+    let relays = relays(inputs);
     let bad = rows
         .iter()
         .map(|r| {
@@ -136,12 +151,66 @@ pub fn collect(inputs: &Inputs) -> Matrix {
                 .count()
         })
         .sum::<usize>()
-        + undeclared.len();
+        + undeclared.len()
+        + relays.iter().filter(|r| r.state == "bad").count();
     Matrix {
         rows,
         undeclared,
+        relays,
         notes,
         bad,
+    }
+}
+
+/// Every OUT/turn/*.json that records a relay (has `relayed` or `ok`), in name order.
+fn relays(inputs: &Inputs) -> Vec<Relay> {
+    let Ok(entries) = std::fs::read_dir(inputs.run.join("turn")) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    names.sort();
+    names
+        .iter()
+        .filter_map(|n| {
+            let v: Value = serde_json::from_str(&inputs.run_file(&format!("turn/{n}"))?).ok()?;
+            v.get("relayed").or(v.get("error"))?;
+            Some(relay(n.trim_end_matches(".json"), &v))
+        })
+        .collect()
+}
+
+fn relay(name: &str, v: &Value) -> Relay {
+    let addr = |k: &str| match v.get(k).and_then(Value::as_array).map(Vec::as_slice) {
+        Some([ip, port]) if text(ip).contains(':') => format!("[{}]:{}", text(ip), port),
+        Some([ip, port]) => format!("{}:{}", text(ip), port),
+        _ => "-".into(),
+    };
+    let ok = v.get("ok").and_then(Value::as_bool) == Some(true);
+    let exchanged = v
+        .get("exchanged")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().map(text).collect::<Vec<_>>().join(", "))
+        .unwrap_or_default();
+    Relay {
+        name: name.into(),
+        via: format!(
+            "{} {} {}",
+            v.get("transport").map(text).unwrap_or_default(),
+            v.get("server").map(text).unwrap_or_default(),
+            v.get("port").map(text).unwrap_or_default()
+        ),
+        relayed: addr("relayed"),
+        peer: addr("peer"),
+        exchanged: if ok {
+            exchanged
+        } else {
+            v.get("error").map(text).unwrap_or_default()
+        },
+        state: if ok { "ok" } else { "bad" },
     }
 }
 
@@ -381,6 +450,25 @@ mod tests {
         let u = undeclared(&decl, &[], Some(&socks));
         assert_eq!(u.len(), 1);
         assert_eq!(u[0].port, "8080");
+    }
+
+    #[test]
+    fn relays_shown_and_a_failed_one_is_red() {
+        let ok: Value = serde_json::json!({"server": "fd77::10", "port": 3478, "transport": "udp",
+            "relayed": ["fd77::10", 50000], "peer": ["fd77::20", 4000],
+            "exchanged": ["data", "channel"], "ok": true});
+        let r = relay("udp-v6", &ok);
+        assert_eq!(
+            (r.via.as_str(), r.relayed.as_str(), r.peer.as_str()),
+            ("udp fd77::10 3478", "[fd77::10]:50000", "[fd77::20]:4000")
+        );
+        assert_eq!((r.exchanged.as_str(), r.state), ("data, channel", "ok"));
+        let failed: Value = serde_json::json!({"ok": false, "error": "StunError: 401"});
+        let r = relay("tls-v4", &failed);
+        assert_eq!(
+            (r.relayed.as_str(), r.exchanged.as_str(), r.state),
+            ("-", "StunError: 401", "bad")
+        );
     }
 
     #[test]

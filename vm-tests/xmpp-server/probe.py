@@ -11,10 +11,12 @@
       counters for public UDP ports (udp-counted.sh) and every client's
       results into the exposure matrix (exposure.json) the report reads.
 
-Probe states: open (connected / a STUN answer), refused (the firewall let the
+Probe states: open (TCP: connected; UDP: a STUN Binding success whose
+XOR-MAPPED-ADDRESS is this client's own address and port, turn.py),
+open-other (UDP: an answer, but not that one), refused (the firewall let the
 packet through and the kernel answered "port closed"), prohibited (the
 firewall's REJECT: ICMP host/admin prohibited), silent (no answer: a DROP, or
-for UDP a service that did not answer).
+for UDP a service that did not answer within a STUN client's 39.5 s).
 """
 import concurrent.futures
 import errno
@@ -22,12 +24,11 @@ import ipaddress
 import json
 import os
 import socket
-import struct
 import sys
 
+import turn
+
 TCP_TIMEOUT = 3.0
-# Seconds to wait after each send: 7.5 s in all before a port counts as silent.
-UDP_RETRANSMIT = (0.5, 1.0, 2.0, 4.0)
 PROHIBITED = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EACCES, errno.EPERM}
 
 
@@ -74,35 +75,25 @@ def probe_tcp(addr, port):
             return "error:" + errno.errorcode.get(e.errno, str(e.errno))
 
 
-def stun_binding_request():
-    # RFC 5389: Binding request, no attributes, magic cookie, random transaction id.
-    return struct.pack("!HHI", 0x0001, 0, 0x2112A442) + os.urandom(12)
+# A port the firewall must stop only has to stay silent as long as a DROP
+# would: no need to wait out a whole STUN transaction.
+UDP_SILENT_BUDGET = 7.5
 
 
-def probe_udp(addr, port):
-    family = socket.AF_INET6 if ":" in addr else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as s:
-        try:
-            s.connect((addr, port))
-            # Retransmit as a STUN client does (RFC 5389 7.2.1, RTO doubling):
-            # ejabberd answers the first request it ever gets only after
-            # loading its STUN code, slower than one timeout under TCG.
-            for wait in UDP_RETRANSMIT:
-                s.send(stun_binding_request())
-                s.settimeout(wait)
-                try:
-                    reply = s.recv(2048)
-                except socket.timeout:
-                    continue
-                # A STUN Binding success response starts with 0x0101.
-                return "open" if reply[:2] == b"\x01\x01" else "open-other"
-            return "silent"
-        except ConnectionRefusedError:
-            return "refused"
-        except OSError as e:
-            if e.errno in PROHIBITED:
-                return "prohibited"
-            return "error:" + errno.errorcode.get(e.errno, str(e.errno))
+def probe_udp(addr, port, public):
+    """Every single UDP port of the table is STUN (ejabberd's listeners):
+    a Binding request, retransmitted as RFC 5389 7.2.1 says (39.5 s for a
+    public port before it counts as silent). Returns (state, facts): how
+    long the answer took and how often it was asked, for the record."""
+    try:
+        facts = turn.binding(addr, port, None if public else UDP_SILENT_BUDGET)
+        return facts["state"], facts
+    except ConnectionRefusedError:
+        return "refused", None
+    except OSError as e:
+        if e.errno in PROHIBITED:
+            return "prohibited", None
+        return "error:" + errno.errorcode.get(e.errno, str(e.errno)), None
 
 
 def reach(table, v4, v6, out):
@@ -112,15 +103,24 @@ def reach(table, v4, v6, out):
         for fam, addr in (("ipv4", v4), ("ipv6", v6)):
             for port in probe_ports(row):
                 jobs.append((i, fam, addr, port, row["proto"]))
-    probe = {"tcp": probe_tcp, "udp": probe_udp}
+
+    def probe(job):
+        i, _, addr, port, proto = job
+        if proto == "tcp":
+            return probe_tcp(addr, port), None
+        return probe_udp(addr, port, rows[i]["exposure"] == "public")
+
     # In parallel: silent probes each wait for their timeout.
     with concurrent.futures.ThreadPoolExecutor(max_workers=32) as pool:
-        states = list(pool.map(lambda j: probe[j[4]](j[2], j[3]), jobs))
+        outcomes = list(pool.map(probe, jobs))
     results = [{"ipv4": {}, "ipv6": {}} for _ in rows]
-    for (i, fam, _, port, _), state in zip(jobs, states):
+    stun = [{"ipv4": {}, "ipv6": {}} for _ in rows]
+    for (i, fam, _, port, _), (state, facts) in zip(jobs, outcomes):
         results[i][fam][str(port)] = state
+        if facts:
+            stun[i][fam][str(port)] = facts
     with open(out, "w", encoding="utf-8") as f:
-        json.dump({"server": {"ipv4": v4, "ipv6": v6}, "rows": rows, "results": results}, f, indent=1)
+        json.dump({"server": {"ipv4": v4, "ipv6": v6}, "rows": rows, "results": results, "stun": stun}, f, indent=1)
 
 
 def binds_family(row, fam):
@@ -150,10 +150,9 @@ def expected(row, fam, trusted):
         # A range with nothing allocated: the firewall passes, the kernel refuses.
         return {"open", "refused"}
     if row["proto"] == "udp":
-        # A STUN answer, or silence (a UDP service may ignore the probe, and
-        # silence also looks like a DROP), so test.rhai checks the firewall's
-        # ACCEPT counters for these ports as well.
-        return {"open", "silent"}
+        # A public UDP port is STUN: it must answer a Binding request with the
+        # client's own address (silence would look the same as a DROP).
+        return {"open"}
     return {"open"} if binds_family(row, fam) else {"refused"}
 
 
@@ -164,11 +163,15 @@ def check(table, reach_file, role):
     rows = read_table(table)
     problems = []
     lines = []
-    for row, res in zip(rows, data["results"]):
+    stun = data.get("stun") or [{} for _ in rows]
+    for row, res, facts in zip(rows, data["results"], stun):
         for fam in ("ipv4", "ipv6"):
             ok_states = expected(row, fam, trusted)
             for port, state in res[fam].items():
                 what = f'{row["service"]} {port}/{row["proto"]} ({row["exposure"]}) over {fam}: {state}'
+                f = facts.get(fam, {}).get(port)
+                if f and "seconds" in f:
+                    what += f' (STUN answer after {f["seconds"]} s, {f["retransmits"]} retransmission(s), mapped {f.get("mapped")})'
                 lines.append(what)
                 if state not in ok_states:
                     problems.append(f'{what}, expected {" or ".join(sorted(ok_states))}')

@@ -1,8 +1,9 @@
 #!/bin/bash
-# Runs in the guest after the client probes. A UDP service that does not
-# answer the probe looks the same from outside as a DROP, so for every public
-# single UDP port of the exposure table the firewall's own ACCEPT counters must
-# show that the probes got through, v4 and v6.
+# Runs in the guest after the client probes. Every public single UDP port of
+# the exposure table is STUN, and the probes already demand its answer
+# (probe.py); the firewall's own ACCEPT counters say in addition that each
+# client's requests went through the rule meant for them, v4 and v6 (a
+# retransmitted request counts more than once).
 #   udp-counted.sh MIN OUT.tsv    (MIN packets per family: one per probing client)
 # OUT.tsv: "port<TAB>v4 packets<TAB>v6 packets" for the exposure matrix.
 set -uo pipefail

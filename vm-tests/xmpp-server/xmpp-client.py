@@ -4,11 +4,18 @@ a password guesser.
 
   xmpp-client.py SERVER_IP DOMAIN CA_FILE ACCOUNTS_FILE
   xmpp-client.py --guess N SERVER_IP DOMAIN CA_FILE
+  xmpp-client.py --services SERVER_IP DOMAIN CA_FILE ACCOUNTS_FILE OUT.json
 
 ACCOUNTS_FILE holds two lines "user password" (made by the test at run
 time). The server is reached by address, with DOMAIN as the XMPP host and the
 TLS name: nothing is resolved. The certificate must verify against CA_FILE.
 Exit 0 when the second account received the first one's message.
+
+--services: the first account logs in and asks the server for its STUN and
+TURN services (XEP-0215 external service discovery, after checking that
+disco#info announces it); the list, with the TURN credentials the server
+handed out, goes to OUT.json for turn.py. Exit 0 when at least one TURN
+service came with a username and password.
 
 --guess: up to N connections, one after the other, each trying a made-up
 account and password, as a guesser would. Prints how each ended; exit 0
@@ -17,13 +24,16 @@ because the address is blocked, or no answer at all: a firewall ban, after
 which it stops).
 """
 import asyncio
+import json
 import logging
 import secrets
 import sys
+import xml.etree.ElementTree as ET
 
 import slixmpp
 
 TIMEOUT = 60
+EXTDISCO = "urn:xmpp:extdisco:2"
 # A guess the firewall drops gets no answer at all.
 GUESS_TIMEOUT = 15
 
@@ -83,6 +93,32 @@ async def run(server_ip, domain, ca_file, accounts):
         c.disconnect()
 
 
+async def services(server_ip, domain, ca_file, account, out):
+    """XEP-0215: the services the server offers this user, with credentials."""
+    c = Client(f"{account[0]}@{domain}", account[1], server_ip, ca_file)
+    c.register_plugin("xep_0030")
+    c.connect(force_starttls=True)
+    await asyncio.wait_for(c.ready, TIMEOUT)
+    info = await c["xep_0030"].get_info(jid=domain, timeout=TIMEOUT)
+    if EXTDISCO not in info["disco_info"]["features"]:
+        raise RuntimeError(f"{domain} does not announce {EXTDISCO}")
+    iq = c.Iq()
+    iq["type"] = "get"
+    iq["to"] = domain
+    iq.append(ET.Element(f"{{{EXTDISCO}}}services"))
+    reply = await iq.send(timeout=TIMEOUT)
+    found = [dict(s.attrib) for s in reply.xml.iter(f"{{{EXTDISCO}}}service")]
+    c.disconnect()
+    with open(out, "w", encoding="utf-8") as f:
+        json.dump(found, f, indent=1)
+    for s in found:
+        # Never print a password: the list is a test fact, the file the secret.
+        print(f"{s.get('type')} {s.get('host')}:{s.get('port')}/{s.get('transport')}"
+              f"{' with credentials, expires ' + s.get('expires', '?') if s.get('username') else ''}")
+    if not any(s.get("type", "").startswith("turn") and s.get("username") and s.get("password") for s in found):
+        raise RuntimeError(f"no TURN service with credentials offered: {found}")
+
+
 async def guess(server_ip, domain, ca_file, n):
     outcomes = []
     for i in range(n):
@@ -125,15 +161,26 @@ def main(argv):
             sys.exit(2)
         run_or_exit(guess(argv[3], argv[4], argv[5], int(argv[2])), "guessing")
         return
+    if argv[1:2] == ["--services"]:
+        if len(argv) != 7:
+            print(__doc__, file=sys.stderr)
+            sys.exit(2)
+        accounts = read_accounts(argv[5])
+        run_or_exit(services(argv[2], argv[3], argv[4], accounts[0], argv[6]), "XEP-0215 query failed")
+        return
     if len(argv) != 5:
         print(__doc__, file=sys.stderr)
         sys.exit(2)
-    with open(argv[4], encoding="utf-8") as f:
+    run_or_exit(run(argv[1], argv[2], argv[3], read_accounts(argv[4])), "XMPP exchange failed")
+
+
+def read_accounts(path):
+    with open(path, encoding="utf-8") as f:
         accounts = [tuple(line.split()) for line in f if line.strip()]
     if len(accounts) != 2 or any(len(a) != 2 for a in accounts):
-        print(f"{argv[4]}: expected two lines 'user password'", file=sys.stderr)
+        print(f"{path}: expected two lines 'user password'", file=sys.stderr)
         sys.exit(2)
-    run_or_exit(run(argv[1], argv[2], argv[3], accounts), "XMPP exchange failed")
+    return accounts
 
 
 if __name__ == "__main__":
