@@ -388,47 +388,36 @@ fn register_globals(engine: &mut Engine, ctx: &Arc<Context>) {
     });
     let c = Arc::clone(ctx);
     engine.register_fn("start_all", move || -> Fallible<()> { start_all(&c) });
-    let c = Arc::clone(ctx);
-    engine.register_fn(
-        "lynis_check",
-        move |report: &str, config: &str| -> Fallible<String> {
-            c.record("host", "lynis_check", report, || {
-                lynis_check(&c.out_dir, report, config)
-            })
-        },
-    );
-    let c = Arc::clone(ctx);
-    engine.register_fn(
-        "controls_check",
-        move |results: &str, config: &str| -> Fallible<String> {
-            c.record("host", "controls_check", results, || {
-                controls_check(&c.out_dir, results, config)
-            })
-        },
-    );
+    register_verdict(engine, ctx, "lynis_check", lynis_check);
+    register_verdict(engine, ctx, "controls_check", controls_check);
 }
 
-/// The benchmark-controls verdict (src/compliance.rs, the rule the report
-/// shows too) on controls.tsv and config.json of the output folder.
-fn controls_check(out_dir: &Path, results: &str, config: &str) -> Result<String, String> {
-    let verdict = crate::compliance::judge_files(&out_dir.join(results), &out_dir.join(config))?;
-    if verdict.passed {
-        Ok(verdict.message())
-    } else {
-        Err(verdict.message())
-    }
+/// A verdict on files of the output folder (a report the guest wrote, and
+/// the build's config.json): the summary when it passes, every failure when
+/// not. Recorded as a host step like any other verb.
+type Verdict = fn(&Path, &str, &str) -> Result<String, String>;
+
+fn register_verdict(engine: &mut Engine, ctx: &Arc<Context>, name: &'static str, judge: Verdict) {
+    let c = Arc::clone(ctx);
+    engine.register_fn(name, move |file: &str, config: &str| -> Fallible<String> {
+        c.record("host", name, file, || judge(&c.out_dir, file, config))
+    });
 }
 
-/// The Lynis verdict (src/lynis.rs, the rule the report shows too) on files
-/// of the output folder: the summary when it passes, every failure when not.
+fn passed_or_failed(passed: bool, message: String) -> Result<String, String> {
+    if passed { Ok(message) } else { Err(message) }
+}
+
+/// The Lynis verdict (src/lynis.rs, the rule the report shows too).
 fn lynis_check(out_dir: &Path, report: &str, config: &str) -> Result<String, String> {
-    let verdict = crate::lynis::judge_files(&out_dir.join(report), &out_dir.join(config))?;
-    let message = verdict.message();
-    if verdict.passed {
-        Ok(message)
-    } else {
-        Err(message)
-    }
+    let v = crate::lynis::judge_files(&out_dir.join(report), &out_dir.join(config))?;
+    passed_or_failed(v.passed, v.message())
+}
+
+/// The benchmark-controls verdict (src/compliance.rs, the rule the report shows too).
+fn controls_check(out_dir: &Path, results: &str, config: &str) -> Result<String, String> {
+    let v = crate::compliance::judge_files(&out_dir.join(results), &out_dir.join(config))?;
+    passed_or_failed(v.passed, v.message())
 }
 
 /// Launch every machine first, then wait for each: boots overlap.
