@@ -3,26 +3,11 @@
 mod common;
 mod image_support;
 
-use hardroot::image::{ImageError, ImageOutput, ImageRequest, build_image};
+use hardroot::image::{ImageError, ImageOutput, build_image};
 use image_support::*;
 use sha2::{Digest, Sha256};
 use std::path::Path;
 use std::process::Command;
-
-fn request(build: &Path, out: &Path) -> ImageRequest {
-    ImageRequest {
-        build_dir: build.to_path_buf(),
-        out: out.to_path_buf(),
-        cache_dir: cache_dir(),
-        rebuild_base: false,
-        qcow2: false,
-        disk: true,
-        sources: vec![],
-        quiet: false,
-        pinned: None,
-        snapshot: None,
-    }
-}
 
 fn build(
     entries: &[FileSpec],

@@ -278,16 +278,8 @@ fn image_sbom_lists_exactly_the_packages_dpkg_query_finds_in_the_image() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let build = write_build(&tmp.path().join("build"), &disk_entries(), &[]);
     let req = |out: &str| ImageRequest {
-        build_dir: build.clone(),
-        out: tmp.path().join(out),
-        cache_dir: cache_dir(),
-        rebuild_base: false,
-        qcow2: false,
-        disk: true,
-        sources: vec![],
         quiet: true,
-        pinned: None,
-        snapshot: None,
+        ..request(&build, &tmp.path().join(out))
     };
     let first = build_image(&req("a")).expect("image");
     let text = std::fs::read(&first.sbom).expect("sbom written");

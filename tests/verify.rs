@@ -59,16 +59,8 @@ fn verify_matches_a_fresh_image_and_names_a_planted_byte() {
     let build = write_build(&tmp.path().join("build"), &disk_entries(), &[]);
     let out = tmp.path().join("out");
     let image = build_image(&ImageRequest {
-        build_dir: build.clone(),
-        out: out.clone(),
-        cache_dir: cache_dir(),
-        rebuild_base: false,
-        qcow2: false,
-        disk: true,
-        sources: vec![],
         quiet: true,
-        pinned: None,
-        snapshot: None,
+        ..request(&build, &out)
     })
     .expect("image");
     let disk = image.disk.clone().expect("disk.img");
@@ -168,16 +160,8 @@ fn from_manifest_builds_the_same_disk_again() {
     let tmp = tempfile::tempdir_in("/var/tmp").expect("tempdir");
     let build = write_build(&tmp.path().join("build"), &disk_entries(), &[]);
     let image = build_image(&ImageRequest {
-        build_dir: build.clone(),
-        out: build.clone(),
-        cache_dir: cache_dir(),
-        rebuild_base: false,
-        qcow2: false,
-        disk: true,
-        sources: vec![],
         quiet: true,
-        pinned: None,
-        snapshot: None,
+        ..request(&build, &build)
     })
     .expect("image");
     let again = tmp.path().join("again");

@@ -297,3 +297,19 @@ pub fn cache_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hardroot-image-cache"))
 }
+
+/// A disk-image request for a hand-made build, with the shared test cache.
+pub fn request(build: &Path, out: &Path) -> hardroot::image::ImageRequest {
+    hardroot::image::ImageRequest {
+        build_dir: build.to_path_buf(),
+        out: out.to_path_buf(),
+        cache_dir: cache_dir(),
+        rebuild_base: false,
+        qcow2: false,
+        disk: true,
+        sources: vec![],
+        quiet: false,
+        pinned: None,
+        snapshot: None,
+    }
+}
