@@ -40,14 +40,16 @@ pub struct Policy {
     pub min_percent: u64,
 }
 
-fn text(v: &Value, key: &str) -> String {
+/// A string field of a config.json record, "" when absent (also used by src/lynis.rs).
+pub(crate) fn text(v: &Value, key: &str) -> String {
     v.get(key)
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string()
 }
 
-fn records<'a>(v: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
+/// The records of a list option, none when absent.
+pub(crate) fn records<'a>(v: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
     v.get(key).and_then(Value::as_array).into_iter().flatten()
 }
 

@@ -15,6 +15,7 @@
 //!
 //! The rule: the test fails when the index is missing or below the minimum,
 //! on any warning, and on any suggestion that is neither answered nor accepted.
+use crate::compliance::{records, text};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -231,13 +232,6 @@ impl Default for Policy {
     }
 }
 
-fn text(v: &Value, key: &str) -> String {
-    v.get(key)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
-}
-
 impl Policy {
     /// From the evaluated options (config.json: `{ module: { option: value } }`).
     /// A config without the compliance module gets the defaults: minimum 90, nothing accepted.
@@ -252,29 +246,19 @@ impl Policy {
         if let Some(min) = c.get("lynis_min_index").and_then(Value::as_u64) {
             p.min_index = min;
         }
-        for a in c
-            .get("lynis_accepted")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            p.accepted.push(Accepted {
+        p.accepted = records(c, "lynis_accepted")
+            .map(|a| Accepted {
                 id: text(a, "id"),
                 reason: text(a, "reason"),
-            });
-        }
-        for a in c
-            .get("lynis_answers")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            p.answers.push(Answer {
+            })
+            .collect();
+        p.answers = records(c, "lynis_answers")
+            .map(|a| Answer {
                 id: text(a, "id"),
                 by: text(a, "by"),
                 how: text(a, "how"),
-            });
-        }
+            })
+            .collect();
         p
     }
 }
