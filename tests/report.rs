@@ -708,61 +708,6 @@ fn the_acceptance_tests_xmpp_exposure_matrix_is_read_as_written() {
     );
 }
 
-/// The whole path as CI runs it: `hardroot vm-test PROFILE TEST --report`
-/// builds the fixture profile's image (core build, image stage, cached
-/// Debian base), boots it under QEMU, probes it from both client hosts and
-/// writes the report into the test's output folder, where it stays as the
-/// CI artifact (target/tmp/report-vm-test/report.html). Needs root, QEMU
-/// and mmdebstrap; about 4 minutes under TCG with the base cached, plus a
-/// few minutes to bootstrap the base once.
-#[test]
-#[ignore]
-fn vm_test_writes_the_report_of_a_real_run() {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("report-vm-test");
-    let _ = std::fs::remove_dir_all(&out);
-    let page = out.join("report.html");
-    let st = Command::new(env!("CARGO_BIN_EXE_hardroot"))
-        .current_dir(repo)
-        .args([
-            "vm-test",
-            "tests/fixtures/report/vm-test/report-fixture.toml",
-            "tests/fixtures/report/vm-test",
-            "--modules",
-            "modules",
-        ])
-        .arg("--out")
-        .arg(&out)
-        .arg("--report")
-        .arg(&page)
-        .status()
-        .unwrap();
-    assert!(
-        st.success(),
-        "the VM test failed; its report: {}",
-        page.display()
-    );
-    let html = std::fs::read_to_string(&page).expect("vm-test --report wrote the page");
-    let m = json(&out.join("build/manifest.json"));
-    assert!(html.contains(m["root_hash"].as_str().unwrap()));
-    let im = json(&out.join("build/image-manifest.json"));
-    assert!(html.contains(im["rootfs"]["sha256"].as_str().unwrap()));
-    assert!(html.contains("<span id=\"verdict\" class=\"verdict ok\">passed</span>"));
-    assert!(
-        html.contains("id=\"exposure-bad\" class=\"verdict ok\">0<"),
-        "exposure as declared"
-    );
-    assert!(
-        html.contains("id=\"hardening-bad\" class=\"verdict ok\">0<"),
-        "hardening as asked"
-    );
-    assert!(
-        html.contains("src=\"data:image/svg+xml;base64,"),
-        "boot chart"
-    );
-    assert!(section(&html, "tls").contains("TLSv1.3 accepted"));
-}
-
 /// The run with the guest's controls.tsv in controls/ and module compliance's options in build/config.json.
 fn with_controls(tsv: Option<&str>, compliance: serde_json::Value) -> tempfile::TempDir {
     let run = run_copy();

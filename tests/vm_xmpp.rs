@@ -132,6 +132,25 @@ fn xmpp_server_acceptance_test_passes() {
         page.contains("id=\"boot-plot\""),
         "the boot chart is in the report"
     );
+    // It names the build and the bytes it booted, and every verdict is green:
+    // the test passed, the exposure matrix and hardening are as declared,
+    // and the booted disk is the one image-manifest.json describes.
+    let build = read_json(&out.join("build/manifest.json"));
+    let root_hash = build["root_hash"].as_str().expect("root_hash");
+    assert!(
+        page.contains(root_hash),
+        "the overlay's root hash is on the page"
+    );
+    let disk_sha = manifest["disk"]["sha256"].as_str().expect("disk sha256");
+    assert!(page.contains(disk_sha), "disk.img's sha256 is on the page");
+    for verdict in [
+        "<span id=\"verdict\" class=\"verdict ok\">passed</span>",
+        "id=\"exposure-bad\" class=\"verdict ok\">0<",
+        "id=\"hardening-bad\" class=\"verdict ok\">0<",
+        "id=\"disk-bad\" class=\"verdict ok\">0<",
+    ] {
+        assert!(page.contains(verdict), "the report lacks {verdict}");
+    }
     // The independent audit ran (the last subtest) and its verdict is on the page.
     assert!(
         page.contains("id=\"audit-verdict\"") && !page.contains("id=\"audit-missing\""),
