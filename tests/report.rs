@@ -220,6 +220,59 @@ fn hardening_values_stand_next_to_what_the_profile_asked() {
     );
 }
 
+/// The TLS policy comes from config.json (tls.*), and a port is judged by it
+/// only when its row of firewall.listeners declares TLS: no rendered file,
+/// no service name.
+#[test]
+fn tls_ports_are_judged_by_the_policy_their_row_declares() {
+    let run = run_copy();
+    let html = render(run.path());
+    let row = row_of(
+        section(&html, "exposure-table"),
+        "<td class=\"num\">443</td><td>tcp</td>",
+    );
+    assert!(row.contains("<td>direct</td>"), "the TLS column: {row}");
+    let tls = section(&html, "tls");
+    assert!(tls.contains("tls.protocols, tls.ciphers"), "{tls}");
+    assert!(tls.contains("groups: secp384r1"), "{tls}");
+    assert!(
+        tls.contains("<div class=\"mono ok\">TLS_AES_128_GCM_SHA256</div>"),
+        "{tls}"
+    );
+
+    // A narrower policy makes the suites it no longer lists red, TLS 1.3 ones included.
+    let config = run.path().join("build/config.json");
+    let mut c = json(&config);
+    c["tls"]["ciphers"] = serde_json::json!(["ECDHE-ECDSA-AES256-GCM-SHA384"]);
+    c["tls"]["ciphersuites"] = serde_json::json!(["TLS_AES_256_GCM_SHA384"]);
+    std::fs::write(&config, c.to_string()).unwrap();
+    let tls = section(&render(run.path()), "tls").to_string();
+    assert!(
+        tls.contains("<div class=\"mono bad\">ECDHE-ECDSA-AES128-GCM-SHA256</div>"),
+        "{tls}"
+    );
+    assert!(
+        tls.contains("<div class=\"mono bad\">TLS_AES_128_GCM_SHA256</div>"),
+        "{tls}"
+    );
+    assert!(
+        tls.contains("<div class=\"mono ok\">TLS_AES_256_GCM_SHA384</div>"),
+        "{tls}"
+    );
+
+    // A port whose row does not declare TLS is shown, not judged.
+    for l in c["firewall"]["listeners"].as_array_mut().unwrap() {
+        l["tls"] = "none".into();
+    }
+    std::fs::write(&config, c.to_string()).unwrap();
+    let tls = section(&render(run.path()), "tls").to_string();
+    assert!(tls.contains("not declared as TLS"), "{tls}");
+    assert!(
+        !tls.contains("class=\"mono bad\"") && !tls.contains("class=\"bad\""),
+        "{tls}"
+    );
+}
+
 #[test]
 fn a_live_value_that_differs_is_red() {
     let run = run_copy();

@@ -72,8 +72,6 @@ fn args(test: &Path, out: &Path) -> VmTestArgs {
         cache: None,
         script: PathBuf::from("test.rhai"),
         tail: 40,
-        report: None,
-        json: false,
     }
 }
 

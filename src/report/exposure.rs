@@ -28,6 +28,8 @@ pub struct Row {
     pub service: String,
     pub description: String,
     pub exposure: String,
+    /// The row's tls column: "direct", "starttls PROTOCOL" or "—".
+    pub tls: String,
     pub listening: Cell,
     pub trusted: Cell,
     pub untrusted: Cell,
@@ -61,6 +63,8 @@ struct Declared {
     service: String,
     description: String,
     exposure: String,
+    /// none, direct or starttls (the protocol follows: "starttls xmpp").
+    tls: String,
     /// Addresses the service binds; empty = every address.
     bind: Vec<String>,
 }
@@ -235,6 +239,13 @@ fn declared(inputs: &Inputs, notes: &mut Vec<String>) -> Vec<Declared> {
                 service: l.get("service").map(text).unwrap_or_default(),
                 description: l.get("description").map(text).unwrap_or_default(),
                 exposure: l.get("exposure").map(text).unwrap_or_default(),
+                tls: [l.get("tls"), l.get("starttls")]
+                    .into_iter()
+                    .flatten()
+                    .map(text)
+                    .filter(|t| !t.is_empty() && t != "none")
+                    .collect::<Vec<_>>()
+                    .join(" "),
                 bind: l
                     .get("bind")
                     .and_then(Value::as_array)
@@ -278,6 +289,11 @@ fn row(d: &Declared, measured: Option<&[Value]>, sockets: Option<&[Socket]>) -> 
         service: d.service.clone(),
         description: d.description.clone(),
         exposure: d.exposure.clone(),
+        tls: if d.tls.is_empty() {
+            "—".into()
+        } else {
+            d.tls.clone()
+        },
         listening: listening_cell(d, &want, m, sockets),
         trusted: reach_cell(d, m, "trusted", want.trusted),
         untrusted: reach_cell(d, m, "untrusted", want.untrusted),
@@ -411,6 +427,7 @@ mod tests {
             service: "s".into(),
             description: String::new(),
             exposure: exposure.into(),
+            tls: String::new(),
             bind: Vec::new(),
         }
     }
