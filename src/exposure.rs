@@ -17,7 +17,7 @@ use std::net::IpAddr;
 /// Who may connect through the firewall.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum From {
+pub enum Who {
     Anyone,
     Trusted,
     Nobody,
@@ -27,7 +27,7 @@ pub enum From {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Rule {
     pub exposure: String,
-    pub from: From,
+    pub from: Who,
     /// An explicit DROP (silence) rather than the final REJECT.
     #[serde(default)]
     pub drop: bool,
@@ -232,9 +232,9 @@ impl Table {
     /// Whether the firewall lets a packet from `source` through to the listener.
     pub fn passes(&self, l: &Listener, source: IpAddr) -> bool {
         match self.rule(l).map(|r| r.from) {
-            Ok(From::Anyone) => true,
-            Ok(From::Trusted) => self.is_trusted(source),
-            Ok(From::Nobody) | Err(_) => false,
+            Ok(Who::Anyone) => true,
+            Ok(Who::Trusted) => self.is_trusted(source),
+            Ok(Who::Nobody) | Err(_) => false,
         }
     }
 

@@ -10,7 +10,7 @@
 //! that names the Debian package to install.
 mod common;
 use common::*;
-use hardroot::exposure::{From, Table};
+use hardroot::exposure::{Table, Who};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -584,19 +584,19 @@ fn check_rule_set(
             .find(|r| r.exposure == l.exposure)
             .unwrap_or_else(|| panic!("{profile}: no exposure rule for {}", l.exposure));
         match (rule.from, rule.drop) {
-            (From::Anyone, _) => {
+            (Who::Anyone, _) => {
                 want.insert((l.key(), None, "ACCEPT".to_string()));
             }
-            (From::Trusted, _) => {
+            (Who::Trusted, _) => {
                 for net in trusted {
                     want.insert((l.key(), Some(net.clone()), "ACCEPT".to_string()));
                 }
             }
-            (From::Nobody, true) => {
+            (Who::Nobody, true) => {
                 want.insert((l.key(), None, "DROP".to_string()));
             }
             // From nobody without a DROP (localhost): -i lo accepts it, the final REJECT the rest.
-            (From::Nobody, false) => {}
+            (Who::Nobody, false) => {}
         }
     }
     assert_eq!(
@@ -1280,7 +1280,7 @@ fn audit_ports_compares_sockets_with_the_table() {
         "ssh\ttcp\t2222\t0\tlocalhost\t127.0.0.1\nweb\ttcp\t8443\t0\tpublic\t*\n",
     )
     .expect("write");
-    let setup = sshd("0.0.0.0:2222") + &sshd("127.0.0.1:2999") + wait;
+    let setup = format!("{}{}{wait}", sshd("0.0.0.0:2222"), sshd("127.0.0.1:2999"));
     let (o, report) = run_audit(
         &b,
         "ports",

@@ -7,7 +7,7 @@ use super::facts::{self, Socket};
 use super::identity::text;
 use super::inputs::Inputs;
 use super::page::Cell;
-use crate::exposure::{From, Rule, Table};
+use crate::exposure::{Rule, Table, Who};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -93,7 +93,7 @@ fn expect(d: &Declared) -> Expect {
     // Without a rule (a build older than firewall.exposure_rules) nothing is
     // expected; collect() says so in a note.
     let (listening, trusted, untrusted) = d.rule.as_ref().map_or((false, false, false), |r| {
-        (r.listens, r.from != From::Nobody, r.from == From::Anyone)
+        (r.listens, r.from != Who::Nobody, r.from == Who::Anyone)
     });
     Expect {
         // Nothing listens on a relay range until a client asks for a relay.

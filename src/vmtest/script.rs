@@ -675,7 +675,7 @@ mod tests {
             assert(manifest().units.mask == ["b.service"], "the manifest");
             let r = parallel([|| server.succeed("echo first"), || { sleep(0); 2 }]);
             assert(r[0] == "first\n" && r[1] == 2, `results in order: ${r}`);
-            let job = spawn(|| 40 + 2);
+            let job = start_job(|| 40 + 2);
             assert(job.wait() == 42, "a job's result");
         "#;
         run_script(&f, src).unwrap();
@@ -689,7 +689,7 @@ mod tests {
             err.contains("server.config.json has no tls.nothing"),
             "{err}"
         );
-        let err = run_script(&f, "let j = spawn(|| 1); j.wait(); j.wait();").unwrap_err();
+        let err = run_script(&f, "let j = start_job(|| 1); j.wait(); j.wait();").unwrap_err();
         assert!(err.contains("already waited"), "{err}");
     }
 

@@ -1,6 +1,6 @@
 //! The verbs that speak the product's language (docs/testing.md, "Verbs"):
 //! the build's data (`config("tls.domain")`, `manifest()`), `check_units()`,
-//! `probe_exposure()`, `probe_tls(port)`, and `parallel([...])` / `spawn(f)`
+//! `probe_exposure()`, `probe_tls(port)`, and `parallel([...])` / `start_job(f)`
 //! with real job handles. Global forms act on the test's only machine; with
 //! several machines use `server.config(...)` and the like.
 use super::machine::{self, Client, Machine, Runner};
@@ -222,7 +222,7 @@ fn run_closure(
         .unwrap_or_else(|p| p.into_inner())
         .as_ref()
         .map(|s| s.ast.clone())
-        .ok_or("parallel/spawn: no script is running")?;
+        .ok_or("parallel/start_job: no script is running")?;
     let c = Arc::clone(ctx);
     Ok(std::thread::spawn(move || {
         let engine = super::script::engine(&c);
@@ -231,7 +231,7 @@ fn run_closure(
     }))
 }
 
-/// A job started with `spawn(f)`: `wait()` returns its result or its error.
+/// A job started with `start_job(f)`: `wait()` returns its result or its error.
 #[derive(Clone)]
 pub struct Job(Arc<Mutex<Option<JoinHandle<Result<Dynamic, String>>>>>);
 
@@ -347,7 +347,7 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
     });
     engine.register_type_with_name::<Job>("Job");
     let c = Arc::clone(ctx);
-    engine.register_fn("spawn", move |f: FnPtr| -> Fallible<Job> {
+    engine.register_fn("start_job", move |f: FnPtr| -> Fallible<Job> {
         Ok(Job(Arc::new(Mutex::new(Some(run_closure(&c, f)?)))))
     });
     engine.register_fn("wait", |j: &mut Job| -> Fallible<Dynamic> {
