@@ -520,6 +520,7 @@ mod tests {
         let p = Policy::from_config(&c, &t, port).unwrap();
         let err = probe(&p, "", &["127.0.0.1".into()], None).unwrap_err();
         let _ = server.kill();
+        let _ = server.wait();
         assert!(err.contains("TLSv1.3 refused but tls.protocols"), "{err}");
         assert!(
             err.contains(&format!("127.0.0.1:{port} TLSv1.2: accepted")),

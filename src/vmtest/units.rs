@@ -109,10 +109,10 @@ pub fn judge(units: &[(Kind, String)], output: &str) -> (Vec<String>, Vec<String
     }
     for line in failed.lines().filter(|l| !l.trim().is_empty()) {
         bad.push(format!("failed unit: {}", line.trim()));
-        if let Some(u) = line.split_whitespace().next() {
-            if !journal.iter().any(|j| j == u) {
-                journal.push(u.to_string());
-            }
+        if let Some(u) = line.split_whitespace().next()
+            && !journal.iter().any(|j| j == u)
+        {
+            journal.push(u.to_string());
         }
     }
     let running = running.trim();

@@ -187,10 +187,11 @@ fn probe_tls(ctx: &Context, h: &M, port: INT, ca: Option<&str>) -> Result<String
     for c in probers(ctx) {
         let mut hosts = Vec::new();
         for (v6, server, src) in [(false, &v4, c.ipv4), (true, &v6, c.ipv6)] {
-            if let (Some(server), Some(src)) = (server, src) {
-                if table.passes(l, src) && l.binds_family(v6) {
-                    hosts.push(server.clone());
-                }
+            if let (Some(server), Some(src)) = (server, src)
+                && table.passes(l, src)
+                && l.binds_family(v6)
+            {
+                hosts.push(server.clone());
             }
         }
         if !hosts.is_empty() {
@@ -212,10 +213,7 @@ fn probe_tls(ctx: &Context, h: &M, port: INT, ca: Option<&str>) -> Result<String
 }
 
 /// A closure run on a thread of its own, with an engine of its own.
-fn run_closure(
-    ctx: &Arc<Context>,
-    f: FnPtr,
-) -> Result<JoinHandle<Result<Dynamic, String>>, String> {
+fn run_closure(ctx: &Arc<Context>, f: FnPtr) -> Result<Running, String> {
     let ast = ctx
         .script
         .lock()
@@ -233,9 +231,12 @@ fn run_closure(
 
 /// A job started with `start_job(f)`: `wait()` returns its result or its error.
 #[derive(Clone)]
-pub struct Job(Arc<Mutex<Option<JoinHandle<Result<Dynamic, String>>>>>);
+pub struct Job(Arc<Mutex<Option<Running>>>);
 
-fn join(h: JoinHandle<Result<Dynamic, String>>) -> Result<Dynamic, String> {
+/// A closure running on a thread of its own.
+type Running = JoinHandle<Result<Dynamic, String>>;
+
+fn join(h: Running) -> Result<Dynamic, String> {
     h.join().unwrap_or_else(|_| Err("the job panicked".into()))
 }
 
