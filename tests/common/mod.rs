@@ -186,3 +186,31 @@ pub fn unit_root(overlay: &Path, stubs: &[&str]) -> tempfile::TempDir {
     }
     root
 }
+
+/// `sshd -T` of `config` for a connection described by `conn` (sshd's -C:
+/// "user=root,host=client.example,addr=198.51.100.7"): what sshd itself
+/// decides, Match blocks included. A directive sshd prints once per value
+/// (allowgroups, allowusers) has its values joined with spaces.
+#[allow(dead_code)]
+pub fn sshd_effective_for(
+    config: &Path,
+    key: &Path,
+    conn: &str,
+) -> std::collections::BTreeMap<String, String> {
+    let out = run_ok(
+        Command::new("/usr/sbin/sshd")
+            .arg("-T")
+            .arg("-f")
+            .arg(config)
+            .arg("-h")
+            .arg(key)
+            .args(["-C", conn]),
+    );
+    let mut eff = std::collections::BTreeMap::<String, String>::new();
+    for (k, v) in out.lines().filter_map(|l| l.split_once(' ')) {
+        eff.entry(k.to_string())
+            .and_modify(|old| *old = format!("{old} {v}"))
+            .or_insert_with(|| v.to_string());
+    }
+    eff
+}
