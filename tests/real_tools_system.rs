@@ -10,6 +10,7 @@
 //! that names the Debian package to install.
 mod common;
 use common::*;
+use hardroot::exposure::{From, Table};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -527,6 +528,7 @@ fn check_rule_set(
     text: &str,
     listeners: &[Listener],
     trusted: &[String],
+    table: &Table,
 ) {
     let rules = rule_lines(text);
     for policy in [":INPUT DROP", ":FORWARD DROP", ":OUTPUT ACCEPT"] {
@@ -572,21 +574,29 @@ fn check_rule_set(
     );
 
     let got: BTreeSet<(String, Option<String>, String)> = port_rules(&rules).into_iter().collect();
+    // What each exposure allows: the one rule (firewall.exposure_rules), as
+    // src/exposure.rs reads it for the VM test and the report.
     let mut want = BTreeSet::new();
     for l in listeners {
-        match l.exposure.as_str() {
-            "public" => {
+        let rule = table
+            .rules
+            .iter()
+            .find(|r| r.exposure == l.exposure)
+            .unwrap_or_else(|| panic!("{profile}: no exposure rule for {}", l.exposure));
+        match (rule.from, rule.drop) {
+            (From::Anyone, _) => {
                 want.insert((l.key(), None, "ACCEPT".to_string()));
             }
-            "trusted" => {
+            (From::Trusted, _) => {
                 for net in trusted {
                     want.insert((l.key(), Some(net.clone()), "ACCEPT".to_string()));
                 }
             }
-            "blocked" => {
+            (From::Nobody, true) => {
                 want.insert((l.key(), None, "DROP".to_string()));
             }
-            _ => {} // localhost: covered by -i lo, no rule of its own
+            // From nobody without a DROP (localhost): -i lo accepts it, the final REJECT the rest.
+            (From::Nobody, false) => {}
         }
     }
     assert_eq!(
@@ -615,6 +625,7 @@ fn firewall_rules_are_exactly_the_exposure_table() {
         let b = build(&profile);
         let listeners = b.listeners();
         assert!(!listeners.is_empty(), "{profile}: empty exposure table");
+        let table = Table::from_config(&b.config).expect("the exposure table and its rule");
         let list = |k: &str| -> Vec<String> {
             b.config["firewall"][k]
                 .as_array()
@@ -630,6 +641,7 @@ fn firewall_rules_are_exactly_the_exposure_table() {
             &b.read("etc/iptables/rules.v4"),
             &listeners,
             &list("trusted_v4"),
+            &table,
         );
         check_rule_set(
             &profile,
@@ -637,6 +649,7 @@ fn firewall_rules_are_exactly_the_exposure_table() {
             &b.read("etc/iptables/rules.v6"),
             &listeners,
             &list("trusted_v6"),
+            &table,
         );
 
         // Every public listener is in both rule sets.

@@ -660,9 +660,10 @@ fn html_escape(s: &str) -> String {
 }
 
 /// tests/fixtures/report/accept/: exposure.json, server.config.json and
-/// boot-1/ss.txt as the acceptance test (vm-tests/xmpp-server, probe.py
-/// matrix) wrote them in a real run of the XMPP image, with its results.json.
-/// The report must read that nested shape as it is.
+/// boot-1/ss.txt as the acceptance test (vm-tests/xmpp-server) wrote them in
+/// a real run of the XMPP image, with its results.json; the config has
+/// firewall.exposure_rules as builds now write it. The report must read that
+/// nested shape (the driver's probe_exposure writes it) as it is.
 #[test]
 fn the_acceptance_tests_xmpp_exposure_matrix_is_read_as_written() {
     let run = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/report/accept");

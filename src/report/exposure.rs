@@ -7,6 +7,7 @@ use super::facts::{self, Socket};
 use super::identity::text;
 use super::inputs::Inputs;
 use super::page::Cell;
+use crate::exposure::{From, Rule, Table};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -63,6 +64,8 @@ struct Declared {
     exposure: String,
     /// Addresses the service binds; empty = every address.
     bind: Vec<String>,
+    /// What its exposure allows (firewall.exposure_rules, the one rule).
+    rule: Option<Rule>,
 }
 
 impl Declared {
@@ -74,20 +77,8 @@ impl Declared {
         self.port_end > self.port
     }
 
-    /// Whether the socket accepts connections on the server's address of a
-    /// family: a listener bound to an IPv4 address only cannot be reached
-    /// over IPv6 even where the firewall lets it through. `::` is dual-stack.
     fn binds_family(&self, v6: bool) -> bool {
-        if self.bind.is_empty() {
-            return true;
-        }
-        self.bind
-            .iter()
-            .any(|b| match b.parse::<std::net::IpAddr>() {
-                Ok(ip) if ip.is_unspecified() => ip.is_ipv6() || !v6,
-                Ok(ip) => !ip.is_loopback() && ip.is_ipv6() == v6,
-                Err(_) => false,
-            })
+        crate::exposure::binds_family(&self.bind, v6)
     }
 }
 
@@ -99,12 +90,11 @@ struct Expect {
 }
 
 fn expect(d: &Declared) -> Expect {
-    let (listening, trusted, untrusted) = match d.exposure.as_str() {
-        "public" => (true, true, true),
-        "trusted" => (true, true, false),
-        "localhost" => (true, false, false),
-        _ => (false, false, false),
-    };
+    // Without a rule (a build older than firewall.exposure_rules) nothing is
+    // expected; collect() says so in a note.
+    let (listening, trusted, untrusted) = d.rule.as_ref().map_or((false, false, false), |r| {
+        (r.listens, r.from != From::Nobody, r.from == From::Anyone)
+    });
     Expect {
         // Nothing listens on a relay range until a client asks for a relay.
         listening: (!d.is_range()).then_some(listening),
@@ -222,9 +212,26 @@ fn declared(inputs: &Inputs, notes: &mut Vec<String>) -> Vec<Declared> {
         notes.push("no firewall.listeners in config.json: nothing declared to compare with".into());
         return Vec::new();
     };
+    let table = inputs
+        .build
+        .config
+        .as_ref()
+        .map(Table::from_config)
+        .transpose()
+        .unwrap_or_else(|e| {
+            notes.push(format!("cannot judge by the exposure rule: {e}"));
+            None
+        });
+    let rule = |exposure: &str| {
+        table
+            .as_ref()
+            .and_then(|t| t.rules.iter().find(|r| r.exposure == exposure).cloned())
+    };
     list.iter()
         .filter_map(|l| {
+            let exposure = l.get("exposure").map(text).unwrap_or_default();
             Some(Declared {
+                rule: rule(&exposure),
                 port: u32::try_from(l.get("port")?.as_u64()?).ok()?,
                 port_end: l
                     .get("port_end")
@@ -234,7 +241,7 @@ fn declared(inputs: &Inputs, notes: &mut Vec<String>) -> Vec<Declared> {
                 proto: l.get("proto").map(text).unwrap_or_default(),
                 service: l.get("service").map(text).unwrap_or_default(),
                 description: l.get("description").map(text).unwrap_or_default(),
-                exposure: l.get("exposure").map(text).unwrap_or_default(),
+                exposure,
                 bind: l
                     .get("bind")
                     .and_then(Value::as_array)
@@ -315,7 +322,7 @@ fn listening_cell(
         (false, _) => "no".into(),
     };
     // A localhost listener bound to anything but loopback is exposed by its bind.
-    let wide = d.exposure == "localhost"
+    let wide = d.rule.as_ref().is_some_and(Rule::loopback_only)
         && found
             .as_ref()
             .is_some_and(|f| f.iter().any(|s| !s.loopback()));
@@ -412,7 +419,19 @@ mod tests {
             description: String::new(),
             exposure: exposure.into(),
             bind: Vec::new(),
+            rule: Some(rule(exposure)),
         }
+    }
+
+    /// The firewall module's default rule for one exposure (as config.json holds it).
+    fn rule(exposure: &str) -> Rule {
+        let (from, bind, listens) = match exposure {
+            "public" => ("anyone", "any", true),
+            "trusted" => ("trusted", "any", true),
+            "localhost" => ("nobody", "loopback", true),
+            _ => ("nobody", "any", false),
+        };
+        serde_json::from_value(serde_json::json!({"exposure": exposure, "from": from, "bind": bind, "listens": listens})).unwrap()
     }
 
     fn sock(addr: &str, port: u32) -> Socket {

@@ -11,11 +11,15 @@ pub mod interrupt;
 pub mod layout;
 pub mod machine;
 mod net;
+mod probe;
 pub mod protocol;
 pub mod qemu;
 pub mod results;
 pub mod script;
 pub mod spec;
+mod tls;
+mod units;
+mod verbs;
 
 use machine::{Client, Machine};
 use qemu::{Accel, Backend, BootMode, ImageDir, VmConfig};
@@ -262,6 +266,7 @@ fn prepare(args: &VmTestArgs) -> Result<Ready, Failure> {
         // The limit is the script's: building images does not count.
         deadline: Instant::now() + Duration::from_secs(spec.timeout_secs),
         machines,
+        script: Mutex::new(None),
     });
     Ok(Ready {
         ctx,
