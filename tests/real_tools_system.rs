@@ -1281,7 +1281,7 @@ fn audit_ports_compares_sockets_with_the_table() {
         "ssh\ttcp\t2222\t0\tlocalhost\t127.0.0.1\nweb\ttcp\t8443\t0\tpublic\t*\n",
     )
     .expect("write");
-    let setup = sshd("0.0.0.0:2222") + &sshd("127.0.0.1:2999") + wait;
+    let setup = sshd("0.0.0.0:2222") + sshd("127.0.0.1:2999").as_str() + wait;
     let (o, report) = run_audit(
         &b,
         "ports",
