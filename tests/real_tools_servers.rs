@@ -200,14 +200,6 @@ impl Drop for Nginx {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// curl against the test's nginx: `-s` plus `args`, stdout.
 fn curl(args: &[&str]) -> String {
     run_ok(
@@ -224,30 +216,14 @@ fn web_nginx_serves_the_site_with_hsts_csp_redirect_and_rate_limit() {
     let b = build("web.toml", "");
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (cert, key) = (d.join("cert.pem"), d.join("key.pem"));
-    run_ok(&mut self_signed_cmd(&key, &cert));
     let (http, https) = (free_port(), free_port());
     // The rendered file with image paths pointing into the scratch folder and
     // the ports on loopback; everything else as the image has it.
-    let conf = b
-        .file("etc/nginx/nginx.conf")
-        .replace(
-            "/etc/hardroot/tls/fullchain.pem",
-            &cert.display().to_string(),
-        )
-        .replace("/etc/hardroot/tls/privkey.pem", &key.display().to_string())
-        .replace(
-            "/etc/hardroot/tls/ffdhe4096.pem",
-            &b.path("etc/hardroot/tls/ffdhe4096.pem")
-                .display()
-                .to_string(),
-        )
+    let conf = nginx_conf_on_host(&b.file("etc/nginx/nginx.conf"), &b.out.join("overlay"), d)
         .replace(
             "/var/www/site",
             &b.path("var/www/site").display().to_string(),
         )
-        .replace("/var/log/nginx/", &format!("{}/", d.display()))
-        .replace("/run/nginx.pid", &d.join("nginx.pid").display().to_string())
         .replace(
             "listen 80 default_server;",
             &format!("listen 127.0.0.1:{http} default_server;"),

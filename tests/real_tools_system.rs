@@ -369,11 +369,6 @@ impl Drop for Sshd {
     }
 }
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().map(|a| a.port()).unwrap_or(0)
-}
-
 fn start_sshd(config: &Path, key: &Path, port: u16) -> Sshd {
     let child = Command::new("/usr/sbin/sshd")
         .arg("-D")

@@ -7,24 +7,15 @@
 //! `#[ignore]`d like the other VM tests; scripts/test.sh runs them with
 //! `--ignored`. They skip, loudly, only when the machine cannot run VM tests
 //! at all (not root, no /dev/net/tun).
+mod common;
+use common::cannot_run_vm_tests;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn cannot_run() -> Option<String> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("not root (the test network needs network namespaces and taps)".into());
-    }
-    if !Path::new("/dev/net/tun").exists() {
-        return Some("/dev/net/tun is missing (QEMU's tap device needs it)".into());
-    }
-    None
-}
 
 /// Runs the test folder against the profile; returns its output folder
 /// (kept after the run, a CI artifact) once every subtest passed.
 fn vm_test(name: &str, profile: &str, subtests: usize) -> Option<PathBuf> {
-    if let Some(why) = cannot_run() {
+    if let Some(why) = cannot_run_vm_tests() {
         eprintln!("\n!!!!! SKIPPED vm-tests/{name}: {why} !!!!!\n");
         return None;
     }

@@ -214,3 +214,49 @@ pub fn sshd_effective_for(
     }
     eff
 }
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+#[allow(dead_code)]
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().map(|a| a.port()).unwrap_or(0)
+}
+
+/// A rendered nginx.conf with the image's paths pointing into `dir` (a
+/// throwaway certificate made there, the overlay's DH group, logs and pid in
+/// `dir`), so that the host's nginx can test or run it.
+#[allow(dead_code)]
+pub fn nginx_conf_on_host(conf: &str, overlay: &Path, dir: &Path) -> String {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    run_ok(&mut self_signed_cmd(&key, &cert));
+    conf.replace(
+        "/etc/hardroot/tls/fullchain.pem",
+        &cert.display().to_string(),
+    )
+    .replace("/etc/hardroot/tls/privkey.pem", &key.display().to_string())
+    .replace(
+        "/etc/hardroot/tls/ffdhe4096.pem",
+        &overlay
+            .join("etc/hardroot/tls/ffdhe4096.pem")
+            .display()
+            .to_string(),
+    )
+    .replace("/var/log/nginx/", &format!("{}/", dir.display()))
+    .replace(
+        "/run/nginx.pid",
+        &dir.join("nginx.pid").display().to_string(),
+    )
+}
+
+/// Why this machine cannot run VM tests (not root, no /dev/net/tun), if so.
+#[allow(dead_code)]
+pub fn cannot_run_vm_tests() -> Option<String> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("not root (the test network needs network namespaces and taps)".into());
+    }
+    if !Path::new("/dev/net/tun").exists() {
+        return Some("/dev/net/tun is missing (QEMU's tap device needs it)".into());
+    }
+    None
+}
