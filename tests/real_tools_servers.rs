@@ -145,21 +145,6 @@ fn bastion_refuses_forwarding_settings_that_contradict_each_other() {
     );
 }
 
-/// Directive lines of a PAM file (no comments, blanks or spacing differences).
-fn pam_lines(text: &str) -> Vec<String> {
-    text.lines()
-        .map(|l| {
-            l.split('#')
-                .next()
-                .unwrap_or("")
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .filter(|l| !l.is_empty())
-        .collect()
-}
-
 #[test]
 fn bastion_pam_is_debians_sshd_stack_plus_the_tty_audit() {
     let host = std::fs::read_to_string("/etc/pam.d/sshd")
@@ -169,7 +154,7 @@ fn bastion_pam_is_debians_sshd_stack_plus_the_tty_audit() {
     let tty = "session required pam_tty_audit.so disable=* enable=*";
 
     let b = build("bastion.toml", "");
-    let mut rendered = pam_lines(&b.file("etc/pam.d/sshd"));
+    let mut rendered = directives(&b.file("etc/pam.d/sshd"));
     let at = rendered
         .iter()
         .position(|l| l == tty)
@@ -179,7 +164,7 @@ fn bastion_pam_is_debians_sshd_stack_plus_the_tty_audit() {
     rendered.remove(at);
     assert_eq!(
         rendered,
-        pam_lines(&host),
+        directives(&host),
         "the rest must be Debian's stack, unchanged"
     );
 
@@ -187,7 +172,7 @@ fn bastion_pam_is_debians_sshd_stack_plus_the_tty_audit() {
         "bastion.toml",
         "[force.jump_host]\nrecord_sessions = false\n",
     );
-    assert_eq!(pam_lines(&off.file("etc/pam.d/sshd")), pam_lines(&host));
+    assert_eq!(directives(&off.file("etc/pam.d/sshd")), directives(&host));
 }
 
 // ---- web ---------------------------------------------------------------------------

@@ -115,21 +115,6 @@ fn yaml(text: &str) -> Value {
     serde_json::from_slice(&o.stdout).unwrap()
 }
 
-/// Lines of a config file without comments and blank lines, whitespace squeezed.
-fn directives(text: &str) -> Vec<String> {
-    text.lines()
-        .map(|l| {
-            l.split('#')
-                .next()
-                .unwrap_or("")
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .filter(|l| !l.is_empty())
-        .collect()
-}
-
 fn has(lines: &[String], wanted: &str) -> bool {
     lines.iter().any(|l| l == wanted)
 }

@@ -260,3 +260,18 @@ pub fn cannot_run_vm_tests() -> Option<String> {
     }
     None
 }
+
+/// Lines of a config file without comments and blank lines, whitespace squeezed.
+pub fn directives(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|l| {
+            l.split('#')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .filter(|l| !l.is_empty())
+        .collect()
+}
