@@ -115,21 +115,6 @@ fn yaml(text: &str) -> Value {
     serde_json::from_slice(&o.stdout).unwrap()
 }
 
-/// Lines of a config file without comments and blank lines, whitespace squeezed.
-fn directives(text: &str) -> Vec<String> {
-    text.lines()
-        .map(|l| {
-            l.split('#')
-                .next()
-                .unwrap_or("")
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .filter(|l| !l.is_empty())
-        .collect()
-}
-
 fn has(lines: &[String], wanted: &str) -> bool {
     lines.iter().any(|l| l == wanted)
 }
@@ -144,25 +129,7 @@ fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
 
 /// The rendered nginx.conf with image paths pointing into `dir`.
 fn nginx_conf_for_host(b: &Built, dir: &Path) -> PathBuf {
-    let (cert, key) = self_signed(dir);
-    let conf = b
-        .file("etc/nginx/nginx.conf")
-        .replace(
-            "/etc/hardroot/tls/fullchain.pem",
-            &cert.display().to_string(),
-        )
-        .replace("/etc/hardroot/tls/privkey.pem", &key.display().to_string())
-        .replace(
-            "/etc/hardroot/tls/ffdhe4096.pem",
-            &b.path("etc/hardroot/tls/ffdhe4096.pem")
-                .display()
-                .to_string(),
-        )
-        .replace("/var/log/nginx/", &format!("{}/", dir.display()))
-        .replace(
-            "/run/nginx.pid",
-            &dir.join("nginx.pid").display().to_string(),
-        );
+    let conf = nginx_conf_on_host(&b.file("etc/nginx/nginx.conf"), &b.out.join("overlay"), dir);
     let path = dir.join("nginx.conf");
     std::fs::write(&path, conf).unwrap();
     path

@@ -6,22 +6,13 @@
 //! `#[ignore]`d like the other VM tests so that a plain `cargo test` stays
 //! quick; scripts/test.sh runs it with `--ignored`. It skips, loudly, only
 //! when the machine cannot run VM tests at all (not root, no /dev/net/tun).
+mod common;
+use common::cannot_run_vm_tests;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn cannot_run() -> Option<String> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("not root (the test network needs network namespaces and taps)".into());
-    }
-    if !Path::new("/dev/net/tun").exists() {
-        return Some("/dev/net/tun is missing (QEMU's tap device needs it)".into());
-    }
-    None
 }
 
 fn read_json(path: &Path) -> serde_json::Value {
@@ -33,7 +24,7 @@ fn read_json(path: &Path) -> serde_json::Value {
 #[test]
 #[ignore = "builds and boots the XMPP image in QEMU; needs root, qemu and mmdebstrap"]
 fn xmpp_server_acceptance_test_passes() {
-    if let Some(why) = cannot_run() {
+    if let Some(why) = cannot_run_vm_tests() {
         eprintln!("\n!!!!! SKIPPED vm_xmpp: {why} !!!!!\n");
         return;
     }
