@@ -179,7 +179,8 @@ pub fn judge(results: &[Checked], policy: &Policy) -> Verdict {
     let mut failures = Vec::new();
     let by_id: BTreeMap<&str, &Checked> = results.iter().map(|c| (c.id.as_str(), c)).collect();
     let mut rows: Vec<Row> = Vec::new();
-    for c in &policy.controls {
+    let accepted = |id: &str| policy.accepted.iter().any(|a| a.id == id);
+    for c in policy.controls.iter().filter(|c| !accepted(&c.id)) {
         let (status, detail) = match by_id.get(c.id.as_str()) {
             Some(r) if r.met => (Status::Met, r.output.clone()),
             Some(r) => {
@@ -198,18 +199,24 @@ pub fn judge(results: &[Checked], policy: &Policy) -> Verdict {
             detail,
         });
     }
+    // A profile may accept a control a module declares: a deliberate
+    // deviation of this one server (the bastion's root-owned homes). The
+    // reason stands and counts as not met; the live result is shown beside it.
     for a in &policy.accepted {
-        if policy.controls.iter().any(|c| c.id == a.id) {
-            failures.push(format!(
-                "{} is both declared (compliance.controls) and accepted (compliance.accepted_controls): drop one",
-                a.id
-            ));
-        }
+        let declared = policy.controls.iter().find(|c| c.id == a.id);
+        let live = by_id.get(a.id.as_str()).map_or(String::new(), |r| {
+            let seen = if r.met { "met" } else { "not met" };
+            format!(
+                " (live check: {seen}{}{})",
+                if r.output.is_empty() { "" } else { ": " },
+                r.output
+            )
+        });
         rows.push(Row {
             id: a.id.clone(),
-            title: String::new(),
+            title: declared.map_or(String::new(), |c| c.title.clone()),
             status: Status::Accepted,
-            detail: a.reason.clone(),
+            detail: format!("{}{live}", a.reason),
         });
     }
     for r in results {
@@ -316,6 +323,26 @@ mod tests {
         let v = judge(&parse(tsv), &policy(95));
         assert!(!v.passed);
         assert!(v.failures[0].contains("below compliance.min_percent = 95"));
+    }
+
+    #[test]
+    fn a_profile_accepting_a_declared_control_shows_its_reason_and_the_live_result() {
+        let mut p = policy(0);
+        p.accepted.push(Accepted {
+            id: "5.1.14".into(),
+            reason: "this server logs less".into(),
+        });
+        let tsv = "met\t1.1.1.9\t\nmet\t1.1.1.10\t\nfailed\t5.1.14\tloglevel INFO\n";
+        let v = judge(&parse(tsv), &p);
+        assert!(v.passed, "{}", v.message());
+        let row = v.rows.iter().find(|r| r.id == "5.1.14").unwrap();
+        assert_eq!(row.status, Status::Accepted);
+        assert_eq!(row.title, "loglevel");
+        assert_eq!(
+            row.detail,
+            "this server logs less (live check: not met: loglevel INFO)"
+        );
+        assert_eq!((v.met, v.total), (2, 4), "accepted counts as not met");
     }
 
     #[test]
