@@ -275,12 +275,30 @@ pub fn config() -> Value {
             "variant": "minbase",
             "dpkg_path_exclude": ["/usr/share/doc/*", "/usr/share/man/*", "/usr/share/info/*", "/usr/share/locale/*"],
             "dpkg_path_include": ["/usr/share/doc/*/copyright"],
-            "scrub": ["/etc/hostname", "/etc/resolv.conf", "/etc/ssh/ssh_host_*", "/var/cache/apt/*.bin", "/var/cache/apt/archives/*.deb",
-                      "/var/cache/debconf/*-old", "/var/lib/dpkg/*-old"],
+            "scrub": system_scrub(),
             "image_free_mib": 256,
             "root_label": "root"
         }
     })
+}
+
+/// The golden-image scrub list the `system` module sets, read from its
+/// module.toml so that the test base is scrubbed as a profile's is.
+pub fn system_scrub() -> Vec<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("modules/system/module.toml");
+    let text = std::fs::read_to_string(&path).expect("modules/system/module.toml");
+    let doc: toml_edit::DocumentMut = text.parse().expect("module.toml parses");
+    let sets = doc["set"].as_array_of_tables().expect("[[set]] tables");
+    let scrub = sets
+        .iter()
+        .find(|t| t.get("option").and_then(|o| o.as_str()) == Some("system.scrub"))
+        .expect("the system module sets system.scrub");
+    scrub["value"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|v| v.as_str().expect("a string").to_string())
+        .collect()
 }
 
 fn write_json(path: &Path, v: &Value) {
