@@ -305,51 +305,6 @@ fn concurrent_runs_with_a_rebuilt_base_give_the_same_image() {
     );
 }
 
-/// The base does not depend on where its cache is. mmdebstrap lets apt
-/// download as `_apt` only when `_apt` can read the cache folder, and apt's
-/// folders then had another owner: a warm build from ~/.cache (under /root,
-/// 0700) and `hardroot verify`'s cold one in /var/tmp made different disks.
-/// One cold bootstrap in a folder only root can enter, against the shared
-/// test cache (under target/, which every user can enter).
-#[test]
-fn a_base_bootstrapped_where_apt_cannot_read_gives_the_shared_caches_image() {
-    use std::os::unix::fs::PermissionsExt;
-    let shared = cache_dir();
-    for dir in shared.ancestors().filter(|d| d.exists()) {
-        let mode = std::fs::metadata(dir).expect("stat").permissions().mode();
-        assert!(
-            mode & 0o001 != 0,
-            "{} is closed to other users, so the shared test cache cannot show apt downloading as _apt: \
-             set HARDROOT_TEST_CACHE to a folder every user can enter",
-            dir.display()
-        );
-    }
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let private = tmp.path().join("private");
-    std::fs::create_dir(&private).expect("mkdir");
-    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).expect("chmod");
-    write_build(&private.join("build"), &disk_entries(), &[]);
-    let mut req = request(&private.join("build"), &private.join("out"));
-    req.cache_dir = private.join("cache");
-    let cold = build_image(&req).expect("image with a private cache");
-    write_build(&tmp.path().join("shared/build"), &disk_entries(), &[]);
-    let warm = build_image(&request(
-        &tmp.path().join("shared/build"),
-        &tmp.path().join("shared/out"),
-    ))
-    .expect("image from the shared cache");
-    assert!(!cold.base_from_cache);
-    assert_eq!(cold.cache_key, warm.cache_key);
-    assert_eq!(
-        cold.rootfs_sha256, warm.rootfs_sha256,
-        "rootfs.img depends on where the base was bootstrapped"
-    );
-    assert_eq!(
-        cold.disk_sha256, warm.disk_sha256,
-        "disk.img depends on where the base was bootstrapped"
-    );
-}
-
 /// `debugfs -R CMD 'disk.img?offset=N'` reads one partition of the disk.
 fn part_debugfs(disk: &Path, parts: &serde_json::Value, name: &str, cmd: &str) -> String {
     let p = parts
