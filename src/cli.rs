@@ -18,6 +18,7 @@ use std::process::ExitCode;
                   hardroot build profiles/xmpp-server.toml -o out   write the overlay; prints its root hash\n  \
                   hardroot explain profiles/xmpp-server.toml ssh.port\n  \
                   hardroot image profiles/xmpp-server.toml -o img   Debian base (cached) + overlay → ext4 image\n  \
+                  hardroot image profiles/*.toml -o fleet --jobs 2  every profile, one folder each\n  \
                   hardroot vm-test profiles/xmpp-test.toml vm-tests/xmpp-server\n  \
                   hardroot run profiles/xmpp-server.toml            boot it here, like `mkosi qemu`\n\n\
                   Every verb that reports takes --json (docs/json.md). Docs: README.md, docs/modules.md, \
@@ -48,6 +49,10 @@ pub enum Command {
     Verify(crate::image::verify::VerifyArgs),
     /// List or prune the cache of Debian bases that `image` builds from
     Cache(crate::image::gc::CacheArgs),
+    /// Publish an image folder to an OCI registry as one artifact; prints its digest
+    Push(PushArgs),
+    /// Fetch an image a `push` published; every file is checked against the manifest before it is written
+    Pull(PullArgs),
     /// Boot the image in QEMU and run a test from vm-tests/
     VmTest(crate::vmtest::VmTestArgs),
     /// Write the acceptance report (one self-contained HTML page) of a finished VM test
@@ -136,6 +141,101 @@ pub struct DiffArgs {
     pub json: bool,
 }
 
+/// Registry credentials are never flags: HARDROOT_REGISTRY_USERNAME and
+/// HARDROOT_REGISTRY_PASSWORD, or HARDROOT_REGISTRY_AUTH_FILE (a docker
+/// config.json), or docker's own config.
+const REGISTRY_AUTH_HELP: &str = "Credentials: HARDROOT_REGISTRY_USERNAME + HARDROOT_REGISTRY_PASSWORD, or \
+    HARDROOT_REGISTRY_AUTH_FILE (a docker config.json), or $DOCKER_CONFIG/config.json \
+    (~/.docker/config.json); never a flag. Registries on 127.0.0.0/8, ::1 and localhost are \
+    spoken to over HTTP, all others over HTTPS.";
+
+#[derive(Debug, Args)]
+#[command(after_help = REGISTRY_AUTH_HELP)]
+pub struct PushArgs {
+    /// An image folder `hardroot image` wrote (with image-manifest.json)
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Where to: HOST[:PORT]/REPOSITORY:TAG, e.g. registry.example.org/fleet/web:1
+    #[arg(value_name = "REF")]
+    pub reference: String,
+    /// Publish this acceptance report (the HTML `hardroot report` wrote) with the image
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Only print errors and the digest
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Print the result as JSON on stdout (shape: docs/json.md)
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = REGISTRY_AUTH_HELP)]
+pub struct PullArgs {
+    /// What to fetch: HOST[:PORT]/REPOSITORY:TAG or …@sha256:DIGEST
+    #[arg(value_name = "REF")]
+    pub reference: String,
+    /// Folder to write the files into (made if missing; files are renamed into place when all are verified)
+    #[arg(short, long, default_value = "out", value_name = "DIR")]
+    pub out: PathBuf,
+    /// Only print errors and the digest
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Print the result as JSON on stdout (shape: docs/json.md)
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn push(a: &PushArgs) -> miette::Result<()> {
+    let pushed = crate::oci::push::push(&crate::oci::push::PushRequest {
+        dir: a.dir.clone(),
+        reference: a.reference.clone(),
+        report: a.report.clone(),
+        quiet: a.quiet,
+    })?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&pushed).unwrap_or_default()
+        );
+    } else {
+        if !a.quiet {
+            for f in &pushed.files {
+                let how = if f.uploaded {
+                    "uploaded"
+                } else {
+                    "already there"
+                };
+                eprintln!("    {:20} {:>12} bytes  {how}", f.name, f.size);
+            }
+        }
+        println!("{}@{}", pushed.reference, pushed.digest);
+    }
+    Ok(())
+}
+
+fn pull(a: &PullArgs) -> miette::Result<()> {
+    let pulled = crate::oci::pull::pull(&crate::oci::pull::PullRequest {
+        reference: a.reference.clone(),
+        dir: a.out.clone(),
+        quiet: a.quiet,
+    })?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&pulled).unwrap_or_default()
+        );
+    } else {
+        if !a.quiet {
+            for f in &pulled.files {
+                eprintln!("    {:20} {:>12} bytes  verified", f.name, f.size);
+            }
+        }
+        println!("{}@{}", pulled.reference, pulled.digest);
+    }
+    Ok(())
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     if only_prints(&cli.command) {
@@ -147,9 +247,12 @@ pub fn main() -> ExitCode {
         Command::Options(a) => crate::commands::options(a),
         Command::Explain(a) => crate::commands::explain(a),
         Command::Diff(a) => crate::commands::diff(a),
+        Command::Image(a) if a.profiles.len() > 1 => return image_fleet(a),
         Command::Image(a) => crate::image::run(a),
         Command::Verify(a) => crate::image::verify::run(a),
         Command::Cache(a) => crate::image::gc::run(a),
+        Command::Push(a) => push(a),
+        Command::Pull(a) => pull(a),
         Command::VmTest(a) => crate::vmtest::run(a),
         Command::Report(a) => crate::report::run(a),
         Command::Run(a) => crate::run::run(a),
@@ -166,6 +269,27 @@ pub fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e:?}");
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+/// `image` with several profiles: the exit code is the worst of the failed
+/// profiles' (0 when every profile was built or skipped as a fragment).
+fn image_fleet(a: &crate::image::ImageArgs) -> ExitCode {
+    match crate::image::run_fleet(a) {
+        Ok(outcomes) => {
+            let worst = outcomes
+                .iter()
+                .filter_map(|o| match &o.status {
+                    crate::image::fleet::Status::Failed(e) => Some(exit_code(e)),
+                    _ => None,
+                })
+                .max();
+            worst.map_or(ExitCode::SUCCESS, ExitCode::from)
+        }
         Err(e) => {
             eprintln!("{e:?}");
             ExitCode::from(exit_code(&e))

@@ -10,6 +10,7 @@ pub mod disk;
 pub mod dpkg;
 pub mod error;
 pub mod esp;
+pub mod fleet;
 pub mod fsutil;
 pub mod gc;
 pub mod hygiene;
@@ -29,18 +30,25 @@ use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
 pub struct ImageArgs {
-    /// Profile to build, e.g. profiles/xmpp-server.toml
-    #[arg(required_unless_present_any = ["from_build", "from_manifest"])]
-    pub profile: Option<PathBuf>,
-    /// Output folder: rootfs.img, vmlinuz, initrd.img, image-manifest.json (and the overlay)
+    /// Profiles to build, e.g. profiles/xmpp-server.toml; with several, each
+    /// goes to OUT/<profile>/ (profiles/*.toml builds a whole tree)
+    #[arg(required_unless_present_any = ["from_build", "from_manifest"], value_name = "PROFILE")]
+    pub profiles: Vec<PathBuf>,
+    /// Output folder: rootfs.img, vmlinuz, initrd.img, image-manifest.json (and
+    /// the overlay); with several profiles, one folder per profile inside it
     #[arg(short, long, default_value = "out", value_name = "DIR")]
     pub out: PathBuf,
+    /// With several profiles: how many images are built at once (a package
+    /// set is still bootstrapped once, by one of them)
+    #[arg(short, long, default_value_t = 1, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: u16,
     /// Use an existing `hardroot build` output folder instead of building PROFILE
-    #[arg(long, value_name = "DIR", conflicts_with = "profile")]
+    #[arg(long, value_name = "DIR", conflicts_with = "profiles")]
     pub from_build: Option<PathBuf>,
     /// Build exactly what an image-manifest.json records (same overlay, package
     /// versions, sources, base identity); its folder must hold the build
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["profile", "from_build"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["profiles", "from_build"])]
     pub from_manifest: Option<PathBuf>,
     /// With --from-manifest: bootstrap from a dated snapshot archive (URL with the date)
     #[arg(long, value_name = "URL", requires = "from_manifest")]
@@ -146,6 +154,44 @@ pub fn run(args: &ImageArgs) -> miette::Result<()> {
     Ok(())
 }
 
+/// `hardroot image P1 P2 ... -o OUT`: every profile into OUT/<profile>/, the
+/// summary table (or JSON) on stdout, each failure's message on stderr. The
+/// outcomes go back to the CLI, which makes the exit code of them.
+pub fn run_fleet(args: &ImageArgs) -> miette::Result<Vec<fleet::Outcome>> {
+    let started = std::time::Instant::now();
+    let req = fleet::FleetRequest {
+        profiles: args.profiles.clone(),
+        out: args.out.clone(),
+        jobs: usize::from(args.jobs),
+        module_dirs: args.module_dirs.clone(),
+        template: ImageRequest {
+            build_dir: args.out.clone(),
+            out: args.out.clone(),
+            cache_dir: args.cache.clone().unwrap_or_else(cache::default_dir),
+            rebuild_base: args.rebuild_base,
+            qcow2: args.qcow2,
+            disk: !args.no_disk,
+            sources: args.sources.clone(),
+            quiet: args.quiet,
+            pinned: None,
+            snapshot: None,
+        },
+    };
+    let outcomes = fleet::build(&req)?;
+    for o in &outcomes {
+        if let fleet::Status::Failed(e) = &o.status {
+            eprintln!("{}: {e:?}", o.name);
+        }
+    }
+    if args.json {
+        let v = fleet::summary_json(&outcomes, started.elapsed());
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        fleet::print_table(&outcomes, started.elapsed());
+    }
+    Ok(outcomes)
+}
+
 /// Overlay (or an existing build folder) → image, as `hardroot image` does; `run` uses it too.
 pub fn build_profile(args: &ImageArgs) -> miette::Result<ImageOutput> {
     // Steps a failed earlier build on this thread left in the log are not ours.
@@ -196,14 +242,25 @@ fn from_manifest(args: &ImageArgs, manifest: &std::path::Path) -> Result<ImageOu
 /// The core's build writes OUT/overlay, manifest.json and config.json; the
 /// image outputs then join them in OUT. Returns OUT and the build's warnings.
 fn build_overlay(args: &ImageArgs) -> miette::Result<(PathBuf, Vec<String>)> {
-    let Some(profile) = &args.profile else {
+    let Some(profile) = args.profiles.first() else {
         return Err(miette::miette!("give a PROFILE or --from-build DIR"));
     };
-    let step = progress::Step::start("build", "building the overlay", args.quiet);
+    let warnings = write_overlay(profile, &args.out, &args.module_dirs, args.quiet)?;
+    Ok((args.out.clone(), warnings))
+}
+
+/// `hardroot build PROFILE -o OUT`, with progress and the warnings on stderr.
+pub(crate) fn write_overlay(
+    profile: &std::path::Path,
+    out: &std::path::Path,
+    module_dirs: &[PathBuf],
+    quiet: bool,
+) -> miette::Result<Vec<String>> {
+    let step = progress::Step::start("build", "building the overlay", quiet);
     let built = crate::build::build(&crate::build::BuildOptions {
-        profile: profile.clone(),
-        out: args.out.clone(),
-        module_dirs: args.module_dirs.clone(),
+        profile: profile.to_path_buf(),
+        out: out.to_path_buf(),
+        module_dirs: module_dirs.to_vec(),
     })?;
     step.done(&format!("root hash {}", built.root_hash));
     for w in &built.warnings {
@@ -211,8 +268,7 @@ fn build_overlay(args: &ImageArgs) -> miette::Result<(PathBuf, Vec<String>)> {
             crate::diag::Located::new(w.code, &w.site, w.message.clone()).label(w.label.clone());
         eprintln!("{:?}", miette::Report::new(copy));
     }
-    let warnings = built.warnings.iter().map(|w| w.to_string()).collect();
-    Ok((args.out.clone(), warnings))
+    Ok(built.warnings.iter().map(|w| w.to_string()).collect())
 }
 
 fn print_summary(out: &ImageOutput, took: std::time::Duration) {
@@ -235,7 +291,7 @@ fn print_summary(out: &ImageOutput, took: std::time::Duration) {
 }
 
 /// `hardroot image --json`: the shape is documented in docs/json.md (format 1).
-fn summary_json(out: &ImageOutput, took: std::time::Duration) -> serde_json::Value {
+pub(crate) fn summary_json(out: &ImageOutput, took: std::time::Duration) -> serde_json::Value {
     let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).ok();
     serde_json::json!({
         "format": 1,
