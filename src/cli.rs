@@ -18,7 +18,8 @@ use std::process::ExitCode;
                   hardroot build profiles/xmpp-server.toml -o out   write the overlay; prints its root hash\n  \
                   hardroot explain profiles/xmpp-server.toml ssh.port\n  \
                   hardroot image profiles/xmpp-server.toml -o img   Debian base (cached) + overlay → ext4 image\n  \
-                  hardroot image profiles/*.toml -o fleet --jobs 2  every profile, one folder each\n  \
+                  hardroot image profiles/minimal.toml profiles/xmpp-server.toml -o fleet --jobs 2\n  \
+                                                    several profiles: OUT/<profile>/ each (docs/fleet.md)\n  \
                   hardroot vm-test profiles/xmpp-test.toml vm-tests/xmpp-server\n  \
                   hardroot run profiles/xmpp-server.toml            boot it here, like `mkosi qemu`\n\n\
                   Every verb that reports takes --json (docs/json.md). Docs: README.md, docs/modules.md, \

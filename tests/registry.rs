@@ -96,10 +96,14 @@ impl Registry {
 
     /// Bytes of unfinished uploads in the storage folder.
     fn upload_bytes(&self) -> u64 {
-        walk(&self.storage)
+        walkdir::WalkDir::new(&self.storage)
             .into_iter()
-            .filter(|p| p.to_string_lossy().contains("/_uploads/") && p.ends_with("data"))
-            .filter_map(|p| std::fs::metadata(p).ok().map(|m| m.len()))
+            .flatten()
+            .filter(|e| {
+                let p = e.path();
+                p.to_string_lossy().contains("/_uploads/") && p.ends_with("data")
+            })
+            .filter_map(|e| e.metadata().ok().map(|m| m.len()))
             .sum()
     }
 }
@@ -108,19 +112,6 @@ impl Drop for Registry {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 fn free_port() -> u16 {
@@ -246,6 +237,15 @@ fn push(dir: &Path, reference: &str) -> Output {
         .expect("run hardroot push")
 }
 
+fn push_with_report(dir: &Path, reference: &str, report: &Path) -> Output {
+    hardroot(&["push", "--report"])
+        .arg(report)
+        .arg(dir)
+        .arg(reference)
+        .output()
+        .expect("run hardroot push")
+}
+
 fn pull(reference: &str, out: &Path) -> Output {
     hardroot(&["pull", reference, "-o"])
         .arg(out)
@@ -262,12 +262,7 @@ fn push_then_pull_gives_the_same_files_as_one_annotated_artifact() {
     std::fs::write(&report, "<html>passed</html>").expect("report");
     let reference = reg.reference("fleet/web:1");
 
-    let out = hardroot(&["push", "--report"])
-        .arg(&report)
-        .arg(&img)
-        .arg(&reference)
-        .output()
-        .expect("push");
+    let out = push_with_report(&img, &reference, &report);
     assert!(out.status.success(), "{}", text(&out));
     let printed = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let digest = printed
@@ -350,12 +345,7 @@ fn push_then_pull_gives_the_same_files_as_one_annotated_artifact() {
     same_files(&img, &by_digest, FILES);
 
     // Pushing again sends nothing and names the same manifest.
-    let out = hardroot(&["push", "--report"])
-        .arg(&report)
-        .arg(&img)
-        .arg(&reference)
-        .output()
-        .expect("push");
+    let out = push_with_report(&img, &reference, &report);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), printed);
     assert!(!text(&out).contains(" uploaded"), "{}", text(&out));

@@ -164,18 +164,7 @@ pub fn run_fleet(args: &ImageArgs) -> miette::Result<Vec<fleet::Outcome>> {
         out: args.out.clone(),
         jobs: usize::from(args.jobs),
         module_dirs: args.module_dirs.clone(),
-        template: ImageRequest {
-            build_dir: args.out.clone(),
-            out: args.out.clone(),
-            cache_dir: args.cache.clone().unwrap_or_else(cache::default_dir),
-            rebuild_base: args.rebuild_base,
-            qcow2: args.qcow2,
-            disk: !args.no_disk,
-            sources: args.sources.clone(),
-            quiet: args.quiet,
-            pinned: None,
-            snapshot: None,
-        },
+        template: request(args, args.out.clone()),
     };
     let outcomes = fleet::build(&req)?;
     for o in &outcomes {
@@ -203,7 +192,15 @@ pub fn build_profile(args: &ImageArgs) -> miette::Result<ImageOutput> {
         Some(dir) => (dir.clone(), Vec::new()),
         None => build_overlay(args)?,
     };
-    let req = ImageRequest {
+    let mut out = build_image(&request(args, build_dir))?;
+    out.warnings = warnings;
+    Ok(out)
+}
+
+/// What `image`'s flags ask of the image stage, for the build in `build_dir`
+/// (the fleet replaces the folders per profile).
+fn request(args: &ImageArgs, build_dir: PathBuf) -> ImageRequest {
+    ImageRequest {
         build_dir,
         out: args.out.clone(),
         cache_dir: args.cache.clone().unwrap_or_else(cache::default_dir),
@@ -214,10 +211,7 @@ pub fn build_profile(args: &ImageArgs) -> miette::Result<ImageOutput> {
         quiet: args.quiet,
         pinned: None,
         snapshot: None,
-    };
-    let mut out = build_image(&req)?;
-    out.warnings = warnings;
-    Ok(out)
+    }
 }
 
 /// `--from-manifest FILE`: the build is FILE's folder, the versions FILE's.
