@@ -1,8 +1,11 @@
 //! Command line: verbs and their dispatch. Each verb's work lives in its layer;
 //! this file only parses arguments and prints.
+use crate::commands::args::{
+    BuildArgs, CacheArgs, CheckArgs, CompletionsArgs, DiffArgs, ExplainArgs, ImageArgs,
+    OptionsArgs, PullArgs, PushArgs, ReportArgs, RunArgs, VerifyArgs, VmTestArgs,
+};
 use crate::diag::{Errors, Located};
-use clap::{Args, Parser, Subcommand};
-use std::path::PathBuf;
+use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
@@ -14,14 +17,14 @@ use std::process::ExitCode;
                   reproducible root-filesystem overlay, a Debian 12 disk image, and a VM test that proves it.\n\n\
                   Pipeline: profile → evaluate → render → emit (build) → image → vm-test.",
     after_help = "Examples:\n  \
-                  hardroot check profiles/xmpp-server.toml          evaluate and run every assertion\n  \
-                  hardroot build profiles/xmpp-server.toml -o out   write the overlay; prints its root hash\n  \
-                  hardroot explain profiles/xmpp-server.toml ssh.port\n  \
-                  hardroot image profiles/xmpp-server.toml -o img   Debian base (cached) + overlay → ext4 image\n  \
-                  hardroot image profiles/minimal.toml profiles/xmpp-server.toml -o fleet --jobs 2\n  \
+                  hardroot check profiles/system-only.toml          evaluate and run every assertion\n  \
+                  hardroot build profiles/system-only.toml -o out   write the overlay; prints its root hash\n  \
+                  hardroot explain profiles/system-only.toml ssh.port\n  \
+                  hardroot image profiles/system-only.toml -o img   Debian base (cached) + overlay → ext4 image\n  \
+                  hardroot image profiles/minimal.toml profiles/web.toml -o fleet --jobs 2\n  \
                                                     several profiles: OUT/<profile>/ each (docs/fleet.md)\n  \
-                  hardroot vm-test profiles/xmpp-test.toml vm-tests/xmpp-server\n  \
-                  hardroot run profiles/xmpp-server.toml            boot it here, like `mkosi qemu`\n\n\
+                  hardroot vm-test --image img vm-tests/smoke      boot the image and run a VM test against it\n  \
+                  hardroot run profiles/system-only.toml            boot it here, like `mkosi qemu`\n\n\
                   Every verb that reports takes --json (docs/json.md). Docs: README.md, docs/modules.md, \
                   docs/testing.md, docs/options.md.\n\n\
                   Exit codes: 0 success; 1 the profile or a module is wrong (the message names file:line:col), \
@@ -45,196 +48,25 @@ pub enum Command {
     /// Compare two build outputs by their manifests
     Diff(DiffArgs),
     /// Build a profile into a disk image (overlay + cached Debian base)
-    Image(crate::image::ImageArgs),
+    Image(ImageArgs),
     /// Rebuild an image cold from its image-manifest.json and compare byte for byte
-    Verify(crate::image::verify::VerifyArgs),
+    Verify(VerifyArgs),
     /// List or prune the cache of Debian bases that `image` builds from
-    Cache(crate::image::gc::CacheArgs),
+    Cache(CacheArgs),
     /// Publish an image folder to an OCI registry as one artifact; prints its digest
     Push(PushArgs),
     /// Fetch an image a `push` published; every file is checked against the manifest before it is written
     Pull(PullArgs),
     /// Boot the image in QEMU and run a test from vm-tests/
-    VmTest(crate::vmtest::VmTestArgs),
+    VmTest(VmTestArgs),
     /// Write the acceptance report (one self-contained HTML page) of a finished VM test
-    Report(crate::report::ReportArgs),
+    Report(ReportArgs),
     /// Build a profile's image and boot it in QEMU, like `mkosi qemu`: console here, SSH on 127.0.0.1
-    Run(crate::run::RunArgs),
+    Run(RunArgs),
     /// Print shell completions: hardroot completions bash > /etc/bash_completion.d/hardroot
     Completions(CompletionsArgs),
     /// Print the man page (roff): hardroot man > hardroot.1
     Man,
-}
-
-#[derive(Debug, Args)]
-pub struct CompletionsArgs {
-    /// The shell to complete for
-    pub shell: clap_complete::Shell,
-}
-
-#[derive(Debug, Args, Clone)]
-pub struct ModuleDirs {
-    /// Extra folder of modules, searched before modules/ beside the profile (repeatable)
-    #[arg(long = "modules", value_name = "DIR")]
-    pub dirs: Vec<PathBuf>,
-}
-
-#[derive(Debug, Args)]
-pub struct BuildArgs {
-    /// The profile, e.g. profiles/xmpp-server.toml
-    pub profile: PathBuf,
-    /// Output folder (replaced atomically; a failed build leaves it as it was)
-    #[arg(short, long, default_value = "out", value_name = "DIR")]
-    pub out: PathBuf,
-    #[command(flatten)]
-    pub modules: ModuleDirs,
-    /// Print a JSON summary on stdout instead of text (shape: docs/json.md)
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct CheckArgs {
-    /// The profile, e.g. profiles/xmpp-server.toml
-    pub profile: PathBuf,
-    #[command(flatten)]
-    pub modules: ModuleDirs,
-    /// Print the result as JSON on stdout (shape: docs/json.md)
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct OptionsArgs {
-    /// Folders of modules to document [default: ./modules]
-    #[arg(long = "modules", value_name = "DIR")]
-    pub dirs: Vec<PathBuf>,
-    /// The reference as JSON on stdout (shape: docs/json.md)
-    #[arg(long, conflicts_with = "markdown")]
-    pub json: bool,
-    /// The manual as Markdown (docs/options.md is generated with this)
-    #[arg(long)]
-    pub markdown: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct ExplainArgs {
-    /// The profile, e.g. profiles/xmpp-server.toml
-    pub profile: PathBuf,
-    /// An option (`ssh.port`) or a path in the image (`/etc/iptables/rules.v4`)
-    #[arg(value_name = "OPTION|PATH")]
-    pub what: String,
-    #[command(flatten)]
-    pub modules: ModuleDirs,
-    /// Print the explanation as JSON on stdout (shape: docs/json.md)
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct DiffArgs {
-    /// The older build output folder
-    pub a: PathBuf,
-    /// The newer build output folder
-    pub b: PathBuf,
-    /// Print the differences as JSON on stdout (shape: docs/json.md)
-    #[arg(long)]
-    pub json: bool,
-}
-
-/// Registry credentials are never flags: HARDROOT_REGISTRY_USERNAME and
-/// HARDROOT_REGISTRY_PASSWORD, or HARDROOT_REGISTRY_AUTH_FILE (a docker
-/// config.json), or docker's own config.
-const REGISTRY_AUTH_HELP: &str = "Credentials: HARDROOT_REGISTRY_USERNAME + HARDROOT_REGISTRY_PASSWORD, or \
-    HARDROOT_REGISTRY_AUTH_FILE (a docker config.json), or $DOCKER_CONFIG/config.json \
-    (~/.docker/config.json); never a flag. Registries on 127.0.0.0/8, ::1 and localhost are \
-    spoken to over HTTP, all others over HTTPS.";
-
-#[derive(Debug, Args)]
-#[command(after_help = REGISTRY_AUTH_HELP)]
-pub struct PushArgs {
-    /// An image folder `hardroot image` wrote (with image-manifest.json)
-    #[arg(value_name = "DIR")]
-    pub dir: PathBuf,
-    /// Where to: HOST[:PORT]/REPOSITORY:TAG, e.g. registry.example.org/fleet/web:1
-    #[arg(value_name = "REF")]
-    pub reference: String,
-    /// Publish this acceptance report (the HTML `hardroot report` wrote) with the image
-    #[arg(long, value_name = "FILE")]
-    pub report: Option<PathBuf>,
-    /// Only print errors and the digest
-    #[arg(short, long)]
-    pub quiet: bool,
-    /// Print the result as JSON on stdout (shape: docs/json.md)
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Debug, Args)]
-#[command(after_help = REGISTRY_AUTH_HELP)]
-pub struct PullArgs {
-    /// What to fetch: HOST[:PORT]/REPOSITORY:TAG or …@sha256:DIGEST
-    #[arg(value_name = "REF")]
-    pub reference: String,
-    /// Folder to write the files into (made if missing; files are renamed into place when all are verified)
-    #[arg(short, long, default_value = "out", value_name = "DIR")]
-    pub out: PathBuf,
-    /// Only print errors and the digest
-    #[arg(short, long)]
-    pub quiet: bool,
-    /// Print the result as JSON on stdout (shape: docs/json.md)
-    #[arg(long)]
-    pub json: bool,
-}
-
-fn push(a: &PushArgs) -> miette::Result<()> {
-    let pushed = crate::oci::push::push(&crate::oci::push::PushRequest {
-        dir: a.dir.clone(),
-        reference: a.reference.clone(),
-        report: a.report.clone(),
-        quiet: a.quiet,
-    })?;
-    if a.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&pushed).unwrap_or_default()
-        );
-    } else {
-        if !a.quiet {
-            for f in &pushed.files {
-                let how = if f.uploaded {
-                    "uploaded"
-                } else {
-                    "already there"
-                };
-                eprintln!("    {:20} {:>12} bytes  {how}", f.name, f.size);
-            }
-        }
-        println!("{}@{}", pushed.reference, pushed.digest);
-    }
-    Ok(())
-}
-
-fn pull(a: &PullArgs) -> miette::Result<()> {
-    let pulled = crate::oci::pull::pull(&crate::oci::pull::PullRequest {
-        reference: a.reference.clone(),
-        dir: a.out.clone(),
-        quiet: a.quiet,
-    })?;
-    if a.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&pulled).unwrap_or_default()
-        );
-    } else {
-        if !a.quiet {
-            for f in &pulled.files {
-                eprintln!("    {:20} {:>12} bytes  verified", f.name, f.size);
-            }
-        }
-        println!("{}@{}", pulled.reference, pulled.digest);
-    }
-    Ok(())
 }
 
 pub fn main() -> ExitCode {
@@ -249,14 +81,14 @@ pub fn main() -> ExitCode {
         Command::Explain(a) => crate::commands::explain(a),
         Command::Diff(a) => crate::commands::diff(a),
         Command::Image(a) if a.profiles.len() > 1 => return image_fleet(a),
-        Command::Image(a) => crate::image::run(a),
-        Command::Verify(a) => crate::image::verify::run(a),
-        Command::Cache(a) => crate::image::gc::run(a),
-        Command::Push(a) => push(a),
-        Command::Pull(a) => pull(a),
-        Command::VmTest(a) => crate::vmtest::run(a),
-        Command::Report(a) => crate::report::run(a),
-        Command::Run(a) => crate::run::run(a),
+        Command::Image(a) => crate::commands::image(a),
+        Command::Verify(a) => crate::commands::verify(a),
+        Command::Cache(a) => crate::commands::cache(a),
+        Command::Push(a) => crate::commands::push(a),
+        Command::Pull(a) => crate::commands::pull(a),
+        Command::VmTest(a) => crate::commands::vm_test(a),
+        Command::Report(a) => crate::commands::report(a),
+        Command::Run(a) => crate::commands::run(a),
         Command::Completions(a) => {
             clap_complete::generate(
                 a.shell,
@@ -279,8 +111,8 @@ pub fn main() -> ExitCode {
 
 /// `image` with several profiles: the exit code is the worst of the failed
 /// profiles' (0 when every profile was built or skipped as a fragment).
-fn image_fleet(a: &crate::image::ImageArgs) -> ExitCode {
-    match crate::image::run_fleet(a) {
+fn image_fleet(a: &ImageArgs) -> ExitCode {
+    match crate::commands::image_fleet(a) {
         Ok(outcomes) => {
             let worst = outcomes
                 .iter()

@@ -7,6 +7,7 @@ pub mod compliance;
 pub mod diag;
 pub mod emit;
 pub mod eval;
+pub mod exposure;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod image;

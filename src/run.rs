@@ -4,39 +4,35 @@
 //! copy-on-write layer). Ctrl-C or a poweroff in the guest ends it and cleans up.
 //! `--ssh-key FILE` adds a key to ssh.authorized_keys through a wrapper profile.
 use crate::image::{ImageArgs, ImageOutput};
-use crate::vmtest::qemu::{BootMode, ImageDir, copy_on_write, probe_accel};
+use crate::vmtest::qemu::{
+    Accel, BootMode, ImageDir, Net, Qemu, QemuBoot, Serial, command_line, copy_on_write,
+    probe_accel,
+};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
 use std::time::Duration;
 
-#[derive(Debug, clap::Args)]
+/// What `hardroot run` asks.
+#[derive(Debug, Clone)]
 pub struct RunArgs {
     /// The profile to boot, e.g. profiles/xmpp-server.toml
     pub profile: PathBuf,
     /// Output folder for the image [default: out/run/<profile>]
-    #[arg(short, long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Host port on 127.0.0.1 forwarded to the guest's SSH port (the profile's ssh.port)
-    #[arg(long, default_value_t = 2222, value_name = "PORT")]
     pub ssh_port: u16,
     /// Guest memory in MiB
-    #[arg(long, default_value_t = 2048, value_name = "MIB")]
     pub memory: u32,
     /// Guest CPUs
-    #[arg(long, default_value_t = 2, value_name = "N")]
     pub cpus: u32,
     /// Extra folder of modules, searched before modules/ beside the profile (repeatable)
-    #[arg(long = "modules", value_name = "DIR")]
     pub module_dirs: Vec<PathBuf>,
     /// Cache of Debian bases [default: $XDG_CACHE_HOME/hardroot or ~/.cache/hardroot]
-    #[arg(long, env = "HARDROOT_CACHE", value_name = "DIR")]
     pub cache: Option<PathBuf>,
     /// Let this public key (e.g. ~/.ssh/id_ed25519.pub) log in as root too: it is added to
     /// ssh.authorized_keys for this run's image only (the profile must import `ssh`)
-    #[arg(long, value_name = "FILE")]
     pub ssh_key: Option<PathBuf>,
     /// Boot rootfs.img with QEMU's -kernel instead of the shipped disk.img through UEFI firmware
-    #[arg(long)]
     pub direct_kernel: bool,
 }
 
@@ -68,7 +64,7 @@ pub fn run(a: &RunArgs) -> miette::Result<()> {
     );
     let guest_port = guest_ssh_port(&out.join("config.json"));
     let status = Command::new("qemu-system-x86_64")
-        .args(qemu_args(a, &dir, mode, &layer, accel.args(), guest_port))
+        .args(qemu_args(a, &dir, mode, &layer, accel, guest_port))
         .spawn()
         .and_then(wait_or_stop);
     let _ = std::fs::remove_file(&layer);
@@ -126,7 +122,6 @@ fn build(a: &RunArgs, out: &Path) -> miette::Result<ImageOutput> {
         no_disk: a.direct_kernel,
         sources: Vec::new(),
         quiet: false,
-        json: false,
     };
     crate::image::build_profile(&args)
 }
@@ -245,38 +240,26 @@ fn qemu_args(
     image: &ImageDir,
     mode: BootMode,
     layer: &Path,
-    accel: [&str; 4],
+    accel: Accel,
     guest_port: u16,
 ) -> Vec<String> {
-    let mut v: Vec<String> = accel.iter().map(|x| x.to_string()).collect();
-    v.extend(image.boot_args(mode, layer, "0x4"));
-    v.extend(
-        [
-            "-nodefaults",
-            "-no-user-config",
-            "-display",
-            "none",
-            "-m",
-            &a.memory.to_string(),
-            "-smp",
-            &a.cpus.to_string(),
-            // signal=on: Ctrl-C stops QEMU instead of going to the guest.
-            "-chardev",
-            "stdio,id=con,signal=on",
-            "-serial",
-            "chardev:con",
-            // restrict=on: the guest reaches nothing; only the forwarded port comes in, on loopback.
-            "-netdev",
-            &user_netdev(a.ssh_port, guest_port),
-            "-device",
-            "virtio-net-pci,netdev=n0,addr=0x3",
-            "-device",
-            "virtio-rng-pci",
-        ]
-        .iter()
-        .map(|x| x.to_string()),
-    );
-    v
+    command_line(&Qemu {
+        name: None,
+        accel,
+        memory_mib: u64::from(a.memory),
+        cpus: u64::from(a.cpus),
+        boot: QemuBoot::Image {
+            image,
+            mode,
+            disk: layer,
+        },
+        serial: Serial::Stdio,
+        control: None,
+        // restrict=on: the guest reaches nothing; only the forwarded port comes in, on loopback.
+        net: Net::User(user_netdev(a.ssh_port, guest_port)),
+        reboot: true,
+        rng: true,
+    })
 }
 
 #[cfg(test)]
@@ -317,6 +300,55 @@ mod tests {
         assert_eq!(
             user_netdev(2022, 2200),
             "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:2022-:2200"
+        );
+    }
+
+    #[test]
+    fn the_console_is_this_terminal_and_only_ssh_comes_in() {
+        let image = ImageDir {
+            rootfs: "/i/rootfs.img".into(),
+            kernel: "/i/vmlinuz".into(),
+            initrd: "/i/initrd.img".into(),
+            disk: Some("/i/disk.img".into()),
+            manifest: "/i/image-manifest.json".into(),
+            cmdline_extra: Vec::new(),
+        };
+        let a = RunArgs {
+            profile: "p.toml".into(),
+            out: None,
+            ssh_port: 2022,
+            memory: 1024,
+            cpus: 2,
+            module_dirs: Vec::new(),
+            cache: None,
+            ssh_key: None,
+            direct_kernel: false,
+        };
+        let line = qemu_args(
+            &a,
+            &image,
+            BootMode::UefiDisk,
+            Path::new("/o/layer.qcow2"),
+            Accel::Tcg,
+            22,
+        )
+        .join(" ");
+        assert!(
+            line.contains("-chardev stdio,id=ser0,signal=on -serial chardev:ser0"),
+            "{line}"
+        );
+        assert!(
+            line.contains("-netdev user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:2022-:22"),
+            "{line}"
+        );
+        assert!(
+            line.contains("file=/o/layer.qcow2,if=none") && line.contains("-m 1024 -smp 2"),
+            "{line}"
+        );
+        // A reboot inside the guest reboots it; no test backdoor, no QMP.
+        assert!(
+            !line.contains("-no-reboot") && !line.contains("backdoor") && !line.contains("-qmp"),
+            "{line}"
         );
     }
 

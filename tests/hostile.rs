@@ -183,6 +183,10 @@ struct Case {
     label: String,
     hostile: String,
     value: Json,
+    /// For a list that was empty: the list with one harmless marked item.
+    /// What a non-empty list switches on (sshd's Match block for
+    /// ssh.forwarding_groups) is then the baseline, not an injection.
+    switched_on: Option<Json>,
 }
 
 enum Outcome {
@@ -204,20 +208,31 @@ const KNOWN_LOOSE: &[&str] = &[
     "ssh.pubkey_algorithms",
 ];
 
-fn attack(t: &Target, case: &Case, base: &Rendered, tools: &Tools) -> Result<Outcome, String> {
+/// A profile: the target's with the case's option forced to `value`.
+fn forced(t: &Target, case: &Case, value: &Json, dir: &Path, name: &str) -> PathBuf {
     let (module, option) = case.option.split_once('.').unwrap_or_default();
-    let dir = tempfile::tempdir_in(t.tmp.path()).map_err(|e| e.to_string())?;
-    let profile = dir.path().join("hostile.toml");
+    let profile = dir.join(name);
     let text = format!(
         "[profile]\nimports = [{}]\n\n[force.{module}]\n{option} = {}\n",
         toml(&Json::String(t.profile.display().to_string())),
-        toml(&case.value)
+        toml(value)
     );
-    std::fs::write(&profile, text).map_err(|e| e.to_string())?;
+    std::fs::write(&profile, text).expect("scratch profile");
+    profile
+}
+
+fn attack(t: &Target, case: &Case, base: &Rendered, tools: &Tools) -> Result<Outcome, String> {
+    let dir = tempfile::tempdir_in(t.tmp.path()).map_err(|e| e.to_string())?;
+    let profile = forced(t, case, &case.value, dir.path(), "hostile.toml");
     match hardroot::build::check(&profile, &t.dirs) {
         Err(report) => judge_error(case, &report),
         Ok((_, rendered)) => {
-            judge_render(case, base, &rendered)?;
+            // (A list whose type refuses the harmless word keeps the profile as the baseline.)
+            let switched_on = case.switched_on.as_ref().and_then(|v| {
+                let on = forced(t, case, v, dir.path(), "switched-on.toml");
+                hardroot::build::check(&on, &t.dirs).ok().map(|(_, r)| r)
+            });
+            judge_render(case, switched_on.as_ref().unwrap_or(base), &rendered)?;
             match tools.check(case, base, &rendered, dir.path()) {
                 Ok(()) => Ok(Outcome::Inert),
                 Err(e) => Ok(Outcome::Loose(e)),
@@ -504,6 +519,7 @@ fn cases(config: &Config) -> Vec<Case> {
                 .map(|v| v.value.clone())
                 .unwrap_or(Json::Null);
             for h in hostile_values() {
+                let empty_list = current.as_array().is_some_and(Vec::is_empty);
                 for (label, value) in variants(&decl.ty, &current, &h) {
                     out.push(Case {
                         option: option.clone(),
@@ -511,6 +527,8 @@ fn cases(config: &Config) -> Vec<Case> {
                         label,
                         hostile: h.clone(),
                         value,
+                        switched_on: empty_list
+                            .then(|| Json::Array(vec![Json::String(format!("{MARK}on"))])),
                     });
                 }
             }

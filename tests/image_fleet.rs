@@ -1,6 +1,6 @@
 //! `hardroot image PROFILE... -o OUT --jobs N`: several machines in one
 //! command. Two machines share a package set (one base, bootstrapped at most
-//! once), a fragment that imports no `system` is skipped, and a broken
+//! once), a fragment (marked, or importing no `system`) is skipped, and a broken
 //! profile fails alone. Needs root, mmdebstrap and the host's apt sources;
 //! the base is the image tests' cached one under target/.
 mod image_support;
@@ -31,13 +31,21 @@ fn profiles_sharing_a_package_set_share_one_base_and_a_failure_stays_alone() {
     );
     write(
         &profiles,
+        "marked.toml",
+        "[profile]\ndescription = \"a marked fragment\"\nfragment = true\nimports = [\"system\"]\n",
+    );
+    write(
+        &profiles,
         "broken.toml",
         "[profile]\ndescription = \"wrong\"\nimports = [\"system\"]\n\n[system]\nsuite = 5\n",
     );
     let out = tmp.path().join("out");
     let run = Command::new(env!("CARGO_BIN_EXE_hardroot"))
         .args(["image", "--json", "--no-disk", "--jobs", "2"])
-        .args(["one", "broken", "fragment", "two"].map(|p| profiles.join(format!("{p}.toml"))))
+        .args(
+            ["one", "broken", "fragment", "marked", "two"]
+                .map(|p| profiles.join(format!("{p}.toml"))),
+        )
         .arg("-o")
         .arg(&out)
         .arg("--modules")
@@ -89,11 +97,10 @@ fn profiles_sharing_a_package_set_share_one_base_and_a_failure_stays_alone() {
             manifest["rootfs"]["sha256"]
         );
     }
-    assert_eq!(by_name("fragment")["status"], "skipped");
-    assert!(
-        !out.join("fragment").exists(),
-        "a skipped fragment wrote output"
-    );
+    for n in ["fragment", "marked"] {
+        assert_eq!(by_name(n)["status"], "skipped", "{n}");
+        assert!(!out.join(n).exists(), "the skipped {n} wrote output");
+    }
     let broken = by_name("broken");
     assert_eq!(broken["status"], "failed");
     assert!(

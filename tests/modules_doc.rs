@@ -1,13 +1,16 @@
-//! docs/modules.md's worked example cannot rot: its files are written, as the
-//! page shows them, into a copy of modules/ and profiles/, every command of
-//! its `sh` blocks is run there and must succeed, and every output block the
-//! page shows after a command block must appear in what those commands printed.
+//! docs/modules.md's worked examples cannot rot. The node_exporter one: its
+//! files are written, as the page shows them, into a copy of modules/ and
+//! profiles/. The web server one: every file it shows must be the
+//! repository's, byte for byte. In both, every command of the `sh` blocks is
+//! run in the copy and must succeed, and every output block the page shows
+//! after a command block must appear in what those commands printed.
 mod common;
 use common::*;
 use std::path::Path;
 use std::process::Command;
 
-const SECTION: &str = "## Worked example";
+const NODE_EXPORTER: &str = "## Worked example: a node_exporter module";
+const WEB: &str = "## Worked example: a static web server";
 
 /// A fenced block of the section, with the line that introduces it.
 struct Block {
@@ -37,12 +40,12 @@ fn blocks(section: &str) -> Vec<Block> {
     out
 }
 
-fn section() -> String {
+fn section(heading: &str) -> String {
     let doc = std::fs::read_to_string(repo().join("docs/modules.md")).expect("docs/modules.md");
     let at = doc
-        .find(SECTION)
-        .expect("docs/modules.md has a worked example");
-    let rest = &doc[at + SECTION.len()..];
+        .find(heading)
+        .unwrap_or_else(|| panic!("docs/modules.md has `{heading}`"));
+    let rest = &doc[at + heading.len()..];
     rest.split("\n## ").next().unwrap_or(rest).to_string()
 }
 
@@ -93,22 +96,41 @@ fn run_line(dir: &Path, line: &str) -> String {
     all
 }
 
-#[test]
-fn the_worked_example_module_builds_and_every_command_runs() {
+/// What `walk` found: files, commands, output blocks.
+struct Walked {
+    files: usize,
+    commands: usize,
+    outputs: usize,
+}
+
+/// Runs a worked example in a copy of modules/ and profiles/. Its files are
+/// written there (`write_files`) or must equal the repository's.
+fn walk(heading: &str, write_files: bool) -> Walked {
     let t = tempfile::tempdir().unwrap();
     copy_tree(&repo().join("modules"), &t.path().join("modules"));
     copy_tree(&repo().join("profiles"), &t.path().join("profiles"));
-    let blocks = blocks(&section());
-    let mut files = 0;
-    let mut commands = 0;
-    let mut outputs = 0;
+    let blocks = blocks(&section(heading));
+    let mut w = Walked {
+        files: 0,
+        commands: 0,
+        outputs: 0,
+    };
     let mut printed = String::new();
     for b in &blocks {
         if let Some(target) = file_target(&b.intro) {
             let path = t.path().join(target);
-            std::fs::create_dir_all(path.parent().expect("parent")).unwrap();
-            std::fs::write(&path, &b.body).unwrap();
-            files += 1;
+            if write_files {
+                std::fs::create_dir_all(path.parent().expect("parent")).unwrap();
+                std::fs::write(&path, &b.body).unwrap();
+            } else {
+                let real = std::fs::read_to_string(repo().join(target))
+                    .unwrap_or_else(|e| panic!("docs/modules.md shows {target}: {e}"));
+                assert_eq!(
+                    b.body, real,
+                    "docs/modules.md shows {target} other than the repository has it"
+                );
+            }
+            w.files += 1;
         } else if b.lang == "sh" {
             printed.clear();
             for line in b.body.lines().map(str::trim) {
@@ -116,7 +138,7 @@ fn the_worked_example_module_builds_and_every_command_runs() {
                     continue;
                 }
                 printed.push_str(&run_line(t.path(), line));
-                commands += 1;
+                w.commands += 1;
             }
         } else if b.lang.is_empty() {
             let want = normalize(&b.body);
@@ -125,21 +147,41 @@ fn the_worked_example_module_builds_and_every_command_runs() {
                 "docs/modules.md shows output that the commands before it did not print:\n{}\n--- they printed ---\n{printed}",
                 b.body
             );
-            outputs += 1;
+            w.outputs += 1;
         }
     }
+    w
+}
+
+#[test]
+fn the_worked_example_module_builds_and_every_command_runs() {
+    let w = walk(NODE_EXPORTER, true);
     // The example shrinking to nothing would make this test pass vacuously.
-    assert!(files >= 5, "only {files} files in the worked example");
+    assert!(w.files >= 5, "only {} files in the worked example", w.files);
     assert!(
-        commands >= 8,
-        "only {commands} commands in the worked example"
+        w.commands >= 8,
+        "only {} commands in the worked example",
+        w.commands
     );
     assert!(
-        outputs >= 2,
-        "only {outputs} output blocks in the worked example"
+        w.outputs >= 2,
+        "only {} output blocks in the worked example",
+        w.outputs
     );
     assert!(
         !repo().join("modules/node_exporter").exists(),
         "the example lives in the doc, not in modules/"
     );
+}
+
+#[test]
+fn the_web_server_walkthrough_shows_the_real_files_and_its_commands_run() {
+    let w = walk(WEB, false);
+    assert!(
+        w.files >= 3,
+        "only {} files in the web walkthrough",
+        w.files
+    );
+    assert!(w.commands >= 5, "only {} commands", w.commands);
+    assert!(w.outputs >= 3, "only {} output blocks", w.outputs);
 }

@@ -115,21 +115,6 @@ fn yaml(text: &str) -> Value {
     serde_json::from_slice(&o.stdout).unwrap()
 }
 
-/// Lines of a config file without comments and blank lines, whitespace squeezed.
-fn directives(text: &str) -> Vec<String> {
-    text.lines()
-        .map(|l| {
-            l.split('#')
-                .next()
-                .unwrap_or("")
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .filter(|l| !l.is_empty())
-        .collect()
-}
-
 fn has(lines: &[String], wanted: &str) -> bool {
     lines.iter().any(|l| l == wanted)
 }
@@ -144,25 +129,7 @@ fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
 
 /// The rendered nginx.conf with image paths pointing into `dir`.
 fn nginx_conf_for_host(b: &Built, dir: &Path) -> PathBuf {
-    let (cert, key) = self_signed(dir);
-    let conf = b
-        .file("etc/nginx/nginx.conf")
-        .replace(
-            "/etc/hardroot/tls/fullchain.pem",
-            &cert.display().to_string(),
-        )
-        .replace("/etc/hardroot/tls/privkey.pem", &key.display().to_string())
-        .replace(
-            "/etc/hardroot/tls/ffdhe4096.pem",
-            &b.path("etc/hardroot/tls/ffdhe4096.pem")
-                .display()
-                .to_string(),
-        )
-        .replace("/var/log/nginx/", &format!("{}/", dir.display()))
-        .replace(
-            "/run/nginx.pid",
-            &dir.join("nginx.pid").display().to_string(),
-        );
+    let conf = nginx_conf_on_host(&b.file("etc/nginx/nginx.conf"), &b.out.join("overlay"), dir);
     let path = dir.join("nginx.conf");
     std::fs::write(&path, conf).unwrap();
     path
@@ -767,7 +734,12 @@ stat -c '%U:%G %a' $W/etc/turn-secret.yml > $R/turn-secret-mode.txt
 chgrp ejabberd $W/etc/sql-password.yml
 chown -R ejabberd:ejabberd $W/ej
 echo "exec ejabberdctl --config-dir $W/ej/conf --ctl-config $W/ej/conf/ejabberdctl.cfg --spool $W/ej/spool --logs $W/ej/log \"\$@\"" > $W/ejctl
-sh $W/ejctl start
+# The unit's OPENSSL_CONF (the tls module's policy for what ejabberd.yml cannot set).
+cp $O/etc/hardroot/tls/openssl.cnf $W/tls/
+conf=$(sed -n "s#^Environment=OPENSSL_CONF=/etc/hardroot/tls/#$W/tls/#p" $O/etc/systemd/system/ejabberd.service)
+test -f "$conf"
+# Only the node gets it: the probes below must speak as ordinary clients.
+OPENSSL_CONF=$conf sh $W/ejctl start
 sh $W/ejctl started
 sh $W/ejctl register alice example.org alice-pw-1 > $R/register.txt
 # The unit's ExecReload as systemd runs it: as ejabberd, HOME its home (the cookie);
@@ -812,7 +784,7 @@ wait $peer || true
 # Under load a listener can lag behind `ejabberdctl started` (seen: 5443
 # still closed after three tries): wait until each one listens, and retry a
 # failed handshake; a refusal stays a refusal.
-for port in 5222 5223 5443; do
+for port in 5222 5223 5443 5349; do
     i=0
     while [ $i -lt 60 ] && ! ss -Hltn "sport = :$port" | grep -q .; do sleep 1; i=$((i + 1)); done
 done
@@ -827,6 +799,15 @@ tls -connect 127.0.0.1:5443 -tls1_2 > $R/https-tls12.txt
 tls -connect 127.0.0.1:5443 -tls1_1 -cipher DEFAULT@SECLEVEL=0 > $R/https-tls11.txt
 tls -connect 127.0.0.1:5443 -tls1_2 -cipher ECDHE-ECDSA-AES128-SHA > $R/https-cbc.txt
 tls -starttls xmpp -xmpphost example.org -connect 127.0.0.1:5222 -tls1_2 -cipher ECDHE-ECDSA-AES128-SHA > $R/c2s-cbc.txt
+# Key exchange groups (tls.groups) on c2s, HTTPS and TURN over TLS: only P-384.
+# TURN over TLS: the versions of the policy (its listener takes no cipher
+# option, and fast_tls then sets its own TLS 1.2 list over OpenSSL's default).
+for port in 5223 5443 5349; do
+    tls -connect 127.0.0.1:$port -groups secp384r1 > $R/group-p384-$port.txt
+    tls -connect 127.0.0.1:$port -groups X25519 > $R/group-x25519-$port.txt
+done
+tls -connect 127.0.0.1:5349 -tls1_2 > $R/turn-tls12.txt
+tls -connect 127.0.0.1:5349 -tls1_1 -cipher DEFAULT@SECLEVEL=0 > $R/turn-tls11.txt
 
 # nginx with the rendered nginx.conf in front of ejabberd's backend.
 sed -e "s#/etc/hardroot/tls/#$W/tls/#g" -e "s#/var/log/nginx/#$W/nginx/#g" -e "s#/run/nginx.pid#$W/nginx/nginx.pid#" \
@@ -1170,6 +1151,40 @@ fn live_postgresql_ejabberd_and_nginx_in_a_network_namespace() {
         .map(|s| s.trim().to_string()),
         ["yes", "no", "no", "no"].map(String::from),
         "5443: TLS 1.2 AEAD only; CBC refused on 5443 and 5222; failed handshakes:\n{}",
+        res("tls-why.txt")
+    );
+
+    // ejabberd's listeners serve tls.groups (through OPENSSL_CONF), TURN over TLS the whole policy.
+    let groups: Vec<String> = [5223, 5443, 5349]
+        .iter()
+        .flat_map(|p| {
+            [
+                format!("group-p384-{p}.txt"),
+                format!("group-x25519-{p}.txt"),
+            ]
+        })
+        .map(|f| format!("{f}: {}", res(&f).trim()))
+        .collect();
+    assert_eq!(
+        groups,
+        [
+            "group-p384-5223.txt: yes",
+            "group-x25519-5223.txt: no",
+            "group-p384-5443.txt: yes",
+            "group-x25519-5443.txt: no",
+            "group-p384-5349.txt: yes",
+            "group-x25519-5349.txt: no",
+        ],
+        "tls.groups = [secp384r1] on every TLS listener of ejabberd; failed handshakes:\n{}",
+        res("tls-why.txt")
+    );
+    // Its TLS 1.2 suites are not the policy's: ejabberd_stun has no cipher
+    // option, and fast_tls sets its own list ("DEFAULT:!EXPORT:!LOW:!RC4:!SSLv2",
+    // which keeps ECDHE-ECDSA CBC suites); the VM test's TLS probe of 5349 shows it.
+    assert_eq!(
+        [res("turn-tls12.txt"), res("turn-tls11.txt")].map(|s| s.trim().to_string()),
+        ["yes", "no"].map(String::from),
+        "TURN over TLS: tls.protocols (1.2 and 1.3, 1.1 refused); failed handshakes:\n{}",
         res("tls-why.txt")
     );
 

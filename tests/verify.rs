@@ -1,7 +1,8 @@
-//! `hardroot verify OUT`: a cold rebuild (a base bootstrapped anew with the
-//! recorded versions, never the cache) matches a fresh image byte for byte,
-//! and one planted byte in a file of the published disk is named, with its
-//! partition, and exits 1.
+//! `hardroot verify OUT`: one planted byte in a file of the published disk is
+//! named, with its partition, and exits 1; everything else compares equal.
+//! (That an untouched image verifies is proven on the XMPP server's real disk
+//! by tests/reproducible_xmpp.rs: each verify is a cold bootstrap, so the
+//! two cases share none and CI pays for each once.)
 mod common;
 mod image_support;
 
@@ -53,8 +54,8 @@ fn file_offset(disk: &Path, manifest: &serde_json::Value, label: &str, file: &st
 }
 
 #[test]
-#[ignore = "builds an image and rebuilds it cold twice: needs root, mmdebstrap and apt sources (scripts/test.sh)"]
-fn verify_matches_a_fresh_image_and_names_a_planted_byte() {
+#[ignore = "builds an image and rebuilds it cold: needs root, mmdebstrap and apt sources (scripts/test.sh)"]
+fn verify_names_a_planted_byte_with_its_partition_and_file() {
     let tmp = tempfile::tempdir_in("/var/tmp").expect("tempdir");
     let build = write_build(&tmp.path().join("build"), &disk_entries(), &[]);
     let out = tmp.path().join("out");
@@ -64,17 +65,6 @@ fn verify_matches_a_fresh_image_and_names_a_planted_byte() {
     })
     .expect("image");
     let disk = image.disk.clone().expect("disk.img");
-    let disk_sha = common::sha256_file(&disk);
-
-    let ok = verify(&out, &build, tmp.path());
-    let stdout = String::from_utf8_lossy(&ok.stdout);
-    assert!(
-        ok.status.success(),
-        "verify of an untouched image failed:\n{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
-    assert!(stdout.contains(&disk_sha), "prints the sha256: {stdout}");
-
     // One byte of /home/hardroot/readme on the home partition, flipped in place.
     let manifest: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(out.join("image-manifest.json")).expect("manifest"),

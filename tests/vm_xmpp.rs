@@ -6,22 +6,13 @@
 //! `#[ignore]`d like the other VM tests so that a plain `cargo test` stays
 //! quick; scripts/test.sh runs it with `--ignored`. It skips, loudly, only
 //! when the machine cannot run VM tests at all (not root, no /dev/net/tun).
+mod common;
+use common::cannot_run_vm_tests;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn cannot_run() -> Option<String> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("not root (the test network needs network namespaces and taps)".into());
-    }
-    if !Path::new("/dev/net/tun").exists() {
-        return Some("/dev/net/tun is missing (QEMU's tap device needs it)".into());
-    }
-    None
 }
 
 fn read_json(path: &Path) -> serde_json::Value {
@@ -33,7 +24,7 @@ fn read_json(path: &Path) -> serde_json::Value {
 #[test]
 #[ignore = "builds and boots the XMPP image in QEMU; needs root, qemu and mmdebstrap"]
 fn xmpp_server_acceptance_test_passes() {
-    if let Some(why) = cannot_run() {
+    if let Some(why) = cannot_run_vm_tests() {
         eprintln!("\n!!!!! SKIPPED vm_xmpp: {why} !!!!!\n");
         return;
     }
@@ -132,6 +123,25 @@ fn xmpp_server_acceptance_test_passes() {
         page.contains("id=\"boot-plot\""),
         "the boot chart is in the report"
     );
+    // It names the build and the bytes it booted, and every verdict is green:
+    // the test passed, the exposure matrix and hardening are as declared,
+    // and the booted disk is the one image-manifest.json describes.
+    let build = read_json(&out.join("build/manifest.json"));
+    let root_hash = build["root_hash"].as_str().expect("root_hash");
+    assert!(
+        page.contains(root_hash),
+        "the overlay's root hash is on the page"
+    );
+    let disk_sha = manifest["disk"]["sha256"].as_str().expect("disk sha256");
+    assert!(page.contains(disk_sha), "disk.img's sha256 is on the page");
+    for verdict in [
+        "<span id=\"verdict\" class=\"verdict ok\">passed</span>",
+        "id=\"exposure-bad\" class=\"verdict ok\">0<",
+        "id=\"hardening-bad\" class=\"verdict ok\">0<",
+        "id=\"disk-bad\" class=\"verdict ok\">0<",
+    ] {
+        assert!(page.contains(verdict), "the report lacks {verdict}");
+    }
     // The independent audit ran (the last subtest) and its verdict is on the page.
     assert!(
         page.contains("id=\"audit-verdict\"") && !page.contains("id=\"audit-missing\""),

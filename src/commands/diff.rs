@@ -1,6 +1,6 @@
 //! `hardroot diff OUT_A OUT_B`: what changed between two builds, by manifest,
 //! with unified diffs of text files.
-use crate::cli::DiffArgs;
+use super::args::DiffArgs;
 use crate::emit::{Manifest, ManifestEntry};
 use serde_json::json;
 use std::collections::BTreeMap;

@@ -2,7 +2,7 @@
 //! which lost) and the files whose templates read it; for a path, the module and
 //! template that made it and, line by line, which definitions shaped it (found by
 //! leaving each definition out and seeing which lines change).
-use crate::cli::ExplainArgs;
+use super::args::ExplainArgs;
 use crate::diag::report;
 use crate::eval::{Config, EvalOptions, evaluate};
 use crate::model::module::Priority;

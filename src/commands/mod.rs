@@ -1,23 +1,28 @@
-//! The verbs that work on profiles and build outputs (build, check, options,
-//! explain, diff): argument handling and printing; the work is in the layers.
+//! The CLI's verbs: their arguments (args.rs, clap) and their printing; the
+//! work is in the layers. build, check, options, explain and diff work on
+//! profiles and build outputs; pipeline.rs drives image, verify, cache,
+//! push, pull, vm-test, report and run.
 // Input-derived data is never unwrapped or indexed blindly (issue 8): enforced here,
 // not crate-wide, because image/ and vmtest/ are checked by their owners.
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
 )]
+pub mod args;
 mod diff;
 mod explain;
 mod options;
+mod pipeline;
 
 use crate::build::{BuildOptions, build as run_build, check as run_check};
-use crate::cli::{BuildArgs, CheckArgs};
 use crate::diag::Located;
+use args::{BuildArgs, CheckArgs};
 use serde_json::json;
 
 pub use diff::diff;
 pub use explain::explain;
 pub use options::{options, options_markdown};
+pub use pipeline::{cache, image, image_fleet, pull, push, report, run, verify, vm_test};
 
 pub fn build(a: &BuildArgs) -> miette::Result<()> {
     let out = run_build(&BuildOptions {

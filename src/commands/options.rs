@@ -1,5 +1,5 @@
 //! `hardroot options`: every option of every module, as text, Markdown or JSON.
-use crate::cli::OptionsArgs;
+use super::args::OptionsArgs;
 use crate::diag::report;
 use crate::model::module::{Module, OptionDecl, load_module, valid_module_name};
 use crate::model::types::Type;

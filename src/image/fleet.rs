@@ -112,13 +112,8 @@ fn prepare(req: &FleetRequest, profile: &Path, name: String) -> Outcome {
     };
     progress::set_label(Some(outcome.name.clone()));
     match overlay_and_key(req, profile, &out) {
-        Ok(Some(key)) => outcome.base_key = Some(key),
-        Ok(None) => {
-            outcome.status = Status::Skipped(
-                "imports no `system` module: a fragment other profiles import, not a machine"
-                    .to_string(),
-            )
-        }
+        Ok(Ok(key)) => outcome.base_key = Some(key),
+        Ok(Err(why)) => outcome.status = Status::Skipped(why.to_string()),
         Err(e) => outcome.status = Status::Failed(e),
     }
     progress::set_label(None);
@@ -126,17 +121,31 @@ fn prepare(req: &FleetRequest, profile: &Path, name: String) -> Outcome {
     outcome
 }
 
+/// The base key of a machine, or why the profile is not one (it is skipped).
 fn overlay_and_key(
     req: &FleetRequest,
     profile: &Path,
     out: &Path,
-) -> miette::Result<Option<String>> {
+) -> miette::Result<Result<String, &'static str>> {
     let (config, _) = crate::build::check(profile, &req.module_dirs)?;
-    if config.module("system").is_none() {
-        return Ok(None);
+    if let Some(why) = not_a_machine(config.profile.fragment, config.module("system").is_some()) {
+        return Ok(Err(why));
     }
     super::write_overlay(profile, out, &req.module_dirs, req.template.quiet)?;
-    Ok(Some(output::base_key(&image_request(req, out))?))
+    Ok(Ok(output::base_key(&image_request(req, out))?))
+}
+
+/// A fragment (`fragment = true` in its [profile], like hardened.toml) is a
+/// part other profiles import; a profile without the `system` module (like
+/// system-only.toml) has no kernel or boot loader. Neither is an image.
+fn not_a_machine(fragment: bool, has_system: bool) -> Option<&'static str> {
+    if fragment {
+        Some("a fragment (`fragment = true`): other profiles import it")
+    } else if !has_system {
+        Some("imports no `system` module: nothing to boot")
+    } else {
+        None
+    }
 }
 
 fn image_request(req: &FleetRequest, out: &Path) -> ImageRequest {
@@ -240,99 +249,49 @@ fn worker(req: &FleetRequest, outcomes: &[Outcome], board: &Mutex<Board>, change
     }
 }
 
-/// What a table row and the JSON say of an outcome.
-fn row(o: &Outcome) -> (&'static str, String, String) {
-    match &o.status {
-        Status::Built(out) => (
-            if out.base_from_cache { "hit" } else { "miss" },
-            out.disk_sha256
-                .clone()
-                .unwrap_or_else(|| out.rootfs_sha256.clone()),
-            "built".to_string(),
-        ),
-        Status::Skipped(why) => ("-", "-".into(), format!("skipped: {why}")),
-        Status::Failed(_) => ("-", "-".into(), "FAILED (message above)".into()),
-        Status::Pending => ("-", "-".into(), "not built".into()),
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::not_a_machine;
+    use std::path::Path;
 
-/// One line per profile: profile, base key, cache, sha256 of disk.img (or
-/// rootfs.img when the profile has no disk), seconds.
-pub fn print_table(outcomes: &[Outcome], took: std::time::Duration) {
-    let width = outcomes
-        .iter()
-        .map(|o| o.name.len())
-        .max()
-        .unwrap_or(7)
-        .max(7);
-    println!(
-        "{:width$}  {:32}  {:5}  {:64}  {:>8}  result",
-        "profile", "base key", "cache", "sha256 (disk.img, else rootfs.img)", "seconds"
-    );
-    for o in outcomes {
-        let (cache, sha, result) = row(o);
-        println!(
-            "{:width$}  {:32}  {:5}  {:64}  {:>8.1}  {result}",
-            o.name,
-            o.base_key.as_deref().unwrap_or("-"),
-            cache,
-            sha,
-            o.seconds
+    /// `hardroot image profiles/*.toml`: which of the tree's profiles are
+    /// built, judged on the real profiles as the fleet judges them.
+    #[test]
+    fn the_trees_fragments_are_skipped_and_its_machines_built() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles");
+        let mut skipped = Vec::new();
+        let mut machines = Vec::new();
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .expect("profiles/")
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect();
+        files.sort();
+        for p in files {
+            let (config, _) = crate::build::check(&p, &[]).expect("the profile checks");
+            let name = config.profile.name.clone();
+            match not_a_machine(config.profile.fragment, config.module("system").is_some()) {
+                Some(_) => skipped.push(name),
+                None => machines.push(name),
+            }
+        }
+        skipped.sort();
+        machines.sort();
+        assert_eq!(
+            skipped,
+            ["hardened", "system-only", "vm-test-acme", "vm-test-net"]
         );
+        // Every other profile of the tree is a machine (server profiles and
+        // their test variants, which import the fragments).
+        assert!(machines.contains(&"minimal".to_string()), "{machines:?}");
+        assert!(machines.len() >= 7, "{machines:?}");
     }
-    let failed = outcomes.iter().filter(|o| o.failed()).count();
-    let keys: BTreeSet<_> = outcomes
-        .iter()
-        .filter_map(|o| o.base_key.as_ref())
-        .collect();
-    let bootstraps = outcomes
-        .iter()
-        .filter(|o| matches!(&o.status, Status::Built(out) if !out.base_from_cache))
-        .count();
-    println!(
-        "{} profiles, {} base keys, {bootstraps} bootstrapped, {failed} failed, {:.1} s",
-        outcomes.len(),
-        keys.len(),
-        took.as_secs_f64()
-    );
-}
 
-/// `hardroot image P1 P2 ... --json` (docs/json.md, format 1).
-pub fn summary_json(outcomes: &[Outcome], took: std::time::Duration) -> serde_json::Value {
-    let profiles: Vec<_> = outcomes
-        .iter()
-        .map(|o| {
-            let (cache, _, _) = row(o);
-            let (status, image, reason) = match &o.status {
-                Status::Built(out) => (
-                    "built",
-                    Some(super::summary_json(
-                        out,
-                        std::time::Duration::from_secs_f64(o.seconds),
-                    )),
-                    None,
-                ),
-                Status::Skipped(why) => ("skipped", None, Some(why.clone())),
-                Status::Failed(e) => ("failed", None, Some(format!("{e}"))),
-                Status::Pending => ("failed", None, Some("not built".to_string())),
-            };
-            serde_json::json!({
-                "name": o.name,
-                "profile": o.profile,
-                "out": o.out,
-                "base_key": o.base_key,
-                "cache": (cache != "-").then_some(cache),
-                "status": status,
-                "reason": reason,
-                "image": image,
-                "seconds": progress::round_ms(o.seconds),
-            })
-        })
-        .collect();
-    serde_json::json!({
-        "format": 1,
-        "profiles": profiles,
-        "failed": outcomes.iter().filter(|o| o.failed()).count(),
-        "seconds": progress::round_ms(took.as_secs_f64()),
-    })
+    #[test]
+    fn a_fragment_is_skipped_even_with_a_system_module() {
+        assert!(not_a_machine(true, true).is_some());
+        assert!(not_a_machine(false, false).is_some());
+        assert!(not_a_machine(false, true).is_none());
+    }
 }

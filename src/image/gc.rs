@@ -8,38 +8,6 @@ use super::error::{Result, input_err, io_err};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-#[derive(Debug, clap::Args)]
-pub struct CacheArgs {
-    #[command(subcommand)]
-    pub action: CacheAction,
-    /// Base cache [default: $XDG_CACHE_HOME/hardroot or ~/.cache/hardroot]
-    #[arg(long, env = "HARDROOT_CACHE", value_name = "DIR", global = true)]
-    pub cache: Option<PathBuf>,
-}
-
-#[derive(Debug, clap::Subcommand)]
-pub enum CacheAction {
-    /// List the cached bases, most recently used first: key, size, last use, packages
-    List {
-        /// One JSON document instead of a table
-        #[arg(long)]
-        json: bool,
-    },
-    /// Remove cached bases; with both options, only those matching both
-    #[command(group(clap::ArgGroup::new("rule").required(true).multiple(true).args(["keep", "older_than"])))]
-    Gc {
-        /// Keep the N most recently used entries
-        #[arg(long, value_name = "N")]
-        keep: Option<usize>,
-        /// Remove entries last used longer ago than this, e.g. 30d, 12h, 90m
-        #[arg(long, value_name = "AGE", value_parser = parse_age)]
-        older_than: Option<Duration>,
-        /// Say what would be removed, remove nothing
-        #[arg(long)]
-        dry_run: bool,
-    },
-}
-
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Entry {
     pub key: String,
@@ -49,24 +17,6 @@ pub struct Entry {
     pub packages: Vec<String>,
     #[serde(skip)]
     pub dir: PathBuf,
-}
-
-pub fn run(args: &CacheArgs) -> miette::Result<()> {
-    let dir = args.cache.clone().unwrap_or_else(super::cache::default_dir);
-    let cache = Cache::open(&dir)?;
-    match &args.action {
-        CacheAction::List { json } => print_list(&entries(&cache)?, *json),
-        CacheAction::Gc {
-            keep,
-            older_than,
-            dry_run,
-        } => {
-            // clap's "rule" group makes sure at least one of the two is given.
-            let now = SystemTime::now();
-            let doomed = select(&entries(&cache)?, *keep, *older_than, now);
-            gc(&cache, &doomed, *dry_run)
-        }
-    }
 }
 
 /// Every published entry, most recently used first.
@@ -99,7 +49,7 @@ fn entry(cache: &Cache, key: String, dir: PathBuf) -> Entry {
     }
 }
 
-fn epoch_secs(t: SystemTime) -> u64 {
+pub fn epoch_secs(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
@@ -145,32 +95,8 @@ pub fn select(
         .collect()
 }
 
-fn gc(cache: &Cache, doomed: &[Entry], dry_run: bool) -> miette::Result<()> {
-    let (mut freed, mut skipped) = (0u64, 0usize);
-    for e in doomed {
-        if dry_run {
-            println!("would remove {} ({} MiB)", e.key, e.bytes >> 20);
-            freed += e.bytes;
-            continue;
-        }
-        match remove(cache, e)? {
-            true => {
-                println!("removed {} ({} MiB)", e.key, e.bytes >> 20);
-                freed += e.bytes;
-            }
-            false => {
-                println!("kept {}: in use by a running hardroot", e.key);
-                skipped += 1;
-            }
-        }
-    }
-    let verb = if dry_run { "would free" } else { "freed" };
-    println!("{verb} {} MiB; {skipped} in use", freed >> 20);
-    Ok(())
-}
-
 /// Removes one entry if nobody holds its lock; false if somebody does.
-fn remove(cache: &Cache, e: &Entry) -> Result<bool> {
+pub fn remove(cache: &Cache, e: &Entry) -> Result<bool> {
     let Some(_lock) = cache.try_lock(&e.key)? else {
         return Ok(false);
     };
@@ -188,36 +114,6 @@ fn remove(cache: &Cache, e: &Entry) -> Result<bool> {
     }
     std::fs::remove_dir_all(&aside).map_err(io_err("removing", &aside))?;
     Ok(true)
-}
-
-fn print_list(entries: &[Entry], json: bool) -> miette::Result<()> {
-    if json {
-        let doc = serde_json::json!({ "entries": entries });
-        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
-        return Ok(());
-    }
-    let now = epoch_secs(SystemTime::now());
-    println!("{:<32}  {:>9}  {:>10}  packages", "key", "size", "last use");
-    for e in entries {
-        println!(
-            "{:<32}  {:>5} MiB  {:>10}  {}",
-            e.key,
-            e.bytes >> 20,
-            ago(now.saturating_sub(e.last_used)),
-            e.packages.join(",")
-        );
-    }
-    let total: u64 = entries.iter().map(|e| e.bytes).sum();
-    println!("{} entries, {} MiB", entries.len(), total >> 20);
-    Ok(())
-}
-
-fn ago(secs: u64) -> String {
-    match secs {
-        s if s < 3600 => format!("{} min ago", s / 60),
-        s if s < 86400 => format!("{} h ago", s / 3600),
-        s => format!("{} d ago", s / 86400),
-    }
 }
 
 /// "30d", "12h", "90m", "45s" (a bare number is days).

@@ -28,56 +28,39 @@ pub mod verify;
 pub use error::ImageError;
 use std::path::PathBuf;
 
-#[derive(Debug, clap::Args)]
+/// What `hardroot image` asks (the command line is the CLI's: commands/args.rs).
+#[derive(Debug, Clone)]
 pub struct ImageArgs {
-    /// Profiles to build, e.g. profiles/xmpp-server.toml; with several, each
-    /// goes to OUT/<profile>/ (profiles/*.toml builds a whole tree)
-    #[arg(required_unless_present_any = ["from_build", "from_manifest"], value_name = "PROFILE")]
+    /// Profiles to build; with several, each goes to OUT/<profile>/ (fleet.rs)
     pub profiles: Vec<PathBuf>,
     /// Output folder: rootfs.img, vmlinuz, initrd.img, image-manifest.json (and
     /// the overlay); with several profiles, one folder per profile inside it
-    #[arg(short, long, default_value = "out", value_name = "DIR")]
     pub out: PathBuf,
     /// With several profiles: how many images are built at once (a package
     /// set is still bootstrapped once, by one of them)
-    #[arg(short, long, default_value_t = 1, value_name = "N",
-          value_parser = clap::value_parser!(u16).range(1..))]
-    pub jobs: u16,
+    pub jobs: usize,
     /// Use an existing `hardroot build` output folder instead of building PROFILE
-    #[arg(long, value_name = "DIR", conflicts_with = "profiles")]
     pub from_build: Option<PathBuf>,
     /// Build exactly what an image-manifest.json records (same overlay, package
     /// versions, sources, base identity); its folder must hold the build
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["profiles", "from_build"])]
     pub from_manifest: Option<PathBuf>,
     /// With --from-manifest: bootstrap from a dated snapshot archive (URL with the date)
-    #[arg(long, value_name = "URL", requires = "from_manifest")]
     pub snapshot: Option<String>,
     /// Extra folder of modules, searched before modules/ beside the profile (repeatable)
-    #[arg(long = "modules", value_name = "DIR")]
     pub module_dirs: Vec<PathBuf>,
     /// Base cache [default: $XDG_CACHE_HOME/hardroot or ~/.cache/hardroot]
-    #[arg(long, env = "HARDROOT_CACHE", value_name = "DIR")]
     pub cache: Option<PathBuf>,
     /// Bootstrap the base again even if the cache has it
-    #[arg(long)]
     pub rebuild_base: bool,
     /// Also write OUT/rootfs.qcow2
-    #[arg(long)]
     pub qcow2: bool,
     /// Skip disk.img and disk.qcow2 (the golden disk of a profile that imports
     /// `disk`): rootfs.img, kernel and initrd only, for a quicker direct-kernel boot
-    #[arg(long)]
     pub no_disk: bool,
     /// apt sources for mmdebstrap [default: the host's /etc/apt sources]
-    #[arg(long = "sources", value_name = "FILE")]
     pub sources: Vec<PathBuf>,
     /// Only print errors and the final summary
-    #[arg(short, long)]
     pub quiet: bool,
-    /// Print the summary as JSON on stdout (shape: docs/json.md); progress stays on stderr
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// What another stage (vm-test, benches) asks of the image stage.
@@ -142,43 +125,16 @@ pub fn build_image(req: &ImageRequest) -> Result<ImageOutput, ImageError> {
     output::build(req)
 }
 
-pub fn run(args: &ImageArgs) -> miette::Result<()> {
-    let started = std::time::Instant::now();
-    let out = build_profile(args)?;
-    if args.json {
-        let v = summary_json(&out, started.elapsed());
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-    } else {
-        print_summary(&out, started.elapsed());
-    }
-    Ok(())
-}
-
-/// `hardroot image P1 P2 ... -o OUT`: every profile into OUT/<profile>/, the
-/// summary table (or JSON) on stdout, each failure's message on stderr. The
-/// outcomes go back to the CLI, which makes the exit code of them.
-pub fn run_fleet(args: &ImageArgs) -> miette::Result<Vec<fleet::Outcome>> {
-    let started = std::time::Instant::now();
-    let req = fleet::FleetRequest {
+/// `hardroot image P1 P2 ... -o OUT`: every profile into OUT/<profile>/.
+/// The outcomes go back to the CLI, which prints them and makes the exit code.
+pub fn build_fleet(args: &ImageArgs) -> miette::Result<Vec<fleet::Outcome>> {
+    fleet::build(&fleet::FleetRequest {
         profiles: args.profiles.clone(),
         out: args.out.clone(),
-        jobs: usize::from(args.jobs),
+        jobs: args.jobs,
         module_dirs: args.module_dirs.clone(),
         template: request(args, args.out.clone()),
-    };
-    let outcomes = fleet::build(&req)?;
-    for o in &outcomes {
-        if let fleet::Status::Failed(e) = &o.status {
-            eprintln!("{}: {e:?}", o.name);
-        }
-    }
-    if args.json {
-        let v = fleet::summary_json(&outcomes, started.elapsed());
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-    } else {
-        fleet::print_table(&outcomes, started.elapsed());
-    }
-    Ok(outcomes)
+    })
 }
 
 /// Overlay (or an existing build folder) → image, as `hardroot image` does; `run` uses it too.
@@ -263,58 +219,4 @@ pub(crate) fn write_overlay(
         eprintln!("{:?}", miette::Report::new(copy));
     }
     Ok(built.warnings.iter().map(|w| w.to_string()).collect())
-}
-
-fn print_summary(out: &ImageOutput, took: std::time::Duration) {
-    let base = if out.base_from_cache {
-        "cached"
-    } else {
-        "built"
-    };
-    println!("rootfs.img sha256 {}", out.rootfs_sha256);
-    println!(
-        "base {} ({base}), used {} MiB",
-        out.cache_key,
-        out.used_bytes >> 20
-    );
-    println!(
-        "image written to {} in {:.1} s",
-        out.rootfs.display(),
-        took.as_secs_f64()
-    );
-}
-
-/// `hardroot image --json`: the shape is documented in docs/json.md (format 1).
-pub(crate) fn summary_json(out: &ImageOutput, took: std::time::Duration) -> serde_json::Value {
-    let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).ok();
-    serde_json::json!({
-        "format": 1,
-        "profile": out.profile,
-        "overlay_root_hash": out.overlay_root_hash,
-        "rootfs": {
-            "path": out.rootfs,
-            "sha256": out.rootfs_sha256,
-            "size_bytes": out.size_bytes,
-            "used_bytes": out.used_bytes,
-        },
-        "qcow2": out.qcow2.as_ref().map(|p| serde_json::json!({ "path": p, "size_bytes": size(p) })),
-        "disk": out.disk.as_ref().map(|p| serde_json::json!({
-            "path": p,
-            "sha256": out.disk_sha256,
-            "size_bytes": size(p),
-            "qcow2": out.disk_qcow2,
-        })),
-        "kernel": { "path": out.kernel, "version": out.kernel_version },
-        "initrd": { "path": out.initrd },
-        "image_manifest": out.image_manifest,
-        "base": {
-            "cache_key": out.cache_key,
-            "cache": if out.base_from_cache { "hit" } else { "miss" },
-        },
-        "packages": out.packages,
-        "sbom": { "path": out.sbom },
-        "steps": out.steps,
-        "seconds": progress::round_ms(took.as_secs_f64()),
-        "warnings": out.warnings,
-    })
 }

@@ -11,25 +11,21 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, clap::Args)]
+/// What `hardroot verify` asks.
+#[derive(Debug, Clone)]
 pub struct VerifyArgs {
     /// The output folder of `hardroot image`: image-manifest.json, disk.img, the build
     pub out: PathBuf,
     /// The build folder (overlay/, manifest.json, config.json) [default: OUT]
-    #[arg(long, value_name = "DIR")]
     pub build: Option<PathBuf>,
     /// Bootstrap the base from a dated snapshot archive (URL with the date),
     /// for versions the mirror no longer serves
-    #[arg(long, value_name = "URL")]
     pub snapshot: Option<String>,
     /// apt sources for the rebuild [default: those recorded in image-manifest.json]
-    #[arg(long = "sources", value_name = "FILE")]
     pub sources: Vec<PathBuf>,
     /// Where to rebuild (needs room for a base and a disk) [default: /var/tmp]
-    #[arg(long, value_name = "DIR")]
     pub work: Option<PathBuf>,
     /// Only print errors and the verdict
-    #[arg(short, long)]
     pub quiet: bool,
 }
 
@@ -207,33 +203,6 @@ pub struct Verdict {
     pub file: String,
     pub sha256: String,
     pub seconds: f64,
-}
-
-pub fn run(args: &VerifyArgs) -> miette::Result<()> {
-    let verdict = match verify(args) {
-        Ok(v) => v,
-        // The differences are the verb's output, one per line (stdout, not
-        // wrapped); the error only says so and sets the exit code.
-        Err(ImageError::NotReproduced { report }) => {
-            println!("{report}");
-            return Err(ImageError::NotReproduced {
-                report: format!(
-                    "{} (the differences are listed above, and in OUT/verify.json)",
-                    report.lines().next().unwrap_or_default()
-                ),
-            }
-            .into());
-        }
-        Err(e) => return Err(e.into()),
-    };
-    println!("{} reproduced: sha256 {}", verdict.file, verdict.sha256);
-    if !args.quiet {
-        eprintln!(
-            "verify: rebuilt cold and compared in {:.0} s",
-            verdict.seconds
-        );
-    }
-    Ok(())
 }
 
 /// Rebuilds OUT's image cold in a temp folder and compares it byte for byte.

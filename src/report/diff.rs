@@ -162,11 +162,11 @@ mod tests {
     fn files_and_packages_added_removed_changed() {
         let old = build(
             json!([{"path": "etc/a", "type": "file", "sha256": "1"}, {"path": "etc/b", "type": "file", "sha256": "2"}]),
-            json!([{"name": "nginx", "version": "1.22"}, {"name": "gone", "version": "1"}]),
+            json!([{"name": "openssl", "version": "3.0.11"}, {"name": "gone", "version": "1"}]),
         );
         let new = build(
             json!([{"path": "etc/a", "type": "file", "sha256": "9"}, {"path": "etc/c", "type": "file", "sha256": "3"}]),
-            json!([{"name": "nginx", "version": "1.24"}, {"name": "new", "version": "2"}]),
+            json!([{"name": "openssl", "version": "3.0.13"}, {"name": "new", "version": "2"}]),
         );
         let d = collect(&old, &new);
         assert_eq!(d.files_added, ["/etc/c"]);
@@ -175,6 +175,6 @@ mod tests {
         assert_eq!(d.files_changed[0].what, "content");
         assert_eq!(d.packages_added, ["new 2"]);
         assert_eq!(d.packages_removed, ["gone 1"]);
-        assert_eq!(d.packages_changed[0].what, "1.22 → 1.24");
+        assert_eq!(d.packages_changed[0].what, "3.0.11 → 3.0.13");
     }
 }

@@ -7,6 +7,7 @@ use super::facts::{self, Socket};
 use super::identity::text;
 use super::inputs::Inputs;
 use super::page::Cell;
+use crate::exposure::{Rule, Table, Who};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -28,6 +29,8 @@ pub struct Row {
     pub service: String,
     pub description: String,
     pub exposure: String,
+    /// The row's tls column: "direct", "starttls PROTOCOL" or "—".
+    pub tls: String,
     pub listening: Cell,
     pub trusted: Cell,
     pub untrusted: Cell,
@@ -61,8 +64,12 @@ struct Declared {
     service: String,
     description: String,
     exposure: String,
+    /// none, direct or starttls (the protocol follows: "starttls xmpp").
+    tls: String,
     /// Addresses the service binds; empty = every address.
     bind: Vec<String>,
+    /// What its exposure allows (firewall.exposure_rules, the one rule).
+    rule: Option<Rule>,
 }
 
 impl Declared {
@@ -74,20 +81,8 @@ impl Declared {
         self.port_end > self.port
     }
 
-    /// Whether the socket accepts connections on the server's address of a
-    /// family: a listener bound to an IPv4 address only cannot be reached
-    /// over IPv6 even where the firewall lets it through. `::` is dual-stack.
     fn binds_family(&self, v6: bool) -> bool {
-        if self.bind.is_empty() {
-            return true;
-        }
-        self.bind
-            .iter()
-            .any(|b| match b.parse::<std::net::IpAddr>() {
-                Ok(ip) if ip.is_unspecified() => ip.is_ipv6() || !v6,
-                Ok(ip) => !ip.is_loopback() && ip.is_ipv6() == v6,
-                Err(_) => false,
-            })
+        crate::exposure::binds_family(&self.bind, v6)
     }
 }
 
@@ -99,12 +94,11 @@ struct Expect {
 }
 
 fn expect(d: &Declared) -> Expect {
-    let (listening, trusted, untrusted) = match d.exposure.as_str() {
-        "public" => (true, true, true),
-        "trusted" => (true, true, false),
-        "localhost" => (true, false, false),
-        _ => (false, false, false),
-    };
+    // Without a rule (a build older than firewall.exposure_rules) nothing is
+    // expected; collect() says so in a note.
+    let (listening, trusted, untrusted) = d.rule.as_ref().map_or((false, false, false), |r| {
+        (r.listens, r.from != Who::Nobody, r.from == Who::Anyone)
+    });
     Expect {
         // Nothing listens on a relay range until a client asks for a relay.
         listening: (!d.is_range()).then_some(listening),
@@ -222,9 +216,26 @@ fn declared(inputs: &Inputs, notes: &mut Vec<String>) -> Vec<Declared> {
         notes.push("no firewall.listeners in config.json: nothing declared to compare with".into());
         return Vec::new();
     };
+    let table = inputs
+        .build
+        .config
+        .as_ref()
+        .map(Table::from_config)
+        .transpose()
+        .unwrap_or_else(|e| {
+            notes.push(format!("cannot judge by the exposure rule: {e}"));
+            None
+        });
+    let rule = |exposure: &str| {
+        table
+            .as_ref()
+            .and_then(|t| t.rules.iter().find(|r| r.exposure == exposure).cloned())
+    };
     list.iter()
         .filter_map(|l| {
+            let exposure = l.get("exposure").map(text).unwrap_or_default();
             Some(Declared {
+                rule: rule(&exposure),
                 port: u32::try_from(l.get("port")?.as_u64()?).ok()?,
                 port_end: l
                     .get("port_end")
@@ -234,7 +245,14 @@ fn declared(inputs: &Inputs, notes: &mut Vec<String>) -> Vec<Declared> {
                 proto: l.get("proto").map(text).unwrap_or_default(),
                 service: l.get("service").map(text).unwrap_or_default(),
                 description: l.get("description").map(text).unwrap_or_default(),
-                exposure: l.get("exposure").map(text).unwrap_or_default(),
+                exposure,
+                tls: [l.get("tls"), l.get("starttls")]
+                    .into_iter()
+                    .flatten()
+                    .map(text)
+                    .filter(|t| !t.is_empty() && t != "none")
+                    .collect::<Vec<_>>()
+                    .join(" "),
                 bind: l
                     .get("bind")
                     .and_then(Value::as_array)
@@ -278,6 +296,11 @@ fn row(d: &Declared, measured: Option<&[Value]>, sockets: Option<&[Socket]>) -> 
         service: d.service.clone(),
         description: d.description.clone(),
         exposure: d.exposure.clone(),
+        tls: if d.tls.is_empty() {
+            "—".into()
+        } else {
+            d.tls.clone()
+        },
         listening: listening_cell(d, &want, m, sockets),
         trusted: reach_cell(d, m, "trusted", want.trusted),
         untrusted: reach_cell(d, m, "untrusted", want.untrusted),
@@ -315,7 +338,7 @@ fn listening_cell(
         (false, _) => "no".into(),
     };
     // A localhost listener bound to anything but loopback is exposed by its bind.
-    let wide = d.exposure == "localhost"
+    let wide = d.rule.as_ref().is_some_and(Rule::loopback_only)
         && found
             .as_ref()
             .is_some_and(|f| f.iter().any(|s| !s.loopback()));
@@ -411,8 +434,21 @@ mod tests {
             service: "s".into(),
             description: String::new(),
             exposure: exposure.into(),
+            tls: String::new(),
             bind: Vec::new(),
+            rule: Some(rule(exposure)),
         }
+    }
+
+    /// The firewall module's default rule for one exposure (as config.json holds it).
+    fn rule(exposure: &str) -> Rule {
+        let (from, bind, listens) = match exposure {
+            "public" => ("anyone", "any", true),
+            "trusted" => ("trusted", "any", true),
+            "localhost" => ("nobody", "loopback", true),
+            _ => ("nobody", "any", false),
+        };
+        serde_json::from_value(serde_json::json!({"exposure": exposure, "from": from, "bind": bind, "listens": listens})).unwrap()
     }
 
     fn sock(addr: &str, port: u32) -> Socket {

@@ -47,6 +47,7 @@ pub struct TlsRow {
     pub asked_versions: String,
     pub versions: Vec<Cell>,
     pub asked_ciphers: String,
+    pub asked_groups: String,
     pub ciphers: Vec<Cell>,
 }
 
@@ -77,52 +78,30 @@ pub fn collect(inputs: &Inputs) -> Hardening {
     }
 }
 
-/// sshd -T keys that matter, and where the profile sets each: an option of
-/// the ssh module, or the module's fixed policy.
-const SSHD_KEYS: &[(&str, &str, &str)] = &[
-    ("port", "port", ""),
-    ("passwordauthentication", "", "no"),
-    ("kbdinteractiveauthentication", "", "no"),
-    ("permitemptypasswords", "", "no"),
-    ("pubkeyauthentication", "", "yes"),
-    ("permitrootlogin", "permit_root_login", ""),
-    ("maxauthtries", "max_auth_tries", ""),
-    ("logingracetime", "login_grace_time", ""),
-    ("clientaliveinterval", "client_alive_interval", ""),
-    ("x11forwarding", "", "no"),
-    ("allowtcpforwarding", "allow_tcp_forwarding", ""),
-    ("ciphers", "ciphers", ""),
-    ("macs", "macs", ""),
-    ("kexalgorithms", "kex_algorithms", ""),
-    ("hostkeyalgorithms", "host_key_algorithms", ""),
-    ("pubkeyacceptedalgorithms", "pubkey_algorithms", ""),
-];
-
+/// The ssh module's `effective` list (key, value, set_by) against the guest's `sshd -T`.
 fn sshd(inputs: &Inputs, notes: &mut Vec<String>) -> Vec<Compare> {
     let live = inputs.fact("sshd-T.txt").map(|t| facts::sshd(&t));
     if live.is_none() {
         notes.push("facts/sshd-T.txt missing: effective sshd settings not collected".into());
     }
-    SSHD_KEYS
+    let Some(wanted) = inputs.config("ssh", "effective").and_then(Value::as_array) else {
+        notes.push("no ssh.effective in config.json: nothing to compare sshd -T with".into());
+        return Vec::new();
+    };
+    wanted
         .iter()
-        .map(|(key, option, policy)| {
-            let (asked, source) = if option.is_empty() {
-                (Some(policy.to_string()), "ssh module policy".to_string())
-            } else {
-                (
-                    inputs.config("ssh", option).map(option_text),
-                    format!("ssh.{option}"),
-                )
-            };
+        .filter_map(|w| {
+            let key = text(w.get("key")?);
+            let asked = w.get("value").map(text);
             let got = live
                 .as_ref()
-                .map(|l| l.get(*key).cloned().unwrap_or_else(|| "(absent)".into()));
-            Compare {
-                name: key.to_string(),
-                source,
+                .map(|l| l.get(&key).cloned().unwrap_or_else(|| "(absent)".into()));
+            Some(Compare {
+                source: w.get("set_by").map(text).unwrap_or_default(),
                 live: compare(asked.as_deref(), got.as_deref(), sshd_same),
                 asked: asked.unwrap_or_else(|| "—".into()),
-            }
+                name: key,
+            })
         })
         .collect()
 }
@@ -258,11 +237,69 @@ fn rules_cell(want: Option<&facts::Chain>, got: Option<&facts::Chain>, collected
 
 const VERSIONS: &[&str] = &["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"];
 
-/// What the rendered configuration asks of one TLS port.
+/// What a TLS port was asked to serve: the tls module's policy (config.json
+/// `tls.*`) when the port's row in firewall.listeners declares TLS.
 struct TlsPolicy {
     source: String,
     versions: Vec<String>,
+    /// TLS 1.2 suites and TLS 1.3 suites, judged apart.
     ciphers: Vec<String>,
+    suites: Vec<String>,
+    groups: Vec<String>,
+}
+
+impl TlsPolicy {
+    /// The policy as config.json holds it; `None` without a tls module.
+    fn from_config(inputs: &Inputs) -> Option<TlsPolicy> {
+        let list = |option: &str| -> Option<Vec<String>> {
+            Some(
+                inputs
+                    .config("tls", option)?
+                    .as_array()?
+                    .iter()
+                    .map(text)
+                    .collect(),
+            )
+        };
+        Some(TlsPolicy {
+            source: "tls.protocols, tls.ciphers, tls.ciphersuites, tls.groups".into(),
+            versions: list("protocols")?,
+            ciphers: list("ciphers").unwrap_or_default(),
+            suites: list("ciphersuites").unwrap_or_default(),
+            groups: list("groups").unwrap_or_default(),
+        })
+    }
+
+    /// Nothing to judge against: a port no listener declares as TLS, or no policy.
+    fn none(source: String) -> TlsPolicy {
+        TlsPolicy {
+            source,
+            versions: Vec::new(),
+            ciphers: Vec::new(),
+            suites: Vec::new(),
+            groups: Vec::new(),
+        }
+    }
+}
+
+/// How firewall.listeners declares a TCP port's TLS (`tls`, `starttls`), if a row covers it.
+fn declared_tls(inputs: &Inputs, port: u32) -> Option<(String, String)> {
+    inputs
+        .config("firewall", "listeners")?
+        .as_array()?
+        .iter()
+        .find(|l| {
+            let first = l.get("port").and_then(Value::as_u64).unwrap_or(0);
+            let last = l.get("port_end").and_then(Value::as_u64).unwrap_or(0);
+            l.get("proto").and_then(Value::as_str) == Some("tcp")
+                && (first..=last.max(first)).contains(&u64::from(port))
+        })
+        .map(|l| {
+            (
+                l.get("tls").map(text).unwrap_or_else(|| "none".into()),
+                l.get("starttls").map(text).unwrap_or_default(),
+            )
+        })
 }
 
 fn tls(inputs: &Inputs, notes: &mut Vec<String>) -> Vec<TlsRow> {
@@ -278,13 +315,35 @@ fn tls(inputs: &Inputs, notes: &mut Vec<String>) -> Vec<TlsRow> {
         notes.push("neither facts/tls.txt nor tls-*.txt: TLS handshakes not probed".into());
         return Vec::new();
     }
+    let policy = TlsPolicy::from_config(inputs);
+    if policy.is_none() {
+        notes.push(
+            "no tls.protocols in config.json: no TLS policy to judge the handshakes by".into(),
+        );
+    }
     let mut ports: BTreeMap<(u32, String), Vec<facts::Handshake>> = BTreeMap::new();
     for h in all {
         ports.entry((h.port, h.mode.clone())).or_default().push(h);
     }
     ports
         .into_iter()
-        .map(|((port, mode), hs)| tls_row(port, mode, &hs, &policy_for(inputs, port)))
+        .map(|((port, mode), hs)| {
+            let unjudged;
+            let p = match (declared_tls(inputs, port), &policy) {
+                (Some((tls, _)), Some(p)) if tls != "none" => p,
+                (Some(_), _) | (None, None) => {
+                    unjudged = TlsPolicy::none(
+                        "not declared as TLS in firewall.listeners (its tls column)".into(),
+                    );
+                    &unjudged
+                }
+                (None, Some(_)) => {
+                    unjudged = TlsPolicy::none("no row of firewall.listeners".into());
+                    &unjudged
+                }
+            };
+            tls_row(port, mode, &hs, p)
+        })
         .collect()
 }
 
@@ -315,11 +374,16 @@ fn tls_row(port: u32, mode: String, hs: &[facts::Handshake], p: &TlsPolicy) -> T
     let ciphers = seen
         .into_iter()
         .map(|c| {
-            // TLS 1.3 suites (TLS_*) are not set by the TLS 1.2 cipher lists.
-            if p.ciphers.is_empty() || c.starts_with("TLS_") {
-                Cell::na(c)
+            // TLS 1.3 suites (TLS_*) are set by their own list.
+            let wanted = if c.starts_with("TLS_") {
+                &p.suites
             } else {
-                Cell::judge(c, p.ciphers.iter().any(|w| w == c))
+                &p.ciphers
+            };
+            if known {
+                Cell::judge(c, wanted.iter().any(|w| w == c))
+            } else {
+                Cell::na(c)
             }
         })
         .collect();
@@ -329,98 +393,20 @@ fn tls_row(port: u32, mode: String, hs: &[facts::Handshake], p: &TlsPolicy) -> T
         source: p.source.clone(),
         asked_versions: or_dash(p.versions.join(" ")),
         versions,
-        asked_ciphers: or_dash(p.ciphers.join(" ")),
+        asked_ciphers: or_dash(
+            [p.ciphers.join(" "), p.suites.join(" ")]
+                .into_iter()
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+        asked_groups: or_dash(p.groups.join(" ")),
         ciphers,
     }
 }
 
 fn or_dash(s: String) -> String {
     if s.is_empty() { "—".into() } else { s }
-}
-
-/// nginx owns 443; ejabberd every other TLS port (s2s ports with its s2s list).
-fn policy_for(inputs: &Inputs, port: u32) -> TlsPolicy {
-    let https = inputs
-        .config("nginx", "https_port")
-        .and_then(Value::as_u64)
-        .unwrap_or(443);
-    if u64::from(port) == https {
-        return nginx_policy(inputs);
-    }
-    let s2s = ["s2s_port", "s2s_tls_port"]
-        .iter()
-        .filter_map(|o| inputs.config("ejabberd", o).and_then(Value::as_u64))
-        .any(|p| p == u64::from(port));
-    ejabberd_policy(inputs, if s2s { "S2S_CIPHERS" } else { "C2S_CIPHERS" })
-}
-
-fn nginx_policy(inputs: &Inputs) -> TlsPolicy {
-    let conf = inputs
-        .overlay_file("etc/nginx/nginx.conf")
-        .unwrap_or_default();
-    let directive = |name: &str| -> Vec<String> {
-        conf.lines()
-            .map(str::trim)
-            .find_map(|l| l.strip_prefix(name))
-            .map(|v| {
-                v.trim()
-                    .trim_end_matches(';')
-                    .split([' ', ':'])
-                    .filter(|s| !s.is_empty())
-                    .map(String::from)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    TlsPolicy {
-        source: "/etc/nginx/nginx.conf".into(),
-        versions: directive("ssl_protocols "),
-        ciphers: directive("ssl_ciphers "),
-    }
-}
-
-/// ejabberd names what it refuses (`no_tlsv1`...); the rest of 1.0–1.3 is allowed.
-fn ejabberd_policy(inputs: &Inputs, macro_name: &str) -> TlsPolicy {
-    let conf = inputs
-        .overlay_file("etc/ejabberd/ejabberd.yml")
-        .unwrap_or_default();
-    let source = format!("/etc/ejabberd/ejabberd.yml ({macro_name})");
-    if conf.is_empty() {
-        return TlsPolicy {
-            source,
-            versions: Vec::new(),
-            ciphers: Vec::new(),
-        };
-    }
-    let refused =
-        |flag: &str| conf.contains(&format!("\"{flag}\"")) || conf.contains(&format!("- {flag}\n"));
-    let versions = [
-        ("TLSv1", "no_tlsv1"),
-        ("TLSv1.1", "no_tlsv1_1"),
-        ("TLSv1.2", "no_tlsv1_2"),
-        ("TLSv1.3", "no_tlsv1_3"),
-    ]
-    .iter()
-    .filter(|(_, flag)| !refused(flag))
-    .map(|(v, _)| v.to_string())
-    .collect();
-    let ciphers = conf
-        .lines()
-        .map(str::trim)
-        .find_map(|l| l.strip_prefix(&format!("{macro_name}:")))
-        .map(|v| {
-            v.trim()
-                .trim_matches('"')
-                .split(':')
-                .map(String::from)
-                .collect()
-        })
-        .unwrap_or_default();
-    TlsPolicy {
-        source,
-        versions,
-        ciphers,
-    }
 }
 
 #[cfg(test)]
@@ -443,6 +429,8 @@ mod tests {
             source: "x".into(),
             versions: vec!["TLSv1.2".into(), "TLSv1.3".into()],
             ciphers: vec!["ECDHE-ECDSA-AES256-GCM-SHA384".into()],
+            suites: vec!["TLS_AES_256_GCM_SHA384".into()],
+            groups: vec!["secp384r1".into()],
         };
         let row = tls_row(
             443,
@@ -450,19 +438,20 @@ mod tests {
             &[
                 hs("TLSv1.1", true, Some("ECDHE-RSA-AES128-SHA")),
                 hs("TLSv1.2", true, Some("ECDHE-ECDSA-AES256-GCM-SHA384")),
-                hs("TLSv1.3", false, None),
+                hs("TLSv1.3", true, Some("TLS_AES_128_GCM_SHA256")),
             ],
             &p,
         );
         let states: Vec<&str> = row.versions.iter().map(|c| c.state).collect();
-        assert_eq!(states, ["bad", "ok", "bad"]);
+        assert_eq!(states, ["bad", "ok", "ok"]);
         let bad: Vec<&str> = row
             .ciphers
             .iter()
             .filter(|c| c.state == "bad")
             .map(|c| c.text.as_str())
             .collect();
-        assert_eq!(bad, ["ECDHE-RSA-AES128-SHA"]);
+        // A TLS 1.3 suite is judged by tls.ciphersuites, not by the 1.2 list.
+        assert_eq!(bad, ["ECDHE-RSA-AES128-SHA", "TLS_AES_128_GCM_SHA256"]);
     }
 
     #[test]

@@ -6,14 +6,10 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 /// Rendered files the report compares against (the "asked for" side of the
-/// firewall and TLS rows). Rendered files never hold secrets: keys and
-/// passwords are generated on the machine.
-pub const OVERLAY_FILES: &[&str] = &[
-    "etc/nginx/nginx.conf",
-    "etc/ejabberd/ejabberd.yml",
-    "etc/iptables/rules.v4",
-    "etc/iptables/rules.v6",
-];
+/// firewall chains); everything else it asks comes from config.json.
+/// Rendered files never hold secrets: keys and passwords are generated on
+/// the machine.
+pub const OVERLAY_FILES: &[&str] = &["etc/iptables/rules.v4", "etc/iptables/rules.v6"];
 
 const BUILD_FILES: &[&str] = &[
     "manifest.json",

@@ -11,11 +11,15 @@ pub mod interrupt;
 pub mod layout;
 pub mod machine;
 mod net;
+mod probe;
 pub mod protocol;
 pub mod qemu;
 pub mod results;
 pub mod script;
 pub mod spec;
+mod tls;
+mod units;
+mod verbs;
 
 use machine::{Client, Machine};
 use qemu::{Accel, Backend, BootMode, ImageDir, VmConfig};
@@ -25,93 +29,42 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-#[derive(Debug, clap::Args)]
-#[command(
-    allow_missing_positional = true,
-    after_help = "Examples:\n  \
-                  hardroot vm-test profiles/xmpp-test.toml vm-tests/xmpp-server   build the profile's image, boot, test\n  \
-                  hardroot vm-test --image img vm-tests/xmpp-server              boot an image built before\n\n\
-                  How to write a test: docs/testing.md."
-)]
+/// What `hardroot vm-test` asks.
+#[derive(Debug, Clone)]
 pub struct VmTestArgs {
     /// Profile of the machine under test (used by machines in test.toml that name no profile or image)
     pub profile: Option<PathBuf>,
     /// Test folder, e.g. vm-tests/xmpp-server (holds test.toml and test.rhai)
     pub test: PathBuf,
     /// Boot this image folder (disk.img, or rootfs.img, vmlinuz, initrd.img) instead of building PROFILE
-    #[arg(long, value_name = "DIR")]
     pub image: Option<PathBuf>,
     /// Boot rootfs.img with QEMU's -kernel instead of the shipped disk.img
     /// through UEFI firmware: quicker, and the report says the shipped disk was not booted
-    #[arg(long)]
     pub direct_kernel: bool,
     /// Output folder for serial logs, results.json and copied files [default: out/vm-test/<test>]
-    #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Accelerator: auto tries KVM briefly and falls back to TCG
-    #[arg(long, value_enum, default_value = "auto")]
     pub accel: AccelChoice,
     /// Extra folder of modules, searched before modules/ beside the profile (repeatable)
-    #[arg(long = "modules", value_name = "DIR")]
     pub module_dirs: Vec<PathBuf>,
     /// Cache of Debian bases for the image stage [default: $XDG_CACHE_HOME/hardroot or ~/.cache/hardroot]
-    #[arg(long, env = "HARDROOT_CACHE", value_name = "DIR")]
     pub cache: Option<PathBuf>,
     /// Run this script of the test folder instead of test.rhai (e.g. bench.rhai)
-    #[arg(long, value_name = "FILE", default_value = "test.rhai")]
     pub script: PathBuf,
     /// Serial console lines printed per machine when the test fails
-    #[arg(long, default_value = "40", value_name = "LINES")]
     pub tail: usize,
-    /// Also write the acceptance report (one HTML page), passed or failed; see `hardroot report`
-    #[arg(long, value_name = "FILE")]
-    pub report: Option<PathBuf>,
-    /// Print results.json on stdout when the test ran, passed or failed (shape: docs/json.md);
-    /// progress and errors stay on stderr
-    #[arg(long)]
-    pub json: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AccelChoice {
     Auto,
     Kvm,
     Tcg,
 }
 
-pub fn run(args: &VmTestArgs) -> miette::Result<()> {
-    interrupt::install();
-    let outcome = run_test(args);
-    if args.json {
-        print_results(args);
-    }
-    match outcome {
-        Ok(p) => {
-            eprintln!(
-                "vm-test {}: passed in {:.1}s (results: {})",
-                p.test,
-                p.duration_s,
-                p.results.display()
-            );
-            Ok(())
-        }
-        Err(Failure::Test(msg)) => Err(TestFailed(msg).into()),
-        Err(Failure::Driver(msg)) => Err(miette::miette!("{msg}")),
-        Err(Failure::Build(report)) => Err(report),
-    }
-}
-
-/// `--json`: the results.json this run wrote. prepare() deleted any older one,
-/// so a missing file means the driver failed before the test started (stdout
-/// then stays empty and the error is on stderr).
-fn print_results(args: &VmTestArgs) {
-    let Ok(spec) = spec::load(&args.test) else {
-        return;
-    };
-    let path = out_dir(args, &spec).join("results.json");
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        print!("{text}");
-    }
+/// The output folder a test writes to (it reads TEST/test.toml for the default).
+pub fn output_folder(args: &VmTestArgs) -> Option<PathBuf> {
+    spec::load(&args.test).ok().map(|spec| out_dir(args, &spec))
 }
 
 fn out_dir(args: &VmTestArgs, spec: &TestSpec) -> PathBuf {
@@ -156,6 +109,13 @@ pub struct Passed {
 /// Run one test; the error text carries the failure, its output and each
 /// machine's serial tail.
 pub fn run_test(args: &VmTestArgs) -> Result<Passed, Failure> {
+    run_test_then(args, &|_, _| {})
+}
+
+/// `run_test`, and `after(OUT, WORK)` once the test is over, passed or
+/// failed, before the work folder WORK (the images built for the test) is
+/// removed: the CLI writes the report there.
+pub fn run_test_then(args: &VmTestArgs, after: &dyn Fn(&Path, &Path)) -> Result<Passed, Failure> {
     let started = Instant::now();
     let ready = prepare(args)?;
     let Ready {
@@ -171,12 +131,7 @@ pub fn run_test(args: &VmTestArgs) -> Result<Passed, Failure> {
         .map_err(|e| Failure::Driver(format!("cannot read {}: {e}", script_path.display())))?;
     let outcome = script::run(&ctx, &source, &clients);
     let report = finish(&ctx, &spec, started, outcome.as_ref().err());
-    crate::report::after_vm_test(
-        args.report.as_deref(),
-        args.image.as_deref(),
-        run_dir.path(),
-        &out_dir,
-    );
+    after(&out_dir, run_dir.path());
     drop(clients);
     drop(network);
     drop(run_dir);
@@ -262,6 +217,7 @@ fn prepare(args: &VmTestArgs) -> Result<Ready, Failure> {
         // The limit is the script's: building images does not count.
         deadline: Instant::now() + Duration::from_secs(spec.timeout_secs),
         machines,
+        script: Mutex::new(None),
     });
     Ok(Ready {
         ctx,

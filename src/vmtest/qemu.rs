@@ -219,50 +219,139 @@ impl VmConfig {
         self.run_dir.join(format!("{}.qmp", self.name))
     }
 
-    /// The QEMU command line. The NIC sits at a fixed PCI slot so that the guest
-    /// names it `ens3` on every boot.
+    /// This machine's QEMU command line (see `command_line`).
     pub fn qemu_args(&self) -> Vec<String> {
-        let mut a: Vec<String> = Vec::new();
-        let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
-        push(&[
-            "-name",
-            &self.name,
-            "-nodefaults",
-            "-no-user-config",
-            "-display",
-            "none",
-            "-no-reboot",
-        ]);
-        push(&self.accel.args());
-        push(&[
-            "-m",
-            &self.memory_mib.to_string(),
-            "-smp",
-            &self.cpus.to_string(),
-        ]);
-        a.extend(self.image.boot_args(self.boot, &self.disk(), "0x4"));
-        let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
-        let bd = format!("socket,id=bd,path={}", path(&self.backdoor_socket()));
+        let (backdoor, qmp) = (self.backdoor_socket(), self.qmp_socket());
+        command_line(&Qemu {
+            name: Some(&self.name),
+            accel: self.accel,
+            memory_mib: self.memory_mib,
+            cpus: self.cpus,
+            boot: QemuBoot::Image {
+                image: &self.image,
+                mode: self.boot,
+                disk: &self.disk(),
+            },
+            serial: Serial::Append(&self.serial_log),
+            control: Some((&backdoor, &qmp)),
+            net: match &self.net {
+                Some((_, tap)) => Net::Tap {
+                    ifname: tap,
+                    mac: &self.mac,
+                },
+                None => Net::None,
+            },
+            reboot: false,
+            rng: true,
+        })
+    }
+}
+
+/// One QEMU machine as vm-test's machines, its KVM probe and `hardroot run`
+/// start it; `command_line` is the one place that turns it into arguments.
+pub struct Qemu<'a> {
+    pub name: Option<&'a str>,
+    pub accel: Accel,
+    pub memory_mib: u64,
+    pub cpus: u64,
+    pub boot: QemuBoot<'a>,
+    pub serial: Serial<'a>,
+    /// vm-test's backdoor (virtio-serial) and QMP sockets.
+    pub control: Option<(&'a Path, &'a Path)>,
+    pub net: Net<'a>,
+    /// Whether a guest reboot reboots (`hardroot run`) or ends QEMU (tests).
+    pub reboot: bool,
+    /// Entropy at boot: ssh-keygen and friends would otherwise wait for it under TCG.
+    pub rng: bool,
+}
+
+pub enum QemuBoot<'a> {
+    /// An image folder booted as `mode`, writing to the copy-on-write `disk`.
+    Image {
+        image: &'a ImageDir,
+        mode: BootMode,
+        disk: &'a Path,
+    },
+    /// A bare kernel, no disk (the KVM probe).
+    Kernel { kernel: &'a Path, append: &'a str },
+}
+
+pub enum Serial<'a> {
+    /// The console appended to a log file (kept across boots).
+    Append(&'a Path),
+    /// The console written to a file.
+    File(&'a Path),
+    /// The console on this terminal; Ctrl-C stops QEMU instead of going to the guest.
+    Stdio,
+}
+
+pub enum Net<'a> {
+    None,
+    /// A tap device of the test network, with the machine's MAC address.
+    Tap {
+        ifname: &'a str,
+        mac: &'a str,
+    },
+    /// QEMU's user network, as the given `-netdev` value.
+    User(String),
+}
+
+/// The QEMU command line. The disk sits at PCI slot 4 and the NIC at slot 3,
+/// so that the guest names it `ens3` on every boot.
+pub fn command_line(m: &Qemu) -> Vec<String> {
+    let mut a: Vec<String> = Vec::new();
+    let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
+    if let Some(name) = m.name {
+        push(&["-name", name]);
+    }
+    push(&["-nodefaults", "-no-user-config", "-display", "none"]);
+    if !m.reboot {
+        push(&["-no-reboot"]);
+    }
+    push(&m.accel.args());
+    push(&["-m", &m.memory_mib.to_string(), "-smp", &m.cpus.to_string()]);
+    match &m.boot {
+        QemuBoot::Image { image, mode, disk } => a.extend(image.boot_args(*mode, disk, "0x4")),
+        QemuBoot::Kernel { kernel, append } => {
+            a.extend([
+                "-kernel".into(),
+                path(kernel),
+                "-append".into(),
+                append.to_string(),
+            ]);
+        }
+    }
+    let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
+    if let Some((backdoor, qmp)) = m.control {
+        let bd = format!("socket,id=bd,path={}", path(backdoor));
         push(&["-device", "virtio-serial-pci,addr=0x5", "-chardev", &bd]);
         push(&[
             "-device",
             "virtserialport,chardev=bd,name=org.test.backdoor",
         ]);
-        let serial = format!("file,id=ser0,path={},append=on", path(&self.serial_log));
-        push(&["-chardev", &serial, "-serial", "chardev:ser0"]);
-        push(&[
-            "-qmp",
-            &format!("unix:{},server=on,wait=off", path(&self.qmp_socket())),
-        ]);
-        // Entropy at boot: ssh-keygen and friends would otherwise wait for it under TCG.
-        push(&["-device", "virtio-rng-pci,addr=0x6"]);
-        if let Some((_, tap)) = &self.net {
-            let netdev = format!("tap,id=n0,ifname={tap},script=no,downscript=no");
-            let nic = format!("virtio-net-pci,netdev=n0,mac={},addr=0x3", self.mac);
-            push(&["-netdev", &netdev, "-device", &nic]);
-        }
-        a
+        push(&["-qmp", &format!("unix:{},server=on,wait=off", path(qmp))]);
     }
+    let serial = match m.serial {
+        Serial::Append(log) => format!("file,id=ser0,path={},append=on", path(log)),
+        Serial::File(log) => format!("file,id=ser0,path={}", path(log)),
+        Serial::Stdio => "stdio,id=ser0,signal=on".to_string(),
+    };
+    push(&["-chardev", &serial, "-serial", "chardev:ser0"]);
+    if m.rng {
+        push(&["-device", "virtio-rng-pci,addr=0x6"]);
+    }
+    let nic = match &m.net {
+        Net::None => None,
+        Net::Tap { ifname, mac } => Some((
+            format!("tap,id=n0,ifname={ifname},script=no,downscript=no"),
+            format!("virtio-net-pci,netdev=n0,mac={mac},addr=0x3"),
+        )),
+        Net::User(netdev) => Some((netdev.clone(), "virtio-net-pci,netdev=n0,addr=0x3".into())),
+    };
+    if let Some((netdev, device)) = nic {
+        push(&["-netdev", &netdev, "-device", &device]);
+    }
+    a
 }
 
 fn path(p: &Path) -> String {
@@ -549,29 +638,22 @@ fn kvm_boots(kernel: &Path, scratch: &Path) -> bool {
         return false;
     }
     let log = scratch.join("kvm-probe.log");
-    let argv: Vec<String> = [
-        "qemu-system-x86_64",
-        "-accel",
-        "kvm",
-        "-cpu",
-        "host",
-        "-m",
-        "256",
-        "-nodefaults",
-        "-no-user-config",
-        "-display",
-        "none",
-        "-no-reboot",
-        "-kernel",
-        &path(kernel),
-        "-append",
-        "console=ttyS0 panic=-1",
-        "-serial",
-        &format!("file:{}", path(&log)),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut argv = vec!["qemu-system-x86_64".to_string()];
+    argv.extend(command_line(&Qemu {
+        name: None,
+        accel: Accel::Kvm,
+        memory_mib: 256,
+        cpus: 1,
+        boot: QemuBoot::Kernel {
+            kernel,
+            append: "console=ttyS0 panic=-1",
+        },
+        serial: Serial::File(&log),
+        control: None,
+        net: Net::None,
+        reboot: false,
+        rng: false,
+    }));
     let Ok(out) = super::host::run(&argv, Duration::from_secs(20)) else {
         return false;
     };

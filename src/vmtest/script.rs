@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 /// Default limit of the wait_* verbs (services start slowly under TCG).
 const DEFAULT_WAIT_SECS: u64 = 900;
 
-type Fallible<T> = Result<T, Box<EvalAltResult>>;
+pub(super) type Fallible<T> = Result<T, Box<EvalAltResult>>;
 
 /// A machine or client as the script sees it: a shared handle (closures capture it).
 pub struct Handle<T>(pub Arc<Mutex<T>>);
@@ -43,6 +43,8 @@ pub struct Context {
     pub out_dir: PathBuf,
     pub deadline: Instant,
     pub machines: Vec<Handle<Machine>>,
+    /// Set by `run`: the script's AST and the client hosts (verbs.rs).
+    pub script: Mutex<Option<super::verbs::ScriptState>>,
 }
 
 impl Context {
@@ -53,7 +55,7 @@ impl Context {
     }
 
     /// Run one verb, log it, and record it in results.json.
-    fn record<T>(
+    pub(super) fn record<T>(
         &self,
         target: &str,
         action: &str,
@@ -96,6 +98,7 @@ pub fn engine(ctx: &Arc<Context>) -> Engine {
     register_addresses(&mut engine);
     register_client(&mut engine, ctx);
     register_globals(&mut engine, ctx);
+    super::verbs::register(&mut engine, ctx);
     engine
 }
 
@@ -327,7 +330,7 @@ fn register_addresses(engine: &mut Engine) {
 
 /// Host paths: relative ones are taken from the test folder (copy_to_vm) or
 /// the output folder (copy_from_vm).
-fn resolve(base: &Path, p: &str) -> PathBuf {
+pub(super) fn resolve(base: &Path, p: &str) -> PathBuf {
     let p = Path::new(p);
     if p.is_absolute() {
         p.to_path_buf()
@@ -467,6 +470,10 @@ pub fn run(ctx: &Arc<Context>, source: &str, clients: &[Handle<Client>]) -> Resu
     let ast = engine
         .compile(source)
         .map_err(|e| format!("test.rhai: {e}"))?;
+    *ctx.script.lock().unwrap_or_else(|p| p.into_inner()) = Some(super::verbs::ScriptState {
+        ast: ast.clone(),
+        clients: clients.to_vec(),
+    });
     let mut scope = Scope::new();
     for m in &ctx.machines {
         let name = m.lock().name.clone();
@@ -514,6 +521,7 @@ mod tests {
             out_dir: dir.path().to_path_buf(),
             deadline: Instant::now() + Duration::from_secs(120),
             machines: vec![Handle::new(m)],
+            script: Mutex::new(None),
         });
         Fixture {
             ctx,
@@ -644,6 +652,45 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn build_data_and_parallel_jobs() {
+        let f = fixture();
+        std::fs::write(
+            f.dir.path().join("server.config.json"),
+            r#"{"tls": {"domain": "xmpp.test", "subdomains": ["upload"]}, "crowdsec": {"capacity": 5}}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            f.dir.path().join("server.manifest.json"),
+            r#"{"units": {"enable": [{"unit": "a.service"}], "mask": ["b.service"]}}"#,
+        )
+        .unwrap();
+        let src = r#"
+            server.start();
+            assert(config("tls.domain") == "xmpp.test", "a string");
+            assert(config("crowdsec.capacity") + 1 == 6, "a number");
+            assert(server.config("tls.subdomains")[0] == "upload", "an array");
+            assert(manifest().units.mask == ["b.service"], "the manifest");
+            let r = parallel([|| server.succeed("echo first"), || { sleep(0); 2 }]);
+            assert(r[0] == "first\n" && r[1] == 2, `results in order: ${r}`);
+            let job = start_job(|| 40 + 2);
+            assert(job.wait() == 42, "a job's result");
+        "#;
+        run_script(&f, src).unwrap();
+        let err = run_script(&f, r#"parallel([|| 1, || fail_test("broken job")])"#).unwrap_err();
+        assert!(
+            err.contains("1 of the parallel jobs failed") && err.contains("broken job"),
+            "{err}"
+        );
+        let err = run_script(&f, r#"config("tls.nothing")"#).unwrap_err();
+        assert!(
+            err.contains("server.config.json has no tls.nothing"),
+            "{err}"
+        );
+        let err = run_script(&f, "let j = start_job(|| 1); j.wait(); j.wait();").unwrap_err();
+        assert!(err.contains("already waited"), "{err}");
     }
 
     #[test]

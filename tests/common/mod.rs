@@ -186,3 +186,92 @@ pub fn unit_root(overlay: &Path, stubs: &[&str]) -> tempfile::TempDir {
     }
     root
 }
+
+/// `sshd -T` of `config` for a connection described by `conn` (sshd's -C:
+/// "user=root,host=client.example,addr=198.51.100.7"): what sshd itself
+/// decides, Match blocks included. A directive sshd prints once per value
+/// (allowgroups, allowusers) has its values joined with spaces.
+#[allow(dead_code)]
+pub fn sshd_effective_for(
+    config: &Path,
+    key: &Path,
+    conn: &str,
+) -> std::collections::BTreeMap<String, String> {
+    let out = run_ok(
+        Command::new("/usr/sbin/sshd")
+            .arg("-T")
+            .arg("-f")
+            .arg(config)
+            .arg("-h")
+            .arg(key)
+            .args(["-C", conn]),
+    );
+    let mut eff = std::collections::BTreeMap::<String, String>::new();
+    for (k, v) in out.lines().filter_map(|l| l.split_once(' ')) {
+        eff.entry(k.to_string())
+            .and_modify(|old| *old = format!("{old} {v}"))
+            .or_insert_with(|| v.to_string());
+    }
+    eff
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+#[allow(dead_code)]
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().map(|a| a.port()).unwrap_or(0)
+}
+
+/// A rendered nginx.conf with the image's paths pointing into `dir` (a
+/// throwaway certificate made there, the overlay's DH group, logs and pid in
+/// `dir`), so that the host's nginx can test or run it.
+#[allow(dead_code)]
+pub fn nginx_conf_on_host(conf: &str, overlay: &Path, dir: &Path) -> String {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    run_ok(&mut self_signed_cmd(&key, &cert));
+    conf.replace(
+        "/etc/hardroot/tls/fullchain.pem",
+        &cert.display().to_string(),
+    )
+    .replace("/etc/hardroot/tls/privkey.pem", &key.display().to_string())
+    .replace(
+        "/etc/hardroot/tls/ffdhe4096.pem",
+        &overlay
+            .join("etc/hardroot/tls/ffdhe4096.pem")
+            .display()
+            .to_string(),
+    )
+    .replace("/var/log/nginx/", &format!("{}/", dir.display()))
+    .replace(
+        "/run/nginx.pid",
+        &dir.join("nginx.pid").display().to_string(),
+    )
+}
+
+/// Why this machine cannot run VM tests (not root, no /dev/net/tun), if so.
+#[allow(dead_code)]
+pub fn cannot_run_vm_tests() -> Option<String> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("not root (the test network needs network namespaces and taps)".into());
+    }
+    if !Path::new("/dev/net/tun").exists() {
+        return Some("/dev/net/tun is missing (QEMU's tap device needs it)".into());
+    }
+    None
+}
+
+/// Lines of a config file without comments and blank lines, whitespace squeezed.
+pub fn directives(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|l| {
+            l.split('#')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .filter(|l| !l.is_empty())
+        .collect()
+}

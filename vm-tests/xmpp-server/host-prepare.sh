@@ -1,12 +1,10 @@
 #!/bin/bash
 # Host side of the XMPP VM test, before the server boots:
-#   host-prepare.sh OUT MANIFEST
+#   host-prepare.sh OUT
 # OUT/to-guest/ receives what test.rhai copies into the guest in one go:
 #   authorized_keys   the public half of a key made now (the private half stays in OUT/keys)
 #   accounts          two XMPP accounts with random passwords, "user password" a line
-#   units             "enable|mask|disable UNIT" from the build's manifest.json
-#   guest-check.sh    the in-guest checks
-#   udp-counted.sh    the firewall counters check after the UDP probes
+#   guest-check.sh    the in-guest checks (units and exposure: the driver's check_units, probe_exposure)
 #   register-accounts.sh  registers the accounts in the running ejabberd (erl_call)
 #   guest-facts.sh    the facts the report shows (boot timing, sshd -T, sysctls, rules)
 # OUT/to-guest-lynis/ what the last subtest copies in for the independent audit:
@@ -17,13 +15,7 @@
 # Nothing secret is ever in the repository: every key and password is made here, per run.
 set -euo pipefail
 out=$1
-manifest=$2
 here=$(cd "$(dirname "$0")" && pwd)
-
-if [ ! -f "$manifest" ]; then
-	echo "no build manifest at $manifest: run the test with a PROFILE (hardroot vm-test profiles/xmpp-test.toml vm-tests/xmpp-server), not --image" >&2
-	exit 1
-fi
 
 debs=${HARDROOT_DEB_DIR:-/var/cache/hardroot/debs}
 lynis_deb=$(compgen -G "$debs/lynis_*.deb" | sort -V | tail -n 1 || true)
@@ -44,13 +36,4 @@ for u in alice bob; do
 done >"$out/keys/accounts"
 cp "$out/keys/accounts" "$out/to-guest/accounts"
 
-/usr/bin/python3 - "$manifest" >"$out/to-guest/units" <<'PY'
-import json, sys
-units = json.load(open(sys.argv[1], encoding="utf-8"))["units"]
-for u in units.get("enable", []):
-    print("enable", u["unit"])
-for kind in ("mask", "disable"):
-    for u in units.get(kind, []):
-        print(kind, u)
-PY
-cp "$here/guest-check.sh" "$here/guest-facts.sh" "$here/udp-counted.sh" "$here/register-accounts.sh" "$out/to-guest/"
+cp "$here/guest-check.sh" "$here/guest-facts.sh" "$here/register-accounts.sh" "$out/to-guest/"
