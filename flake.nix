@@ -18,6 +18,7 @@
         (ejabberd.override { withPgsql = true; })   # Debian: ejabberd + erlang-p1-pgsql
         (python3.withPackages (ps: [ ps.pyyaml ps.slixmpp ]))   # YAML checks, the XMPP test client
         sudo aide linuxHeaders kmod   # CIS checks: visudo -c, aide --config-check, syscall tables, modprobe -n
+        docker-distribution apacheHttpd   # push/pull tests: the registry (`registry` there) and htpasswd
       ];
     in {
       packages = forAll (pkgs: {

@@ -50,6 +50,8 @@ needs=(
   "aide aide"                                      # CIS: aide --config-check, init + check on a scratch tree
   "linux-libc-dev /usr/include/x86_64-linux-gnu/asm/unistd_64.h"   # CIS: syscall names of the audit rules
   "kmod modprobe"                                  # CIS: modprobe -n with the rendered modprobe.d file
+  "docker-registry docker-registry"                # push/pull tests: the CNCF distribution registry on 127.0.0.1
+  "apache2-utils htpasswd"                         # ... its basic-auth password file
 )
 
 # Packages whose maintainer scripts the tests run offline in a scratch root

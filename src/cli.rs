@@ -2,7 +2,7 @@
 //! this file only parses arguments and prints.
 use crate::commands::args::{
     BuildArgs, CacheArgs, CheckArgs, CompletionsArgs, DiffArgs, ExplainArgs, ImageArgs,
-    OptionsArgs, ReportArgs, RunArgs, VerifyArgs, VmTestArgs,
+    OptionsArgs, PullArgs, PushArgs, ReportArgs, RunArgs, VerifyArgs, VmTestArgs,
 };
 use crate::diag::{Errors, Located};
 use clap::{Parser, Subcommand};
@@ -21,6 +21,8 @@ use std::process::ExitCode;
                   hardroot build profiles/system-only.toml -o out   write the overlay; prints its root hash\n  \
                   hardroot explain profiles/system-only.toml ssh.port\n  \
                   hardroot image profiles/system-only.toml -o img   Debian base (cached) + overlay → ext4 image\n  \
+                  hardroot image profiles/minimal.toml profiles/web.toml -o fleet --jobs 2\n  \
+                                                    several profiles: OUT/<profile>/ each (docs/fleet.md)\n  \
                   hardroot vm-test --image img vm-tests/smoke      boot the image and run a VM test against it\n  \
                   hardroot run profiles/system-only.toml            boot it here, like `mkosi qemu`\n\n\
                   Every verb that reports takes --json (docs/json.md). Docs: README.md, docs/modules.md, \
@@ -51,6 +53,10 @@ pub enum Command {
     Verify(VerifyArgs),
     /// List or prune the cache of Debian bases that `image` builds from
     Cache(CacheArgs),
+    /// Publish an image folder to an OCI registry as one artifact; prints its digest
+    Push(PushArgs),
+    /// Fetch an image a `push` published; every file is checked against the manifest before it is written
+    Pull(PullArgs),
     /// Boot the image in QEMU and run a test from vm-tests/
     VmTest(VmTestArgs),
     /// Write the acceptance report (one self-contained HTML page) of a finished VM test
@@ -74,9 +80,12 @@ pub fn main() -> ExitCode {
         Command::Options(a) => crate::commands::options(a),
         Command::Explain(a) => crate::commands::explain(a),
         Command::Diff(a) => crate::commands::diff(a),
+        Command::Image(a) if a.profiles.len() > 1 => return image_fleet(a),
         Command::Image(a) => crate::commands::image(a),
         Command::Verify(a) => crate::commands::verify(a),
         Command::Cache(a) => crate::commands::cache(a),
+        Command::Push(a) => crate::commands::push(a),
+        Command::Pull(a) => crate::commands::pull(a),
         Command::VmTest(a) => crate::commands::vm_test(a),
         Command::Report(a) => crate::commands::report(a),
         Command::Run(a) => crate::commands::run(a),
@@ -93,6 +102,27 @@ pub fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e:?}");
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+/// `image` with several profiles: the exit code is the worst of the failed
+/// profiles' (0 when every profile was built or skipped as a fragment).
+fn image_fleet(a: &ImageArgs) -> ExitCode {
+    match crate::commands::image_fleet(a) {
+        Ok(outcomes) => {
+            let worst = outcomes
+                .iter()
+                .filter_map(|o| match &o.status {
+                    crate::image::fleet::Status::Failed(e) => Some(exit_code(e)),
+                    _ => None,
+                })
+                .max();
+            worst.map_or(ExitCode::SUCCESS, ExitCode::from)
+        }
         Err(e) => {
             eprintln!("{e:?}");
             ExitCode::from(exit_code(&e))

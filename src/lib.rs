@@ -13,6 +13,7 @@ pub mod fuzzing;
 pub mod image;
 pub mod lynis;
 pub mod model;
+pub mod oci;
 pub mod render;
 pub mod report;
 pub mod run;

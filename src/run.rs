@@ -109,8 +109,9 @@ fn build(a: &RunArgs, out: &Path) -> miette::Result<ImageOutput> {
         None => a.profile.clone(),
     };
     let args = ImageArgs {
-        profile: Some(profile),
+        profiles: vec![profile],
         out: out.to_path_buf(),
+        jobs: 1,
         from_build: None,
         from_manifest: None,
         snapshot: None,

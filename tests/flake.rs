@@ -48,6 +48,8 @@ const TOOLS: &[(&str, &str, &str)] = &[
     ("aide", "aide", "--config-check"),
     ("linux-libc-dev", "linuxHeaders", "unistd_64.h"),
     ("kmod", "kmod", "Command::new(\"modprobe\")"),
+    ("docker-registry", "docker-distribution", "docker-registry"),
+    ("apache2-utils", "apacheHttpd", "Command::new(\"htpasswd\")"),
 ];
 
 fn read(path: &str) -> String {

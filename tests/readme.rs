@@ -4,7 +4,8 @@ mod common;
 use common::*;
 use std::process::Command;
 
-const NEEDS_A_VM_OR_MIRROR: &[&str] = &["image", "verify", "vm-test", "run"];
+/// (push and pull need a registry: tests/registry.rs runs them against one.)
+const NEEDS_A_VM_OR_MIRROR: &[&str] = &["image", "verify", "vm-test", "run", "push", "pull"];
 
 fn tour_commands() -> Vec<String> {
     let readme = std::fs::read_to_string(repo().join("README.md")).expect("README");

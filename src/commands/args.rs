@@ -81,20 +81,72 @@ pub struct DiffArgs {
     pub json: bool,
 }
 
-#[derive(Debug, clap::Args)]
-pub struct ImageArgs {
-    /// Profile to build, e.g. profiles/xmpp-server.toml
-    #[arg(required_unless_present_any = ["from_build", "from_manifest"])]
-    pub profile: Option<PathBuf>,
-    /// Output folder: rootfs.img, vmlinuz, initrd.img, image-manifest.json (and the overlay)
+/// Registry credentials are never flags: HARDROOT_REGISTRY_USERNAME and
+/// HARDROOT_REGISTRY_PASSWORD, or HARDROOT_REGISTRY_AUTH_FILE (a docker
+/// config.json), or docker's own config.
+const REGISTRY_AUTH_HELP: &str = "Credentials: HARDROOT_REGISTRY_USERNAME + HARDROOT_REGISTRY_PASSWORD, or \
+    HARDROOT_REGISTRY_AUTH_FILE (a docker config.json), or $DOCKER_CONFIG/config.json \
+    (~/.docker/config.json); never a flag. Registries on 127.0.0.0/8, ::1 and localhost are \
+    spoken to over HTTP, all others over HTTPS.";
+
+#[derive(Debug, Args)]
+#[command(after_help = REGISTRY_AUTH_HELP)]
+pub struct PushArgs {
+    /// An image folder `hardroot image` wrote (with image-manifest.json)
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Where to: HOST[:PORT]/REPOSITORY:TAG, e.g. registry.example.org/fleet/web:1
+    #[arg(value_name = "REF")]
+    pub reference: String,
+    /// Publish this acceptance report (the HTML `hardroot report` wrote) with the image
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Only print errors and the digest
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Print the result as JSON on stdout (shape: docs/json.md)
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = REGISTRY_AUTH_HELP)]
+pub struct PullArgs {
+    /// What to fetch: HOST[:PORT]/REPOSITORY:TAG or …@sha256:DIGEST
+    #[arg(value_name = "REF")]
+    pub reference: String,
+    /// Folder to write the files into (made if missing; files are renamed into place when all are verified)
     #[arg(short, long, default_value = "out", value_name = "DIR")]
     pub out: PathBuf,
+    /// Only print errors and the digest
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Print the result as JSON on stdout (shape: docs/json.md)
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ImageArgs {
+    /// Profiles to build, e.g. profiles/xmpp-server.toml; with several, each
+    /// goes to OUT/<profile>/ (profiles/*.toml builds a whole tree; fragments are skipped)
+    #[arg(required_unless_present_any = ["from_build", "from_manifest"], value_name = "PROFILE")]
+    pub profiles: Vec<PathBuf>,
+    /// Output folder: rootfs.img, vmlinuz, initrd.img, image-manifest.json (and
+    /// the overlay); with several profiles, one folder per profile inside it
+    #[arg(short, long, default_value = "out", value_name = "DIR")]
+    pub out: PathBuf,
+    /// With several profiles: how many images are built at once (a package
+    /// set is still bootstrapped once, by one of them)
+    #[arg(short, long, default_value_t = 1, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: u16,
     /// Use an existing `hardroot build` output folder instead of building PROFILE
-    #[arg(long, value_name = "DIR", conflicts_with = "profile")]
+    #[arg(long, value_name = "DIR", conflicts_with = "profiles")]
     pub from_build: Option<PathBuf>,
     /// Build exactly what an image-manifest.json records (same overlay, package
     /// versions, sources, base identity); its folder must hold the build
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["profile", "from_build"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["profiles", "from_build"])]
     pub from_manifest: Option<PathBuf>,
     /// With --from-manifest: bootstrap from a dated snapshot archive (URL with the date)
     #[arg(long, value_name = "URL", requires = "from_manifest")]
@@ -284,8 +336,9 @@ pub struct RunArgs {
 impl ImageArgs {
     pub fn request(&self) -> crate::image::ImageArgs {
         crate::image::ImageArgs {
-            profile: self.profile.clone(),
+            profiles: self.profiles.clone(),
             out: self.out.clone(),
+            jobs: usize::from(self.jobs),
             from_build: self.from_build.clone(),
             from_manifest: self.from_manifest.clone(),
             snapshot: self.snapshot.clone(),
@@ -347,6 +400,27 @@ impl RunArgs {
             cache: self.cache.clone(),
             ssh_key: self.ssh_key.clone(),
             direct_kernel: self.direct_kernel,
+        }
+    }
+}
+
+impl PushArgs {
+    pub fn request(&self) -> crate::oci::push::PushRequest {
+        crate::oci::push::PushRequest {
+            dir: self.dir.clone(),
+            reference: self.reference.clone(),
+            report: self.report.clone(),
+            quiet: self.quiet,
+        }
+    }
+}
+
+impl PullArgs {
+    pub fn request(&self) -> crate::oci::pull::PullRequest {
+        crate::oci::pull::PullRequest {
+            reference: self.reference.clone(),
+            dir: self.out.clone(),
+            quiet: self.quiet,
         }
     }
 }

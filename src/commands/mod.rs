@@ -1,7 +1,7 @@
 //! The CLI's verbs: their arguments (args.rs, clap) and their printing; the
 //! work is in the layers. build, check, options, explain and diff work on
 //! profiles and build outputs; pipeline.rs drives image, verify, cache,
-//! vm-test, report and run.
+//! push, pull, vm-test, report and run.
 // Input-derived data is never unwrapped or indexed blindly (issue 8): enforced here,
 // not crate-wide, because image/ and vmtest/ are checked by their owners.
 #![cfg_attr(
@@ -22,7 +22,7 @@ use serde_json::json;
 pub use diff::diff;
 pub use explain::explain;
 pub use options::{options, options_markdown};
-pub use pipeline::{cache, image, report, run, verify, vm_test};
+pub use pipeline::{cache, image, image_fleet, pull, push, report, run, verify, vm_test};
 
 pub fn build(a: &BuildArgs) -> miette::Result<()> {
     let out = run_build(&BuildOptions {

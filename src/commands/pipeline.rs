@@ -1,10 +1,15 @@
-//! The verbs that drive the image, VM and report layers (image, verify,
-//! cache, vm-test, report, run): each turns its arguments into its layer's
-//! request, calls the layer, and prints what it returns.
-use super::args::{CacheAction, CacheArgs, ImageArgs, ReportArgs, RunArgs, VerifyArgs, VmTestArgs};
+//! The verbs that drive the image, registry, VM and report layers (image,
+//! verify, cache, push, pull, vm-test, report, run): each turns its arguments
+//! into its layer's request, calls the layer, and prints what it returns.
+use super::args::{
+    CacheAction, CacheArgs, ImageArgs, PullArgs, PushArgs, ReportArgs, RunArgs, VerifyArgs,
+    VmTestArgs,
+};
+use crate::image::fleet::{Outcome, Status};
 use crate::image::gc::{Entry, entries, epoch_secs, remove, select};
 use crate::image::{ImageError, ImageOutput, cache::Cache, progress};
 use crate::vmtest::{Failure, TestFailed};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -18,6 +23,123 @@ pub fn image(args: &ImageArgs) -> miette::Result<()> {
         print_summary(&out, started.elapsed());
     }
     Ok(())
+}
+
+/// `hardroot image P1 P2 ... -o OUT`: every profile into OUT/<profile>/, the
+/// summary table (or JSON) on stdout, each failure's message on stderr. The
+/// outcomes go back to cli.rs, which makes the exit code of them.
+pub fn image_fleet(args: &ImageArgs) -> miette::Result<Vec<Outcome>> {
+    let started = std::time::Instant::now();
+    let outcomes = crate::image::build_fleet(&args.request())?;
+    for o in &outcomes {
+        if let Status::Failed(e) = &o.status {
+            eprintln!("{}: {e:?}", o.name);
+        }
+    }
+    if args.json {
+        let v = fleet_json(&outcomes, started.elapsed());
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        print_table(&outcomes, started.elapsed());
+    }
+    Ok(outcomes)
+}
+
+/// What a table row and the JSON say of an outcome.
+fn row(o: &Outcome) -> (&'static str, String, String) {
+    match &o.status {
+        Status::Built(out) => (
+            if out.base_from_cache { "hit" } else { "miss" },
+            out.disk_sha256
+                .clone()
+                .unwrap_or_else(|| out.rootfs_sha256.clone()),
+            "built".to_string(),
+        ),
+        Status::Skipped(why) => ("-", "-".into(), format!("skipped: {why}")),
+        Status::Failed(_) => ("-", "-".into(), "FAILED (message above)".into()),
+        Status::Pending => ("-", "-".into(), "not built".into()),
+    }
+}
+
+/// One line per profile: profile, base key, cache, sha256 of disk.img (or
+/// rootfs.img when the profile has no disk), seconds.
+fn print_table(outcomes: &[Outcome], took: std::time::Duration) {
+    let width = outcomes
+        .iter()
+        .map(|o| o.name.len())
+        .max()
+        .unwrap_or(7)
+        .max(7);
+    println!(
+        "{:width$}  {:32}  {:5}  {:64}  {:>8}  result",
+        "profile", "base key", "cache", "sha256 (disk.img, else rootfs.img)", "seconds"
+    );
+    for o in outcomes {
+        let (cache, sha, result) = row(o);
+        println!(
+            "{:width$}  {:32}  {:5}  {:64}  {:>8.1}  {result}",
+            o.name,
+            o.base_key.as_deref().unwrap_or("-"),
+            cache,
+            sha,
+            o.seconds
+        );
+    }
+    let failed = outcomes.iter().filter(|o| o.failed()).count();
+    let keys: BTreeSet<_> = outcomes
+        .iter()
+        .filter_map(|o| o.base_key.as_ref())
+        .collect();
+    let bootstraps = outcomes
+        .iter()
+        .filter(|o| matches!(&o.status, Status::Built(out) if !out.base_from_cache))
+        .count();
+    println!(
+        "{} profiles, {} base keys, {bootstraps} bootstrapped, {failed} failed, {:.1} s",
+        outcomes.len(),
+        keys.len(),
+        took.as_secs_f64()
+    );
+}
+
+/// `hardroot image P1 P2 ... --json` (docs/json.md, format 1).
+fn fleet_json(outcomes: &[Outcome], took: std::time::Duration) -> serde_json::Value {
+    let profiles: Vec<_> = outcomes
+        .iter()
+        .map(|o| {
+            let (cache, _, _) = row(o);
+            let (status, image, reason) = match &o.status {
+                Status::Built(out) => (
+                    "built",
+                    Some(summary_json(
+                        out,
+                        std::time::Duration::from_secs_f64(o.seconds),
+                    )),
+                    None,
+                ),
+                Status::Skipped(why) => ("skipped", None, Some(why.clone())),
+                Status::Failed(e) => ("failed", None, Some(format!("{e}"))),
+                Status::Pending => ("failed", None, Some("not built".to_string())),
+            };
+            serde_json::json!({
+                "name": o.name,
+                "profile": o.profile,
+                "out": o.out,
+                "base_key": o.base_key,
+                "cache": (cache != "-").then_some(cache),
+                "status": status,
+                "reason": reason,
+                "image": image,
+                "seconds": progress::round_ms(o.seconds),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "format": 1,
+        "profiles": profiles,
+        "failed": outcomes.iter().filter(|o| o.failed()).count(),
+        "seconds": progress::round_ms(took.as_secs_f64()),
+    })
 }
 
 fn print_summary(out: &ImageOutput, took: std::time::Duration) {
@@ -72,6 +194,47 @@ fn summary_json(out: &ImageOutput, took: std::time::Duration) -> serde_json::Val
         "seconds": progress::round_ms(took.as_secs_f64()),
         "warnings": out.warnings,
     })
+}
+
+pub fn push(a: &PushArgs) -> miette::Result<()> {
+    let pushed = crate::oci::push::push(&a.request())?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&pushed).unwrap_or_default()
+        );
+    } else {
+        if !a.quiet {
+            for f in &pushed.files {
+                let how = if f.uploaded {
+                    "uploaded"
+                } else {
+                    "already there"
+                };
+                eprintln!("    {:20} {:>12} bytes  {how}", f.name, f.size);
+            }
+        }
+        println!("{}@{}", pushed.reference, pushed.digest);
+    }
+    Ok(())
+}
+
+pub fn pull(a: &PullArgs) -> miette::Result<()> {
+    let pulled = crate::oci::pull::pull(&a.request())?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&pulled).unwrap_or_default()
+        );
+    } else {
+        if !a.quiet {
+            for f in &pulled.files {
+                eprintln!("    {:20} {:>12} bytes  verified", f.name, f.size);
+            }
+        }
+        println!("{}@{}", pulled.reference, pulled.digest);
+    }
+    Ok(())
 }
 
 pub fn verify(args: &VerifyArgs) -> miette::Result<()> {

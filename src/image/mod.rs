@@ -10,6 +10,7 @@ pub mod disk;
 pub mod dpkg;
 pub mod error;
 pub mod esp;
+pub mod fleet;
 pub mod fsutil;
 pub mod gc;
 pub mod hygiene;
@@ -30,10 +31,14 @@ use std::path::PathBuf;
 /// What `hardroot image` asks (the command line is the CLI's: commands/args.rs).
 #[derive(Debug, Clone)]
 pub struct ImageArgs {
-    /// Profile to build, e.g. profiles/xmpp-server.toml
-    pub profile: Option<PathBuf>,
-    /// Output folder: rootfs.img, vmlinuz, initrd.img, image-manifest.json (and the overlay)
+    /// Profiles to build; with several, each goes to OUT/<profile>/ (fleet.rs)
+    pub profiles: Vec<PathBuf>,
+    /// Output folder: rootfs.img, vmlinuz, initrd.img, image-manifest.json (and
+    /// the overlay); with several profiles, one folder per profile inside it
     pub out: PathBuf,
+    /// With several profiles: how many images are built at once (a package
+    /// set is still bootstrapped once, by one of them)
+    pub jobs: usize,
     /// Use an existing `hardroot build` output folder instead of building PROFILE
     pub from_build: Option<PathBuf>,
     /// Build exactly what an image-manifest.json records (same overlay, package
@@ -120,6 +125,18 @@ pub fn build_image(req: &ImageRequest) -> Result<ImageOutput, ImageError> {
     output::build(req)
 }
 
+/// `hardroot image P1 P2 ... -o OUT`: every profile into OUT/<profile>/.
+/// The outcomes go back to the CLI, which prints them and makes the exit code.
+pub fn build_fleet(args: &ImageArgs) -> miette::Result<Vec<fleet::Outcome>> {
+    fleet::build(&fleet::FleetRequest {
+        profiles: args.profiles.clone(),
+        out: args.out.clone(),
+        jobs: args.jobs,
+        module_dirs: args.module_dirs.clone(),
+        template: request(args, args.out.clone()),
+    })
+}
+
 /// Overlay (or an existing build folder) → image, as `hardroot image` does; `run` uses it too.
 pub fn build_profile(args: &ImageArgs) -> miette::Result<ImageOutput> {
     // Steps a failed earlier build on this thread left in the log are not ours.
@@ -131,7 +148,15 @@ pub fn build_profile(args: &ImageArgs) -> miette::Result<ImageOutput> {
         Some(dir) => (dir.clone(), Vec::new()),
         None => build_overlay(args)?,
     };
-    let req = ImageRequest {
+    let mut out = build_image(&request(args, build_dir))?;
+    out.warnings = warnings;
+    Ok(out)
+}
+
+/// What `image`'s flags ask of the image stage, for the build in `build_dir`
+/// (the fleet replaces the folders per profile).
+fn request(args: &ImageArgs, build_dir: PathBuf) -> ImageRequest {
+    ImageRequest {
         build_dir,
         out: args.out.clone(),
         cache_dir: args.cache.clone().unwrap_or_else(cache::default_dir),
@@ -142,10 +167,7 @@ pub fn build_profile(args: &ImageArgs) -> miette::Result<ImageOutput> {
         quiet: args.quiet,
         pinned: None,
         snapshot: None,
-    };
-    let mut out = build_image(&req)?;
-    out.warnings = warnings;
-    Ok(out)
+    }
 }
 
 /// `--from-manifest FILE`: the build is FILE's folder, the versions FILE's.
@@ -170,14 +192,25 @@ fn from_manifest(args: &ImageArgs, manifest: &std::path::Path) -> Result<ImageOu
 /// The core's build writes OUT/overlay, manifest.json and config.json; the
 /// image outputs then join them in OUT. Returns OUT and the build's warnings.
 fn build_overlay(args: &ImageArgs) -> miette::Result<(PathBuf, Vec<String>)> {
-    let Some(profile) = &args.profile else {
+    let Some(profile) = args.profiles.first() else {
         return Err(miette::miette!("give a PROFILE or --from-build DIR"));
     };
-    let step = progress::Step::start("build", "building the overlay", args.quiet);
+    let warnings = write_overlay(profile, &args.out, &args.module_dirs, args.quiet)?;
+    Ok((args.out.clone(), warnings))
+}
+
+/// `hardroot build PROFILE -o OUT`, with progress and the warnings on stderr.
+pub(crate) fn write_overlay(
+    profile: &std::path::Path,
+    out: &std::path::Path,
+    module_dirs: &[PathBuf],
+    quiet: bool,
+) -> miette::Result<Vec<String>> {
+    let step = progress::Step::start("build", "building the overlay", quiet);
     let built = crate::build::build(&crate::build::BuildOptions {
-        profile: profile.clone(),
-        out: args.out.clone(),
-        module_dirs: args.module_dirs.clone(),
+        profile: profile.to_path_buf(),
+        out: out.to_path_buf(),
+        module_dirs: module_dirs.to_vec(),
     })?;
     step.done(&format!("root hash {}", built.root_hash));
     for w in &built.warnings {
@@ -185,6 +218,5 @@ fn build_overlay(args: &ImageArgs) -> miette::Result<(PathBuf, Vec<String>)> {
             crate::diag::Located::new(w.code, &w.site, w.message.clone()).label(w.label.clone());
         eprintln!("{:?}", miette::Report::new(copy));
     }
-    let warnings = built.warnings.iter().map(|w| w.to_string()).collect();
-    Ok((args.out.clone(), warnings))
+    Ok(built.warnings.iter().map(|w| w.to_string()).collect())
 }

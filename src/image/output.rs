@@ -2,7 +2,7 @@
 //! place only when complete, so a failure (or a full disk) never leaves a
 //! half-written image that looks good.
 use super::base::{self, Base};
-use super::cache::{Cache, sha256_file};
+use super::cache::{Cache, KeyInputs, sha256_file};
 use super::error::{ImageError, Result, io_err};
 use super::hygiene::{self, Scope};
 use super::manifest::BuildDir;
@@ -29,20 +29,7 @@ pub fn build(req: &ImageRequest) -> Result<ImageOutput> {
         .map_err(io_err("creating", req.out.join("logs")))?;
     // A killed earlier run's temp files (OUT's are outside the cache's lock).
     leftovers::remove_dead(&req.out);
-    let sources = if req.sources.is_empty() {
-        base::host_sources()?
-    } else {
-        req.sources.clone()
-    };
-    let mut inputs = base::key_inputs(&build, &sources, tools::mmdebstrap_version()?)?;
-    if let Some(p) = &req.pinned {
-        inputs.pins = p
-            .packages
-            .iter()
-            .map(|p| format!("{}={}", p.name, p.version))
-            .collect();
-        inputs.identity = Some(p.identity.clone());
-    }
+    let (inputs, sources) = base_inputs(req, &build)?;
     let cache = Cache::open(&req.cache_dir)?;
     let log_dir = req.out.join("logs");
     let base_req = base::Request {
@@ -63,6 +50,32 @@ pub fn build(req: &ImageRequest) -> Result<ImageOutput> {
         None
     };
     write_outputs(req, &build, &base, disk, &sources)
+}
+
+/// The key of the cached base `req` builds on (`image` with several
+/// profiles groups them by it before building any).
+pub fn base_key(req: &ImageRequest) -> Result<String> {
+    let build = BuildDir::load(&req.build_dir)?;
+    Ok(base_inputs(req, &build)?.0.key())
+}
+
+/// What the base depends on, and the apt sources it is bootstrapped from.
+fn base_inputs(req: &ImageRequest, build: &BuildDir) -> Result<(KeyInputs, Vec<PathBuf>)> {
+    let sources = if req.sources.is_empty() {
+        base::host_sources()?
+    } else {
+        req.sources.clone()
+    };
+    let mut inputs = base::key_inputs(build, &sources, tools::mmdebstrap_version()?)?;
+    if let Some(p) = &req.pinned {
+        inputs.pins = p
+            .packages
+            .iter()
+            .map(|p| format!("{}={}", p.name, p.version))
+            .collect();
+        inputs.identity = Some(p.identity.clone());
+    }
+    Ok((inputs, sources))
 }
 
 fn check_host(req: &ImageRequest) -> Result<()> {

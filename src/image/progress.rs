@@ -19,6 +19,26 @@ thread_local! {
     // spares threading a collector through all of them. One image is built per
     // thread at a time (vm-test builds its machines' images one after another).
     static LOG: RefCell<Vec<Timing>> = const { RefCell::new(Vec::new()) };
+    // The profile this thread builds when `image` builds several at once:
+    // its lines are prefixed with it, and no spinner redraws over another's.
+    static LABEL: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Prefixes this thread's progress lines with `[label]` (None: no prefix).
+pub fn set_label(label: Option<String>) {
+    LABEL.with(|l| *l.borrow_mut() = label);
+}
+
+/// A line of this thread's progress, with its label if it has one.
+pub fn line(text: &str) -> String {
+    LABEL.with(|l| match &*l.borrow() {
+        Some(label) => format!("[{label}] {text}"),
+        None => text.to_string(),
+    })
+}
+
+fn labelled() -> bool {
+    LABEL.with(|l| l.borrow().is_some())
 }
 
 /// The steps finished on this thread since the last call, in order.
@@ -43,11 +63,11 @@ impl Step {
     /// `key` names the step in JSON output; `name` is what a person reads.
     pub fn start(key: &'static str, name: impl Into<String>, quiet: bool) -> Step {
         let name = name.into();
-        let bar = if !quiet && std::io::stderr().is_terminal() {
+        let bar = if !quiet && std::io::stderr().is_terminal() && !labelled() {
             Some(spinner(&name))
         } else {
             if !quiet {
-                eprintln!("==> {name}");
+                eprintln!("{}", line(&format!("==> {name}")));
             }
             None
         };
@@ -76,7 +96,7 @@ impl Step {
         );
         match &self.bar {
             Some(bar) => bar.finish_with_message(line),
-            None if !self.quiet => eprintln!("    {line}"),
+            None if !self.quiet => eprintln!("{}", self::line(&format!("    {line}"))),
             None => {}
         }
         took

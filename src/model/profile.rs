@@ -13,6 +13,10 @@ pub struct Profile {
     pub name: String,
     pub path: PathBuf,
     pub description: String,
+    /// `fragment = true` in the top file's [profile]: a part other profiles
+    /// import (hardened.toml), not a machine; `image` with several profiles
+    /// skips it. Not inherited: a profile importing a fragment is a machine.
+    pub fragment: bool,
     /// Module imports in order of first appearance (depth-first through imported profiles).
     pub modules: Vec<(String, Site)>,
     /// Option definitions from every profile file, in import order.
@@ -29,6 +33,7 @@ pub fn load_profile(path: &Path) -> Result<Profile, Located> {
             .unwrap_or_default(),
         path: path.to_path_buf(),
         description: String::new(),
+        fragment: false,
         modules: Vec::new(),
         definitions: Vec::new(),
         files: Vec::new(),
@@ -88,6 +93,10 @@ fn read_profile(
         let description = r.string("description")?.map(|d| d.0).unwrap_or_default();
         if p.description.is_empty() {
             p.description = description;
+        }
+        let fragment = r.bool("fragment")?;
+        if from.is_none() {
+            p.fragment = fragment;
         }
         let imports = match r.raw("imports") {
             Some(raw) => import_list(&r, &raw)?,
