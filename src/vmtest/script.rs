@@ -659,7 +659,7 @@ mod tests {
         let f = fixture();
         std::fs::write(
             f.dir.path().join("server.config.json"),
-            r#"{"tls": {"domain": "xmpp.test", "subdomains": ["upload"]}, "crowdsec": {"capacity": 5}}"#,
+            r#"{"tls": {"domain": "chat.test", "subdomains": ["upload"]}, "crowdsec": {"capacity": 5}}"#,
         )
         .unwrap();
         std::fs::write(
@@ -669,7 +669,7 @@ mod tests {
         .unwrap();
         let src = r#"
             server.start();
-            assert(config("tls.domain") == "xmpp.test", "a string");
+            assert(config("tls.domain") == "chat.test", "a string");
             assert(config("crowdsec.capacity") + 1 == 6, "a number");
             assert(server.config("tls.subdomains")[0] == "upload", "an array");
             assert(manifest().units.mask == ["b.service"], "the manifest");

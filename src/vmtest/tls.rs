@@ -135,10 +135,10 @@ impl Policy {
             .collect();
         argv.push(self.domain.clone());
         if let Some(proto) = self.listener.starttls.as_deref().filter(|p| !p.is_empty()) {
-            argv.extend(["-starttls".into(), proto.to_string()]);
-            if proto.starts_with("xmpp") {
-                argv.extend(["-xmpphost".into(), self.domain.clone()]);
-            }
+            // -name: the name the protocol itself carries (a stream's "to",
+            // an EHLO), whatever the protocol; s_client ignores it where none.
+            argv.extend(["-starttls".into(), proto.to_string(), "-name".into()]);
+            argv.push(self.domain.clone());
         }
         argv.extend(extra.iter().map(|s| s.to_string()));
         argv
@@ -407,15 +407,15 @@ mod tests {
 
     fn config() -> Value {
         serde_json::json!({
-            "tls": {"domain": "xmpp.test", "protocols": ["TLSv1.2", "TLSv1.3"],
+            "tls": {"domain": "chat.test", "protocols": ["TLSv1.2", "TLSv1.3"],
                     "ciphers": ["ECDHE-ECDSA-AES256-GCM-SHA384"],
                     "ciphersuites": ["TLS_AES_256_GCM_SHA384"], "groups": ["X25519", "secp384r1"]},
             "firewall": {
                 "exposure_rules": [{"exposure": "public", "from": "anyone", "drop": false, "bind": "any", "listens": true}],
                 "listeners": [
-                    {"service": "ejabberd", "proto": "tcp", "port": 5222, "exposure": "public", "tls": "starttls", "starttls": "xmpp"},
-                    {"service": "nginx", "proto": "tcp", "port": 443, "exposure": "public", "tls": "direct", "starttls": ""},
-                    {"service": "nginx", "proto": "tcp", "port": 80, "exposure": "public", "tls": "none", "starttls": ""}]}
+                    {"service": "chat", "proto": "tcp", "port": 5222, "exposure": "public", "tls": "starttls", "starttls": "smtp"},
+                    {"service": "web", "proto": "tcp", "port": 443, "exposure": "public", "tls": "direct", "starttls": ""},
+                    {"service": "web", "proto": "tcp", "port": 80, "exposure": "public", "tls": "none", "starttls": ""}]}
         })
     }
 
@@ -428,7 +428,7 @@ mod tests {
         let argv = p.s_client("fd77::10", &["-tls1_3"]);
         assert_eq!(
             argv.join(" "),
-            "openssl s_client -connect [fd77::10]:5222 -servername xmpp.test -starttls xmpp -xmpphost xmpp.test -tls1_3"
+            "openssl s_client -connect [fd77::10]:5222 -servername chat.test -starttls smtp -name chat.test -tls1_3"
         );
         let direct = Policy::from_config(&c, &t, 443).unwrap();
         assert!(
@@ -438,7 +438,7 @@ mod tests {
         );
         let e = Policy::from_config(&c, &t, 80).unwrap_err();
         assert!(
-            e.contains("nginx 80/tcp (public)") && e.contains("\"none\""),
+            e.contains("web 80/tcp (public)") && e.contains("\"none\""),
             "{e}"
         );
         assert!(
@@ -476,7 +476,7 @@ mod tests {
                 "-days",
                 "1",
                 "-subj",
-                "/CN=xmpp.test",
+                "/CN=chat.test",
             ])
             .arg("-keyout")
             .arg(&key)
