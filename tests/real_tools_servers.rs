@@ -74,26 +74,19 @@ fn bastion_lets_only_the_jump_group_forward_and_only_to_ssh_ports() {
     // nobody is not.
     let b = build("bastion.toml", "[force.jump_host]\ngroup = \"root\"\n");
     let tmp = tempfile::tempdir().unwrap();
-    let key = tmp.path().join("host_key");
-    run_ok(
-        Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", ""])
-            .arg("-f")
-            .arg(&key),
-    );
+    let key = host_key(tmp.path());
     let config = b.path("etc/ssh/sshd_config");
     run_ok(
         Command::new("bash")
             .arg("-n")
             .arg(b.path("usr/lib/hardroot/jump-users")),
     );
-    run_ok(
-        Command::new("/usr/sbin/sshd")
-            .arg("-t")
-            .arg("-f")
-            .arg(&config)
-            .arg("-h")
-            .arg(&key),
+    let o = sshd_test(&config, &key);
+    assert!(
+        o.status.success(),
+        "sshd -t refused {}:\n{}",
+        config.display(),
+        text(&o.stderr)
     );
 
     let member = sshd_for(&config, &key, "root");

@@ -202,18 +202,6 @@ fn in_namespaces(script: &str) -> Output {
 // ssh
 // ---------------------------------------------------------------------------
 
-/// A throwaway Ed25519 host key, made by the test (never stored).
-fn host_key(dir: &Path) -> PathBuf {
-    need_tool("ssh-keygen", "openssh-client");
-    let key = dir.join("ssh_host_ed25519_key");
-    run_ok(
-        Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-            .arg(&key),
-    );
-    key
-}
-
 /// sshd refuses to test a config without its privilege separation directory.
 fn ensure_privsep_dir() -> bool {
     let dir = Path::new("/run/sshd");
@@ -242,13 +230,12 @@ fn sshd_accepts_the_config_and_applies_the_hardening() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let key = host_key(tmp.path());
         let config = b.file("etc/ssh/sshd_config");
-        run_ok(
-            Command::new("/usr/sbin/sshd")
-                .arg("-t")
-                .arg("-f")
-                .arg(&config)
-                .arg("-h")
-                .arg(&key),
+        let o = sshd_test(&config, &key);
+        assert!(
+            o.status.success(),
+            "sshd -t refused {}:\n{}",
+            config.display(),
+            text(&o.stderr)
         );
 
         let eff = sshd_effective(&config, &key);
@@ -350,12 +337,7 @@ fn sshd_config_rejects_a_broken_copy() {
         b.read("etc/ssh/sshd_config") + "PasswordAuthenticaton yes\n",
     )
     .expect("write");
-    let o = run(Command::new("/usr/sbin/sshd")
-        .arg("-t")
-        .arg("-f")
-        .arg(&broken)
-        .arg("-h")
-        .arg(&key));
+    let o = sshd_test(&broken, &key);
     assert!(!o.status.success(), "sshd -t accepted a misspelt directive");
 }
 

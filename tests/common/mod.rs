@@ -187,6 +187,30 @@ pub fn unit_root(overlay: &Path, stubs: &[&str]) -> tempfile::TempDir {
     root
 }
 
+/// A throwaway Ed25519 host key in `dir`, made by the test (never stored).
+#[allow(dead_code)]
+pub fn host_key(dir: &Path) -> PathBuf {
+    need_tool("ssh-keygen", "openssh-client");
+    let key = dir.join("ssh_host_ed25519_key");
+    run_ok(
+        Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&key),
+    );
+    key
+}
+
+/// `sshd -t`: sshd itself accepts the rendered config (or says why not).
+#[allow(dead_code)]
+pub fn sshd_test(config: &Path, key: &Path) -> Output {
+    run(Command::new("/usr/sbin/sshd")
+        .arg("-t")
+        .arg("-f")
+        .arg(config)
+        .arg("-h")
+        .arg(key))
+}
+
 /// `sshd -T` of `config` for a connection described by `conn` (sshd's -C:
 /// "user=root,host=client.example,addr=198.51.100.7"): what sshd itself
 /// decides, Match blocks included. A directive sshd prints once per value
