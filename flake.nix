@@ -19,6 +19,7 @@
         (python3.withPackages (ps: [ ps.pyyaml ps.slixmpp ]))   # YAML checks, the XMPP test client
         sudo aide linuxHeaders kmod   # CIS checks: visudo -c, aide --config-check, syscall tables, modprobe -n
         docker-distribution apacheHttpd   # push/pull tests: the registry (`registry` there) and htpasswd
+        gnutar zstd   # image --cache-to/--cache-from: a base travels as a tar (xattrs, ACLs, holes), zstd
       ];
     in {
       packages = forAll (pkgs: {

@@ -52,6 +52,8 @@ needs=(
   "kmod modprobe"                                  # CIS: modprobe -n with the rendered modprobe.d file
   "docker-registry docker-registry"                # push/pull tests: the CNCF distribution registry on 127.0.0.1
   "apache2-utils htpasswd"                         # ... its basic-auth password file
+  "tar tar"                                        # image --cache-to/--cache-from: a base travels as a tar
+  "zstd zstd"                                      # ... compressed with zstd
 )
 
 # Packages whose maintainer scripts the tests run offline in a scratch root

@@ -122,6 +122,7 @@ fn build(a: &RunArgs, out: &Path) -> miette::Result<ImageOutput> {
         no_disk: a.direct_kernel,
         sources: Vec::new(),
         quiet: false,
+        shared: Default::default(),
     };
     crate::image::build_profile(&args)
 }

@@ -50,6 +50,8 @@ const TOOLS: &[(&str, &str, &str)] = &[
     ("kmod", "kmod", "Command::new(\"modprobe\")"),
     ("docker-registry", "docker-distribution", "docker-registry"),
     ("apache2-utils", "apacheHttpd", "Command::new(\"htpasswd\")"),
+    ("tar", "gnutar", "--xattrs-include"),
+    ("zstd", "zstd", "\"--zstd\""),
 ];
 
 fn read(path: &str) -> String {
@@ -176,8 +178,11 @@ fn corpus() -> String {
             let rel = entry.strip_prefix(repo()).unwrap_or(&entry).to_path_buf();
             let rel = rel.to_string_lossy();
             let ours = rel == "scripts/deps.sh" || rel == "tests/flake.rs";
-            // Fixtures and goldens are guest files and sample outputs, not host use.
-            let data = rel.starts_with("tests/") && rel.matches('/').count() > 1;
+            // Fixtures and goldens are guest files and sample outputs, not host
+            // use; a support module (tests/<name>/mod.rs) is test code.
+            let data = rel.starts_with("tests/")
+                && rel.matches('/').count() > 1
+                && !rel.ends_with("/mod.rs");
             if !ours && !data {
                 text.push_str(&std::fs::read_to_string(&entry).unwrap_or_default());
             }

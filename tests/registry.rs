@@ -3,136 +3,15 @@
 //! 127.0.0.1 with a throw-away storage folder. The image folder is made by
 //! hand (image-manifest.json with the files' real sha256s), so these tests
 //! need neither root nor a bootstrap.
+mod registry_support;
+
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const USER: &str = "fleet";
-const PASSWORD: &str = "s3cret-Pa55word";
-
-struct Registry {
-    child: Option<Child>,
-    port: u16,
-    config: PathBuf,
-    storage: PathBuf,
-}
-
-impl Registry {
-    fn start(tmp: &Path, with_auth: bool) -> Registry {
-        let port = free_port();
-        let storage = tmp.join("storage");
-        std::fs::create_dir_all(&storage).expect("storage");
-        let mut config = format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            storage.display()
-        );
-        if with_auth {
-            let htpasswd = tmp.join("htpasswd");
-            let out = Command::new("htpasswd")
-                .args(["-Bbn", USER, PASSWORD])
-                .output()
-                .expect("htpasswd (apache2-utils, scripts/deps.sh) must be installed");
-            assert!(out.status.success());
-            std::fs::write(&htpasswd, &out.stdout).expect("htpasswd file");
-            config.push_str(&format!(
-                "auth:\n  htpasswd:\n    realm: hardroot-test\n    path: {}\n",
-                htpasswd.display()
-            ));
-        }
-        let path = tmp.join("config.yml");
-        std::fs::write(&path, config).expect("config");
-        let mut r = Registry {
-            child: None,
-            port,
-            config: path,
-            storage,
-        };
-        r.spawn();
-        r
-    }
-
-    fn spawn(&mut self) {
-        // Debian names the distribution registry docker-registry; nixpkgs' docker-distribution, registry.
-        let bin = if Command::new("docker-registry")
-            .arg("--version")
-            .output()
-            .is_ok()
-        {
-            "docker-registry"
-        } else {
-            "registry"
-        };
-        let child = Command::new(bin)
-            .arg("serve")
-            .arg(&self.config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("docker-registry (scripts/deps.sh) must be installed");
-        self.child = Some(child);
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "registry did not listen"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn reference(&self, repo: &str) -> String {
-        format!("127.0.0.1:{}/{repo}", self.port)
-    }
-
-    /// Bytes of unfinished uploads in the storage folder.
-    fn upload_bytes(&self) -> u64 {
-        walkdir::WalkDir::new(&self.storage)
-            .into_iter()
-            .flatten()
-            .filter(|e| {
-                let p = e.path();
-                p.to_string_lossy().contains("/_uploads/") && p.ends_with("data")
-            })
-            .filter_map(|e| e.metadata().ok().map(|m| m.len()))
-            .sum()
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
-fn hardroot(args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_hardroot"));
-    c.args(args);
-    for v in [
-        "HARDROOT_REGISTRY_USERNAME",
-        "HARDROOT_REGISTRY_PASSWORD",
-        "HARDROOT_REGISTRY_AUTH_FILE",
-    ] {
-        c.env_remove(v);
-    }
-    // docker's own config of whoever runs the tests is not read.
-    c.env("DOCKER_CONFIG", "/nonexistent");
-    c
-}
+use registry_support::{PASSWORD, Registry, USER, hardroot};
 
 fn text(o: &Output) -> String {
     format!(
@@ -542,4 +421,236 @@ fn a_registry_killed_mid_push_serves_nothing_half_written_and_the_next_push_comp
     let out = pull(&reference, &back);
     assert!(out.status.success(), "{}", text(&out));
     same_files(&img2, &back, FILES);
+}
+
+/// A base entry as the image stage leaves it in a cache, made by hand:
+/// filed under `entry_key`, its meta.json claiming `claimed` with `inputs`.
+fn fake_base(
+    cache: &hardroot::image::cache::Cache,
+    entry_key: &str,
+    claimed: &str,
+    inputs: &hardroot::image::cache::KeyInputs,
+) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = cache.entry(entry_key);
+    let root = dir.join("rootfs");
+    std::fs::create_dir_all(root.join("usr/bin")).expect("tree");
+    std::fs::create_dir_all(root.join("etc")).expect("tree");
+    std::fs::write(root.join("etc/hostname"), "fleet\n").expect("file");
+    std::fs::write(root.join("usr/bin/tool"), noise(70_000, 3)).expect("file");
+    std::fs::set_permissions(
+        root.join("usr/bin/tool"),
+        std::fs::Permissions::from_mode(0o4755),
+    )
+    .expect("mode");
+    std::fs::hard_link(root.join("usr/bin/tool"), root.join("usr/bin/tool2")).expect("link");
+    std::os::unix::fs::symlink("tool", root.join("usr/bin/alias")).expect("symlink");
+    // A sparse packed image: 64 MiB long, two small extents of data.
+    let img = std::fs::File::create(dir.join("base.img")).expect("img");
+    img.set_len(64 << 20).expect("len");
+    use std::os::unix::fs::FileExt;
+    img.write_all_at(&noise(5000, 4), 1 << 20).expect("write");
+    img.write_all_at(&noise(5000, 5), 40 << 20).expect("write");
+    std::fs::write(dir.join("vmlinuz"), noise(9000, 6)).expect("kernel");
+    std::fs::write(dir.join("initrd.img"), noise(7000, 7)).expect("initrd");
+    let meta = json!({
+        "key": claimed,
+        "inputs": inputs,
+        "packages": [{"name": "fleet", "version": "1", "architecture": "amd64"}],
+        "users": {"root": 0}, "groups": {"root": 0},
+        "paths": {"etc": "d", "etc/hostname": "f"},
+        "kernel": "6.1.0-test",
+        "image_bytes": 64 << 20, "used_bytes": 90_000,
+        "source_date_epoch": inputs.source_date_epoch,
+    });
+    std::fs::write(dir.join("meta.json"), meta.to_string()).expect("meta");
+}
+
+fn key_inputs(packages: &[&str]) -> hardroot::image::cache::KeyInputs {
+    serde_json::from_value(json!({
+        "format": hardroot::image::cache::KeyInputs::format(),
+        "suite": "bookworm", "architecture": "amd64", "variant": "minbase",
+        "packages": packages, "mmdebstrap": "1.3.5",
+        "sources": [], "dpkg_path_exclude": [], "dpkg_path_include": [],
+        "scrub": [], "early": [], "source_date_epoch": 1_700_000_000,
+        "image_free_mib": 256, "root_label": "root",
+    }))
+    .expect("key inputs")
+}
+
+/// What a tree holds, file by file: type, mode, owner, content or target, and
+/// which names share an inode.
+fn tree_listing(root: &Path) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut inodes = std::collections::BTreeMap::new();
+    walkdir::WalkDir::new(root)
+        .sort_by_file_name()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            let m = e.path().symlink_metadata().expect("meta");
+            let rel = e
+                .path()
+                .strip_prefix(root)
+                .expect("rel")
+                .display()
+                .to_string();
+            let what = if m.file_type().is_symlink() {
+                format!(
+                    "-> {}",
+                    std::fs::read_link(e.path()).expect("link").display()
+                )
+            } else if m.is_file() {
+                let first = inodes.entry(m.ino()).or_insert_with(|| rel.clone()).clone();
+                format!(
+                    "{} link of {first}",
+                    sha256(&std::fs::read(e.path()).expect("read"))
+                )
+            } else {
+                "dir".into()
+            };
+            format!("{rel} {:o} {}:{} {what}", m.mode(), m.uid(), m.gid())
+        })
+        .collect()
+}
+
+/// `image --cache-to` / `--cache-from` without a bootstrap: a hand-made
+/// cached base goes to the registry and comes back whole into another
+/// cache; a base whose tag, key or inputs do not agree, or whose blob was
+/// changed in the registry, is refused and nothing of it is kept (the image
+/// stage then bootstraps: tests/image_shared_cache.rs builds for real).
+#[test]
+fn a_shared_base_comes_back_whole_and_a_wrong_or_damaged_one_is_refused() {
+    use hardroot::image::cache::Cache;
+    use hardroot::image::shared::{self, Fetched};
+    let tmp = tempfile::tempdir().expect("tmp");
+    let reg = Registry::start(&tmp.path().join("reg"), false);
+    let store = hardroot::oci::bases::RegistryBases::new(&reg.reference("fleet/base"))
+        .expect("a repository");
+    let builder_a = Cache::open(&tmp.path().join("a")).expect("cache a");
+    let inputs = key_inputs(&["linux-image-cloud-amd64", "systemd-sysv"]);
+    let key = inputs.key();
+    fake_base(&builder_a, &key, &key, &inputs);
+
+    let sent = shared::store(&builder_a, &store, &key, true)
+        .expect("pushed")
+        .expect("the registry lacked it");
+    assert!(
+        sent.bytes > 0 && sent.bytes < 1 << 20,
+        "{sent:?}: holes are not sent"
+    );
+    assert!(
+        shared::store(&builder_a, &store, &key, true)
+            .expect("second push")
+            .is_none(),
+        "a base the registry has is sent again"
+    );
+    let manifest = served_manifest(&reg, "fleet/base", &key, None);
+    assert_eq!(manifest["artifactType"], "application/vnd.hardroot.base.v1");
+    assert_eq!(
+        manifest["annotations"]["dev.hardroot.base-key"],
+        key.as_str()
+    );
+    assert_eq!(
+        manifest["annotations"]["dev.hardroot.base-packages"],
+        "linux-image-cloud-amd64 systemd-sysv"
+    );
+    let titles: Vec<_> = manifest["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(|l| {
+            format!(
+                "{} {}",
+                l["annotations"]["org.opencontainers.image.title"]
+                    .as_str()
+                    .unwrap_or("?"),
+                l["mediaType"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    assert_eq!(
+        titles,
+        [
+            "meta.json application/vnd.hardroot.base.meta.v1+json",
+            "base.tar.zst application/vnd.hardroot.base.tree.v1.tar+zstd"
+        ]
+    );
+
+    // Builder B had nothing: it gets the same entry, file for file.
+    let builder_b = Cache::open(&tmp.path().join("b")).expect("cache b");
+    match shared::fetch(&builder_b, &store, &key, true).expect("fetch") {
+        Fetched::Pulled(t) => assert_eq!(t.digest, sent.digest),
+        other => panic!("not pulled: {other:?}"),
+    }
+    let (a, b) = (builder_a.entry(&key), builder_b.entry(&key));
+    assert_eq!(
+        tree_listing(&a.join("rootfs")),
+        tree_listing(&b.join("rootfs"))
+    );
+    for f in ["base.img", "vmlinuz", "initrd.img", "meta.json"] {
+        assert!(
+            std::fs::read(a.join(f)).expect("a") == std::fs::read(b.join(f)).expect("b"),
+            "{f} differs after the round trip"
+        );
+    }
+    use std::os::unix::fs::MetadataExt;
+    let blocks = std::fs::metadata(b.join("base.img")).expect("img").blocks();
+    assert!(
+        blocks * 512 < 1 << 20,
+        "base.img came back without its holes"
+    );
+    let missing = "0".repeat(32);
+    assert!(matches!(
+        shared::fetch(&builder_b, &store, &missing, true).expect("fetch"),
+        Fetched::Missing
+    ));
+
+    // Refused: one that says it is another base, one whose inputs hash to
+    // another key, and one whose archive was changed in the registry.
+    let other_key = "ab".repeat(16);
+    fake_base(&builder_a, &other_key, &key, &inputs);
+    let altered_key = "cd".repeat(16);
+    fake_base(&builder_a, &altered_key, &altered_key, &inputs);
+    for k in [&other_key, &altered_key] {
+        shared::store(&builder_a, &store, k, true).expect("pushed");
+    }
+    let archive_digest = manifest["layers"][1]["digest"]
+        .as_str()
+        .expect("digest")
+        .to_string();
+    let hex = archive_digest.trim_start_matches("sha256:");
+    let blob = reg
+        .storage
+        .join("docker/registry/v2/blobs/sha256")
+        .join(&hex[..2])
+        .join(hex)
+        .join("data");
+    let mut bytes = std::fs::read(&blob).expect("stored blob");
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0xff;
+    std::fs::write(&blob, bytes).expect("tamper");
+    for (k, says) in [
+        (
+            &other_key,
+            format!("is {key}, not the base {other_key} asked for"),
+        ),
+        (
+            &altered_key,
+            format!("inputs hash to {key}, not to its key {altered_key}"),
+        ),
+        (&key, archive_digest.clone()),
+    ] {
+        let builder_c = Cache::open(&tmp.path().join(format!("c-{k}"))).expect("cache c");
+        match shared::fetch(&builder_c, &store, k, true).expect("fetch") {
+            Fetched::Refused(why) => assert!(why.contains(&says), "{k}: {why}"),
+            other => panic!("{k}: not refused: {other:?}"),
+        }
+        let left: Vec<_> = std::fs::read_dir(builder_c.base_dir())
+            .expect("base/")
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert!(left.is_empty(), "{k}: kept {left:?}");
+    }
 }

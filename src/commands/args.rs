@@ -160,6 +160,14 @@ pub struct ImageArgs {
     /// Bootstrap the base again even if the cache has it
     #[arg(long)]
     pub rebuild_base: bool,
+    /// A base missing from the cache is fetched from this registry
+    /// repository (HOST[:PORT]/REPOSITORY, tagged with base keys) before it is bootstrapped
+    #[arg(long, value_name = "REF", conflicts_with = "from_manifest")]
+    pub cache_from: Option<String>,
+    /// A base this builder has goes to this registry repository when it lacks it
+    /// (HOST[:PORT]/REPOSITORY; credentials as for push)
+    #[arg(long, value_name = "REF", conflicts_with = "from_manifest")]
+    pub cache_to: Option<String>,
     /// Also write OUT/rootfs.qcow2
     #[arg(long)]
     pub qcow2: bool,
@@ -334,8 +342,17 @@ pub struct RunArgs {
 }
 
 impl ImageArgs {
-    pub fn request(&self) -> crate::image::ImageArgs {
-        crate::image::ImageArgs {
+    pub fn request(&self) -> miette::Result<crate::image::ImageArgs> {
+        let store = |r: &Option<String>| -> miette::Result<_> {
+            Ok(match r {
+                Some(r) => Some(
+                    std::sync::Arc::new(crate::oci::bases::RegistryBases::new(r)?)
+                        as std::sync::Arc<dyn crate::image::shared::BaseStore>,
+                ),
+                None => None,
+            })
+        };
+        Ok(crate::image::ImageArgs {
             profiles: self.profiles.clone(),
             out: self.out.clone(),
             jobs: usize::from(self.jobs),
@@ -349,7 +366,11 @@ impl ImageArgs {
             no_disk: self.no_disk,
             sources: self.sources.clone(),
             quiet: self.quiet,
-        }
+            shared: crate::image::shared::SharedCache {
+                from: store(&self.cache_from)?,
+                to: store(&self.cache_to)?,
+            },
+        })
     }
 }
 

@@ -15,7 +15,7 @@ use std::time::SystemTime;
 
 pub fn image(args: &ImageArgs) -> miette::Result<()> {
     let started = std::time::Instant::now();
-    let out = crate::image::build_profile(&args.request())?;
+    let out = crate::image::build_profile(&args.request()?)?;
     if args.json {
         let v = summary_json(&out, started.elapsed());
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
@@ -30,7 +30,7 @@ pub fn image(args: &ImageArgs) -> miette::Result<()> {
 /// outcomes go back to cli.rs, which makes the exit code of them.
 pub fn image_fleet(args: &ImageArgs) -> miette::Result<Vec<Outcome>> {
     let started = std::time::Instant::now();
-    let outcomes = crate::image::build_fleet(&args.request())?;
+    let outcomes = crate::image::build_fleet(&args.request()?)?;
     for o in &outcomes {
         if let Status::Failed(e) = &o.status {
             eprintln!("{}: {e:?}", o.name);
@@ -49,7 +49,7 @@ pub fn image_fleet(args: &ImageArgs) -> miette::Result<Vec<Outcome>> {
 fn row(o: &Outcome) -> (&'static str, String, String) {
     match &o.status {
         Status::Built(out) => (
-            if out.base_from_cache { "hit" } else { "miss" },
+            base_cache(out),
             out.disk_sha256
                 .clone()
                 .unwrap_or_else(|| out.rootfs_sha256.clone()),
@@ -90,16 +90,55 @@ fn print_table(outcomes: &[Outcome], took: std::time::Duration) {
         .iter()
         .filter_map(|o| o.base_key.as_ref())
         .collect();
-    let bootstraps = outcomes
-        .iter()
-        .filter(|o| matches!(&o.status, Status::Built(out) if !out.base_from_cache))
-        .count();
+    let bases = Bases::of(outcomes);
     println!(
-        "{} profiles, {} base keys, {bootstraps} bootstrapped, {failed} failed, {:.1} s",
+        "{} profiles, {} base keys, {} bootstrapped, {} pulled, {} MiB of bases pushed, {failed} failed, {:.1} s",
         outcomes.len(),
         keys.len(),
+        bases.bootstrapped,
+        bases.pulled,
+        bases.pushed_bytes >> 20,
         took.as_secs_f64()
     );
+}
+
+/// Where a built image's base came from: the local cache (`hit`), the shared
+/// cache (`pulled`), or a bootstrap (`miss`).
+fn base_cache(out: &ImageOutput) -> &'static str {
+    if out.base_from_cache {
+        "hit"
+    } else if out.base_pulled.is_some() {
+        "pulled"
+    } else {
+        "miss"
+    }
+}
+
+/// The fleet's bases: bootstrapped, pulled from the shared cache, bytes sent to it.
+#[derive(serde::Serialize)]
+struct Bases {
+    bootstrapped: usize,
+    pulled: usize,
+    pushed_bytes: u64,
+}
+
+impl Bases {
+    fn of(outcomes: &[Outcome]) -> Bases {
+        let built = || {
+            outcomes.iter().filter_map(|o| match &o.status {
+                Status::Built(out) => Some(out),
+                _ => None,
+            })
+        };
+        Bases {
+            bootstrapped: built().filter(|o| base_cache(o) == "miss").count(),
+            pulled: built().filter(|o| o.base_pulled.is_some()).count(),
+            pushed_bytes: built()
+                .filter_map(|o| o.base_pushed.as_ref())
+                .map(|t| t.bytes)
+                .sum(),
+        }
+    }
 }
 
 /// `hardroot image P1 P2 ... --json` (docs/json.md, format 1).
@@ -137,16 +176,17 @@ fn fleet_json(outcomes: &[Outcome], took: std::time::Duration) -> serde_json::Va
     serde_json::json!({
         "format": 1,
         "profiles": profiles,
+        "bases": Bases::of(outcomes),
         "failed": outcomes.iter().filter(|o| o.failed()).count(),
         "seconds": progress::round_ms(took.as_secs_f64()),
     })
 }
 
 fn print_summary(out: &ImageOutput, took: std::time::Duration) {
-    let base = if out.base_from_cache {
-        "cached"
-    } else {
-        "built"
+    let base = match (&out.base_pulled, out.base_from_cache) {
+        (_, true) => "cached".to_string(),
+        (Some(t), _) => format!("pulled from {}", t.reference),
+        (None, false) => "built".to_string(),
     };
     println!("rootfs.img sha256 {}", out.rootfs_sha256);
     println!(
@@ -154,6 +194,14 @@ fn print_summary(out: &ImageOutput, took: std::time::Duration) {
         out.cache_key,
         out.used_bytes >> 20
     );
+    if let Some(t) = &out.base_pushed {
+        println!(
+            "base pushed to {}@{} ({} MiB sent)",
+            t.reference,
+            t.digest,
+            t.bytes >> 20
+        );
+    }
     println!(
         "image written to {} in {:.1} s",
         out.rootfs.display(),
@@ -186,7 +234,9 @@ fn summary_json(out: &ImageOutput, took: std::time::Duration) -> serde_json::Val
         "image_manifest": out.image_manifest,
         "base": {
             "cache_key": out.cache_key,
-            "cache": if out.base_from_cache { "hit" } else { "miss" },
+            "cache": base_cache(out),
+            "pulled": out.base_pulled,
+            "pushed": out.base_pushed,
         },
         "packages": out.packages,
         "sbom": { "path": out.sbom },

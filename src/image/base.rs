@@ -6,6 +6,7 @@ use super::error::{ImageError, Result, input_err, io_err};
 use super::hygiene::{self, Scope};
 use super::manifest::{BuildDir, EntryKind};
 use super::progress::Step;
+use super::shared::{self, SharedCache, Transfer};
 use super::{fsutil, pack, tools};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -37,7 +38,12 @@ pub struct Package {
 pub struct Base {
     pub dir: PathBuf,
     pub meta: BaseMeta,
+    /// The local cache had it.
     pub from_cache: bool,
+    /// It came from the shared cache (`--cache-from`) instead of a bootstrap.
+    pub pulled: Option<Transfer>,
+    /// This run sent it to the shared cache (`--cache-to`), which lacked it.
+    pub pushed: Option<Transfer>,
 }
 
 impl Base {
@@ -135,19 +141,34 @@ pub struct Request<'a> {
     pub rebuild: bool,
     pub log_dir: &'a Path,
     pub quiet: bool,
+    pub shared: &'a SharedCache,
 }
 
-/// Returns the cached base for the inputs, building it first if needed. The
-/// returned lock (shared) must be held while the entry is read.
+/// Returns the cached base for the inputs; on a miss it is fetched from the
+/// shared cache (`--cache-from`) or else bootstrapped, and with `--cache-to`
+/// sent there when the shared cache lacks it. The returned lock (shared)
+/// must be held while the entry is read.
 pub fn ensure(req: &Request) -> Result<(Base, std::fs::File)> {
     let key = req.inputs.key();
     let entry = req.cache.entry(&key);
     let mut built = false;
+    let mut pulled = None;
+    let mut pushed = None;
     {
         let _exclusive = req.cache.lock(&key, true)?;
         if req.rebuild || !entry.join("meta.json").is_file() {
-            build_entry(req, &key)?;
+            if let Some(from) = req.shared.from.as_deref().filter(|_| !req.rebuild)
+                && let shared::Fetched::Pulled(t) = shared::fetch(req.cache, from, &key, req.quiet)?
+            {
+                pulled = Some(t);
+            }
+            if pulled.is_none() {
+                build_entry(req, &key)?;
+            }
             built = true;
+        }
+        if let Some(to) = req.shared.to.as_deref() {
+            pushed = shared::store(req.cache, to, &key, req.quiet)?;
         }
     }
     // Entries are immutable once published, so a shared lock is enough to read one.
@@ -159,6 +180,8 @@ pub fn ensure(req: &Request) -> Result<(Base, std::fs::File)> {
             dir: entry,
             meta,
             from_cache: !built,
+            pulled,
+            pushed,
         },
         shared,
     ))
@@ -435,7 +458,7 @@ fn write_meta(dir: &Path, meta: &BaseMeta) -> Result<()> {
 
 /// Moves the finished temp folder into place; an older entry (--rebuild-base)
 /// is moved aside first and deleted after.
-fn publish(cache: &Cache, tmp: tempfile::TempDir, key: &str) -> Result<()> {
+pub(crate) fn publish(cache: &Cache, tmp: tempfile::TempDir, key: &str) -> Result<()> {
     let entry = cache.entry(key);
     let old = cache
         .base_dir()

@@ -6,7 +6,7 @@
 //! An entry appears only by renaming a finished temp folder, so a crash or a
 //! full disk never leaves a half-built base under a real key.
 use super::error::{Result, io_err};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -14,8 +14,9 @@ use std::path::{Path, PathBuf};
 /// Bumped whenever the way a base is built changes, so old entries are not reused.
 const BASE_FORMAT: u32 = 1;
 
-/// Everything the base tree and its packed ext4 depend on.
-#[derive(Debug, Clone, Serialize)]
+/// Everything the base tree and its packed ext4 depend on. Read back from a
+/// base's meta.json to check a base fetched from a shared cache (shared.rs).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KeyInputs {
     pub format: u32,
     pub suite: String,
@@ -33,21 +34,21 @@ pub struct KeyInputs {
     pub root_label: String,
     /// A rebuild's exact versions, `name=version` (verify, --from-manifest);
     /// empty, and then absent from the key, for an ordinary build.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pins: Vec<String>,
     /// The key of the base a rebuild reproduces: filesystem UUIDs and hash
     /// seeds come from it, so that the rebuilt bytes can equal the original's.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NamedHash {
     pub name: String,
     pub sha256: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EarlyFile {
     pub path: String,
     pub mode: String,

@@ -67,6 +67,13 @@ pub enum ImageError {
     #[diagnostic(help("this is a bug in hardroot; please report it with the image's profile"))]
     Sbom { message: String },
 
+    #[error("{location}: the base could not be sent to the shared cache:\n{message}")]
+    #[diagnostic(help(
+        "the image was not built because --cache-to could not be honoured; fix the \
+         registry or its credentials (docs/fleet.md), or build without --cache-to"
+    ))]
+    SharedCache { location: String, message: String },
+
     #[error("debugfs could not apply the overlay to {image}:\n{errors}")]
     #[diagnostic(help("the half-patched image was discarded; this is a bug in hardroot"))]
     Debugfs { image: PathBuf, errors: String },

@@ -21,6 +21,7 @@ pub mod overlay;
 pub mod pack;
 pub mod progress;
 pub mod sbom;
+pub mod shared;
 pub mod sparse;
 pub mod tools;
 pub mod verify;
@@ -61,6 +62,8 @@ pub struct ImageArgs {
     pub sources: Vec<PathBuf>,
     /// Only print errors and the final summary
     pub quiet: bool,
+    /// `--cache-from` / `--cache-to`: bases shared with other builders (shared.rs)
+    pub shared: shared::SharedCache,
 }
 
 /// What another stage (vm-test, benches) asks of the image stage.
@@ -82,6 +85,8 @@ pub struct ImageRequest {
     pub pinned: Option<Pinned>,
     /// The dated snapshot archive `sources` points at, recorded in image-manifest.json.
     pub snapshot: Option<String>,
+    /// Where a missing base may be fetched from, and sent to (default: nowhere).
+    pub shared: shared::SharedCache,
 }
 
 /// What a rebuild takes from the image-manifest.json it reproduces.
@@ -104,7 +109,12 @@ pub struct ImageOutput {
     pub initrd: PathBuf,
     pub image_manifest: PathBuf,
     pub cache_key: String,
+    /// The local base cache had the base.
     pub base_from_cache: bool,
+    /// The base came from the shared cache (`--cache-from`), not a bootstrap.
+    pub base_pulled: Option<shared::Transfer>,
+    /// This build sent its base to the shared cache (`--cache-to`).
+    pub base_pushed: Option<shared::Transfer>,
     /// rootfs.img's size (the ext4 file system's size; the file is sparse).
     pub size_bytes: u64,
     pub used_bytes: u64,
@@ -167,6 +177,7 @@ fn request(args: &ImageArgs, build_dir: PathBuf) -> ImageRequest {
         quiet: args.quiet,
         pinned: None,
         snapshot: None,
+        shared: args.shared.clone(),
     }
 }
 

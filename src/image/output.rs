@@ -40,6 +40,7 @@ pub fn build(req: &ImageRequest) -> Result<ImageOutput> {
         rebuild: req.rebuild_base,
         log_dir: &log_dir,
         quiet: req.quiet,
+        shared: &req.shared,
     };
     let (base, _lock) = base::ensure(&base_req)?;
     let disk = if want_disk {
@@ -128,6 +129,8 @@ fn write_outputs(
         image_manifest: req.out.join("image-manifest.json"),
         cache_key: base.meta.key.clone(),
         base_from_cache: base.from_cache,
+        base_pulled: base.pulled.clone(),
+        base_pushed: base.pushed.clone(),
         size_bytes: base.meta.image_bytes,
         used_bytes,
         profile: build.manifest.profile.clone(),

@@ -12,6 +12,8 @@ pub const QEMU_IMG: (&str, &str) = ("qemu-img", "qemu-utils");
 pub const SFDISK: (&str, &str) = ("sfdisk", "fdisk");
 pub const CP: (&str, &str) = ("cp", "coreutils");
 pub const UNSHARE: (&str, &str) = ("unshare", "util-linux");
+pub const TAR: (&str, &str) = ("tar", "tar");
+pub const ZSTD: (&str, &str) = ("zstd", "zstd");
 
 pub fn require(tool: (&str, &str)) -> Result<()> {
     if find_on_path(tool.0) {

@@ -144,6 +144,8 @@ pub fn rebuild(r: &Rebuild) -> Result<ImageOutput> {
             identity: rec.cache_key.clone(),
         }),
         snapshot,
+        // A rebuild is cold by design: never a base from elsewhere.
+        shared: Default::default(),
     };
     build_image(&req)
 }

@@ -15,6 +15,14 @@ pub const ROOT_HASH: &str = "dev.hardroot.overlay-root-hash";
 pub const SOURCE_DATE_EPOCH: &str = "dev.hardroot.source-date-epoch";
 pub const CREATED: &str = "org.opencontainers.image.created";
 
+/// A cached Debian base shared between builders (`image --cache-to`), tagged
+/// with its base key in the repository `--cache-to` names.
+pub const BASE_ARTIFACT_TYPE: &str = "application/vnd.hardroot.base.v1";
+pub const BASE_KEY: &str = "dev.hardroot.base-key";
+/// The package set asked for, space-separated (the key's input).
+pub const BASE_PACKAGES: &str = "dev.hardroot.base-packages";
+pub const BASE_KERNEL: &str = "dev.hardroot.base-kernel";
+
 /// One file of the artifact.
 #[derive(Debug, Clone)]
 pub struct File {
@@ -31,6 +39,8 @@ pub fn media_type(name: &str) -> &'static str {
         "disk.img" | "rootfs.img" => "application/vnd.hardroot.disk.raw",
         "disk.qcow2" | "rootfs.qcow2" => "application/vnd.hardroot.disk.qcow2",
         "image-manifest.json" => "application/vnd.hardroot.image-manifest.v1+json",
+        crate::image::shared::META => "application/vnd.hardroot.base.meta.v1+json",
+        crate::image::shared::ARCHIVE => "application/vnd.hardroot.base.tree.v1.tar+zstd",
         "sbom.cdx.json" => "application/vnd.cyclonedx+json",
         "vmlinuz" => "application/vnd.hardroot.kernel",
         "initrd.img" => "application/vnd.hardroot.initrd",
@@ -120,13 +130,19 @@ impl ImageManifest {
         let mut a = BTreeMap::new();
         a.insert(PROFILE.to_string(), profile);
         a.insert(ROOT_HASH.to_string(), root);
-        a.insert(SOURCE_DATE_EPOCH.to_string(), sde.to_string());
-        if let Ok(t) = time::OffsetDateTime::from_unix_timestamp(sde)
-            && let Ok(s) = t.format(&time::format_description::well_known::Rfc3339)
-        {
-            a.insert(CREATED.to_string(), s);
-        }
+        dated(&mut a, sde);
         Ok(a)
+    }
+}
+
+/// SOURCE_DATE_EPOCH, as itself and as the creation time (RFC 3339): the
+/// same content pushed twice is the same manifest digest.
+pub fn dated(a: &mut BTreeMap<String, String>, sde: i64) {
+    a.insert(SOURCE_DATE_EPOCH.to_string(), sde.to_string());
+    if let Ok(t) = time::OffsetDateTime::from_unix_timestamp(sde)
+        && let Ok(s) = t.format(&time::format_description::well_known::Rfc3339)
+    {
+        a.insert(CREATED.to_string(), s);
     }
 }
 

@@ -11,6 +11,7 @@
 //! it reached), and the manifest, which makes the artifact visible, goes last.
 pub mod artifact;
 pub mod auth;
+pub mod bases;
 pub mod error;
 pub mod pull;
 pub mod push;

@@ -37,25 +37,44 @@ pub struct Pulled {
 
 pub fn pull(req: &PullRequest) -> Result<Pulled> {
     let r = reference(&req.reference)?;
+    fetch(&r, &req.dir, ARTIFACT_TYPE, req.quiet)?.ok_or_else(|| OciError::Registry {
+        reference: r.whole(),
+        message: "the registry has no such artifact".into(),
+        hint: "check the repository and tag; an interrupted push publishes nothing".into(),
+    })
+}
+
+/// Fetches the artifact `r` names, which must be of `artifact_type`, into
+/// DIR: every blob to a temp file, checked, then all renamed into place.
+/// None when the registry has no such artifact. `pull` and the shared base
+/// cache (bases.rs) both fetch this way.
+pub(crate) fn fetch(
+    r: &Reference,
+    dir: &Path,
+    artifact_type: &str,
+    quiet: bool,
+) -> Result<Option<Pulled>> {
     let auth = auth::for_registry(r.resolve_registry())?;
-    std::fs::create_dir_all(&req.dir).map_err(io_err("creating", &req.dir))?;
-    crate::image::leftovers::remove_dead(&req.dir);
+    std::fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
+    crate::image::leftovers::remove_dead(dir);
     runtime()?.block_on(async {
-        let c = client(&r);
-        let (manifest, digest) = fetch_manifest(&c, &r, &auth).await?;
+        let c = client(r);
+        let Some((manifest, digest)) = fetch_manifest(&c, r, &auth, artifact_type).await? else {
+            return Ok(None);
+        };
         let mut temps = Vec::new();
         for layer in &manifest.layers {
-            let name = title(&r, layer)?;
-            if !req.quiet {
+            let name = title(r, layer)?;
+            if !quiet {
                 eprintln!("==> {name} ({} MiB) {}", layer.size >> 20, layer.digest);
             }
-            let tmp = fetch_blob(&c, &r, layer, &req.dir, &name).await?;
+            let tmp = fetch_blob(&c, r, layer, dir, &name).await?;
             temps.push((name, layer, tmp));
         }
-        cross_check(&req.dir, &temps)?;
+        cross_check(dir, &temps)?;
         let mut files = Vec::new();
         for (name, layer, tmp) in temps {
-            let path = req.dir.join(&name);
+            let path = dir.join(&name);
             tmp.persist(&path)
                 .map_err(|e| io_err("writing", &path)(e.error))?;
             files.push(PulledFile {
@@ -65,20 +84,31 @@ pub fn pull(req: &PullRequest) -> Result<Pulled> {
                 path,
             });
         }
-        Ok(Pulled {
+        Ok(Some(Pulled {
             reference: r.whole(),
             digest,
             files,
             annotations: manifest.annotations.clone().unwrap_or_default(),
-        })
+        }))
     })
 }
 
+/// Whether the registry has an artifact of `artifact_type` under `r`.
+pub(crate) fn exists(r: &Reference, artifact_type: &str) -> Result<bool> {
+    let auth = auth::for_registry(r.resolve_registry())?;
+    runtime()?.block_on(async {
+        let c = client(r);
+        Ok(fetch_manifest(&c, r, &auth, artifact_type).await?.is_some())
+    })
+}
+
+/// The manifest `r` names and its digest; None when the registry has none.
 async fn fetch_manifest(
     c: &Client,
     r: &Reference,
     auth: &RegistryAuth,
-) -> Result<(OciImageManifest, String)> {
+    artifact_type: &str,
+) -> Result<Option<(OciImageManifest, String)>> {
     let mut attempt = 1;
     let (body, digest) = loop {
         match c
@@ -86,14 +116,7 @@ async fn fetch_manifest(
             .await
         {
             Ok(v) => break v,
-            Err(e) if not_found(&e) => {
-                return Err(OciError::Registry {
-                    reference: r.whole(),
-                    message: "the registry has no such artifact".into(),
-                    hint: "check the repository and tag; an interrupted push publishes nothing"
-                        .into(),
-                });
-            }
+            Err(e) if not_found(&e) => return Ok(None),
             Err(e) if is_unauthorized(&e) || attempt >= ATTEMPTS => {
                 return Err(failed(r, "fetching the manifest", attempt, &e));
             }
@@ -116,17 +139,17 @@ async fn fetch_manifest(
         message: format!("not an OCI image manifest: {e}"),
         hint: "pull an artifact `hardroot push` made".into(),
     })?;
-    if m.artifact_type.as_deref() != Some(ARTIFACT_TYPE) {
+    if m.artifact_type.as_deref() != Some(artifact_type) {
         return Err(OciError::Registry {
             reference: r.whole(),
             message: format!(
-                "artifact type {:?}, not {ARTIFACT_TYPE}",
+                "artifact type {:?}, not {artifact_type}",
                 m.artifact_type.as_deref().unwrap_or("(none)")
             ),
             hint: "pull an artifact `hardroot push` made".into(),
         });
     }
-    Ok((m, super::push::sha256_of(&body)))
+    Ok(Some((m, super::push::sha256_of(&body))))
 }
 
 fn not_found(e: &oci_client::errors::OciDistributionError) -> bool {

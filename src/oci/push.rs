@@ -46,24 +46,37 @@ pub fn push(req: &PushRequest) -> Result<Pushed> {
     let r = reference(&req.reference)?;
     let (manifest, files) = artifact::files(&req.dir, req.report.as_deref())?;
     let annotations = manifest.annotations()?;
+    publish(&r, &files, ARTIFACT_TYPE, annotations, req.quiet)
+}
+
+/// Uploads `files` as one artifact of `artifact_type` under `r`: each file
+/// a layer (streamed, retried, skipped when the registry has it), then the
+/// manifest. `push` and the shared base cache (bases.rs) both send this way.
+pub(crate) fn publish(
+    r: &Reference,
+    files: &[File],
+    artifact_type: &str,
+    annotations: BTreeMap<String, String>,
+    quiet: bool,
+) -> Result<Pushed> {
     let mut hashed = Vec::new();
-    for f in &files {
+    for f in files {
         hashed.push(hash(f)?);
     }
     let auth = auth::for_registry(r.resolve_registry())?;
     runtime()?.block_on(async {
-        let c = client(&r);
-        with_retries(&r, "logging in", || {
-            c.auth(&r, &auth, RegistryOperation::Push)
+        let c = client(r);
+        with_retries(r, "logging in", || {
+            c.auth(r, &auth, RegistryOperation::Push)
         })
         .await?;
         let mut pushed = Vec::new();
         let mut layers = Vec::new();
         for (f, (digest, size)) in files.iter().zip(&hashed) {
-            if !req.quiet {
+            if !quiet {
                 eprintln!("==> {} ({} MiB) {digest}", f.name, size >> 20);
             }
-            let uploaded = push_file(&c, &r, &auth, &f.path, digest, *size).await?;
+            let uploaded = push_file(&c, r, &auth, &f.path, digest, *size).await?;
             layers.push(OciDescriptor {
                 media_type: f.media_type.to_string(),
                 digest: digest.clone(),
@@ -80,10 +93,10 @@ pub fn push(req: &PushRequest) -> Result<Pushed> {
             });
         }
         let config_digest = sha256_of(EMPTY_CONFIG);
-        push_small(&c, &r, EMPTY_CONFIG, &config_digest).await?;
+        push_small(&c, r, EMPTY_CONFIG, &config_digest).await?;
         let doc = OciImageManifest {
             media_type: Some(artifact::MANIFEST_MEDIA_TYPE.to_string()),
-            artifact_type: Some(ARTIFACT_TYPE.to_string()),
+            artifact_type: Some(artifact_type.to_string()),
             config: OciDescriptor {
                 media_type: EMPTY_MEDIA_TYPE.to_string(),
                 digest: config_digest,
@@ -100,7 +113,7 @@ pub fn push(req: &PushRequest) -> Result<Pushed> {
             hint: "this is a bug in hardroot".into(),
         })?;
         let digest = sha256_of(&body);
-        push_manifest(&c, &r, &body).await?;
+        push_manifest(&c, r, &body).await?;
         Ok(Pushed {
             reference: r.whole(),
             digest,

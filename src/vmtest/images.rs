@@ -115,6 +115,7 @@ fn image_stage(
         quiet: false,
         pinned: None,
         snapshot: None,
+        shared: Default::default(),
     };
     let img = crate::image::build_image(&req).map_err(|e| Failure::Build(e.into()))?;
     Ok(ImageDir::from_output(&img))

@@ -329,5 +329,6 @@ pub fn request(build: &Path, out: &Path) -> hardroot::image::ImageRequest {
         quiet: false,
         pinned: None,
         snapshot: None,
+        shared: Default::default(),
     }
 }
