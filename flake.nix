@@ -21,6 +21,22 @@
         docker-distribution apacheHttpd   # push/pull tests: the registry (`registry` there) and htpasswd
         gnutar zstd   # image --cache-to/--cache-from: a base travels as a tar (xattrs, ACLs, holes), zstd
       ];
+      # One overlay build (`hardroot build`: no network, no root) per machine of
+      # profiles/ (nix/profiles.nix: every profile but the fragments, so a new
+      # profile needs no change here), as package and check `profile-<name>`:
+      # Nix remote builders and Hydra build the whole tree of profiles. The
+      # image stage needs root and a Debian mirror, so it runs outside the
+      # sandbox (docs/fleet.md); tests/flake.rs evaluates these outputs.
+      profileBuilds = pkgs: nixpkgs.lib.mapAttrs' (name: _: {
+        name = "profile-${name}";
+        value = pkgs.runCommand "hardroot-profile-${name}" {
+          nativeBuildInputs = [ self.packages.${pkgs.system}.default ];
+        } ''
+          # The output is staged beside -o and renamed: stage it in the build folder.
+          hardroot build ${self}/profiles/${name}.toml -o overlay-build
+          mv overlay-build $out
+        '';
+      }) (import ./nix/profiles.nix ./profiles);
     in {
       packages = forAll (pkgs: {
         default = pkgs.rustPlatform.buildRustPackage {
@@ -36,7 +52,7 @@
           '';
           meta.mainProgram = "hardroot";
         };
-      });
+      } // profileBuilds pkgs);
 
       apps = forAll (pkgs: {
         default = {
@@ -60,6 +76,6 @@
           nativeCheckInputs = hostTools pkgs;
           checkFlags = [ "--skip" "image" "--skip" "vm" ];
         });
-      });
+      } // profileBuilds pkgs);
     };
 }

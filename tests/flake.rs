@@ -272,3 +272,104 @@ fn the_reader_sees_through_with_packages_and_override() {
         ]
     );
 }
+
+/// flake.nix's outputs, evaluated for real (nix-instantiate, no store, no
+/// network) with a stand-in for nixpkgs that has only what the per-profile
+/// outputs use: which packages and checks there are, and each profile's
+/// build name and script.
+const FLAKE_OUTPUTS: &str = r#"
+let
+  flake = import ./flake.nix;
+  lib = {
+    genAttrs = names: f: builtins.listToAttrs (map (n: { name = n; value = f n; }) names);
+    mapAttrs' = f: set: builtins.listToAttrs (map (n: f n set.${n}) (builtins.attrNames set));
+  };
+  stub = system: {
+    inherit system;
+    runCommand = name: env: script: { inherit name script; };
+  };
+  nixpkgs = { inherit lib; legacyPackages = lib.genAttrs [ "x86_64-linux" "aarch64-linux" ] stub; };
+  outs = flake.outputs { self = outs // { outPath = "/src"; }; inherit nixpkgs; };
+  profiles = set: builtins.filter (n: builtins.substring 0 8 n == "profile-") (builtins.attrNames set);
+in {
+  packages = profiles outs.packages.x86_64-linux;
+  checks = profiles outs.checks.x86_64-linux;
+  builds = map (n: outs.packages.x86_64-linux.${n}) (profiles outs.packages.x86_64-linux);
+}
+"#;
+
+/// Every profile of the tree that is not a fragment, judged as hardroot
+/// judges it (`hardroot image profiles/*.toml` skips the same fragments).
+fn machines_of_the_tree() -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for p in walk(&repo().join("profiles")) {
+        if p.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let (config, _) = hardroot::build::check(&p, &[]).expect("the tree's profiles check");
+        if !config.profile.fragment {
+            let stem = p.file_stem().expect("stem").to_string_lossy();
+            out.insert(format!("profile-{stem}"));
+        }
+    }
+    out
+}
+
+#[test]
+fn the_flake_has_a_package_and_a_check_per_machine_whose_script_builds_it_offline() {
+    let o = Command::new("nix-instantiate")
+        .args(["--eval", "--strict", "--json", "--expr", FLAKE_OUTPUTS])
+        .current_dir(repo())
+        .output()
+        .expect("nix-instantiate: install nix-bin (scripts/deps.sh does)");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let names = |k: &str| -> BTreeSet<String> {
+        doc[k]
+            .as_array()
+            .expect("list")
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect()
+    };
+    let want = machines_of_the_tree();
+    assert!(want.contains("profile-minimal") && !want.contains("profile-hardened"));
+    assert_eq!(
+        names("packages"),
+        want,
+        "flake packages vs the tree's machines"
+    );
+    assert_eq!(names("checks"), want, "flake checks vs the tree's machines");
+
+    // Each derivation's script, run as the builder would (its own folder,
+    // $out, the source tree where ${self} is), writes the profile's overlay.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let bin = bin();
+    let path = format!(
+        "{}:{}",
+        bin.parent().expect("bin dir").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    for build in doc["builds"].as_array().expect("builds") {
+        let name = build["name"].as_str().expect("name");
+        let script = build["script"]
+            .as_str()
+            .expect("script")
+            .replace("/src/", &format!("{}/", repo().display()));
+        let dir = tmp.path().join(name);
+        std::fs::create_dir_all(&dir).expect("build dir");
+        let out = tmp.path().join(format!("{name}.out"));
+        let run = Command::new("sh")
+            .args(["-euc", &script])
+            .current_dir(&dir)
+            .env("PATH", &path)
+            .env("out", &out)
+            .env_remove("HARDROOT_MODULES")
+            .output()
+            .expect("sh");
+        assert!(run.status.success(), "{name}: {}", text(&run.stderr));
+        for f in ["overlay", "manifest.json", "config.json"] {
+            assert!(out.join(f).exists(), "{name}: no {f} in $out");
+        }
+    }
+}
