@@ -1,12 +1,13 @@
 //! `hardroot image --cache-to REF` / `--cache-from REF`: two builder machines,
 //! simulated by two cache folders, share one base through a real registry
-//! (tests/registry_support). Builder A (the image tests' shared cache: a
-//! hit, or the one bootstrap when that cache is cold) sends the base of
-//! profiles/minimal.toml, the smallest bootable profile, to the registry;
-//! builder B, with an empty cache, builds the same profile without running
-//! mmdebstrap and gets byte-identical disk images. The refusal of a wrong or
-//! damaged base is tests/registry.rs' (no root, no bootstrap). Needs root,
-//! mmdebstrap, tar, zstd, docker-registry and the host's apt sources.
+//! (tests/registry_support). The build is the image tests' small hand-made
+//! one with the disk layout (tests/image_support), so builder A, the image
+//! tests' shared cache, has its base already (else this is its one
+//! bootstrap) and sends it to the registry; builder B, with an empty cache,
+//! builds without running mmdebstrap and gets byte-identical images (its
+//! disk's partitions are packed from the tree it pulled). The refusal of a
+//! wrong or damaged base is tests/registry.rs' (no root, no bootstrap).
+//! Needs root, mmdebstrap, tar, zstd, docker-registry and apt sources.
 mod image_support;
 mod registry_support;
 
@@ -14,10 +15,9 @@ use registry_support::{Registry, hardroot};
 use serde_json::Value;
 use std::path::Path;
 
-fn build(cache: &Path, out: &Path, shared: [&str; 2]) -> (Value, String) {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let run = hardroot(&["image", "--json"])
-        .arg(repo.join("profiles/minimal.toml"))
+fn build(build: &Path, cache: &Path, out: &Path, shared: [&str; 2]) -> (Value, String) {
+    let run = hardroot(&["image", "--json", "--from-build"])
+        .arg(build)
         .arg("-o")
         .arg(out)
         .arg("--cache")
@@ -41,9 +41,15 @@ fn a_second_builder_pulls_the_base_instead_of_bootstrapping_and_gets_the_same_di
     let tmp = tempfile::tempdir_in("/var/tmp").expect("tmp");
     let reg = Registry::start(&tmp.path().join("registry"), false);
     let repository = reg.reference("fleet/bases");
+    let build_dir = image_support::write_build(
+        &tmp.path().join("build"),
+        &image_support::disk_entries(),
+        &[],
+    );
 
     let a_out = tmp.path().join("a");
     let (a, a_err) = build(
+        &build_dir,
         &image_support::cache_dir(),
         &a_out,
         ["--cache-to", &repository],
@@ -62,7 +68,7 @@ fn a_second_builder_pulls_the_base_instead_of_bootstrapping_and_gets_the_same_di
 
     let b_cache = tmp.path().join("b-cache");
     let b_out = tmp.path().join("b");
-    let (b, b_err) = build(&b_cache, &b_out, ["--cache-from", &repository]);
+    let (b, b_err) = build(&build_dir, &b_cache, &b_out, ["--cache-from", &repository]);
     assert_eq!(b["base"]["cache"], "pulled", "{b_err}");
     assert_eq!(b["base"]["cache_key"], key.as_str());
     assert_eq!(b["base"]["pulled"]["digest"], pushed["digest"]);
