@@ -6,6 +6,7 @@
 #   A  --jobs 2, empty cache, --cache-to: bootstraps each set once, pushes it
 #   B  --jobs 2, empty cache, --cache-from: pulls the three bases, no bootstrap
 #   C  --jobs 1, empty cache, --cache-from: the same with one job
+#   D  --jobs 1, empty cache, --cache-to: A with one job (run it alone: "D")
 # Prints bootstraps, pulls, bytes pushed, cache hits and wall time of each,
 # and whether B's and C's images are A's, byte for byte.
 #
@@ -79,6 +80,7 @@ for b in $builders; do
     A) build A 2 --cache-to ;;
     B) build B 2 --cache-from ;;
     C) build C 1 --cache-from ;;
+    D) build D 1 --cache-to ;;
   esac
 done
 

@@ -79,8 +79,11 @@ fn profiles_sharing_a_package_set_share_one_base_and_a_failure_stays_alone() {
         misses <= 1,
         "the shared base was bootstrapped twice:\n{stderr}"
     );
+    // A step prints a line when it starts ("==> …") and one when it is done.
     assert_eq!(
-        stderr.matches("scrubbing and checking the base").count(),
+        stderr
+            .matches("==> scrubbing and checking the base")
+            .count(),
         misses,
         "{stderr}"
     );

@@ -71,13 +71,13 @@ fn print_table(outcomes: &[Outcome], took: std::time::Duration) {
         .unwrap_or(7)
         .max(7);
     println!(
-        "{:width$}  {:32}  {:5}  {:64}  {:>8}  result",
+        "{:width$}  {:32}  {:6}  {:64}  {:>8}  result",
         "profile", "base key", "cache", "sha256 (disk.img, else rootfs.img)", "seconds"
     );
     for o in outcomes {
         let (cache, sha, result) = row(o);
         println!(
-            "{:width$}  {:32}  {:5}  {:64}  {:>8.1}  {result}",
+            "{:width$}  {:32}  {:6}  {:64}  {:>8.1}  {result}",
             o.name,
             o.base_key.as_deref().unwrap_or("-"),
             cache,
