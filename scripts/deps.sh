@@ -31,6 +31,7 @@ needs=(
   "openssh-server /usr/sbin/sshd"                  # sshd -t
   "openssh-client ssh ssh-keygen"                  # test clients
   "nginx /usr/sbin/nginx"                          # nginx -t
+  "libnginx-mod-stream /usr/lib/nginx/modules/ngx_stream_module.so"   # nginx -t and the live test of TLS stream proxies
   "systemd systemd-analyze"                        # unit verify
   "curl curl"                                      # client probes
   "openssl openssl"                                # TLS probes, certificates in tests

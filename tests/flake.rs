@@ -24,6 +24,8 @@ const TOOLS: &[(&str, &str, &str)] = &[
     ("openssh-server", "openssh", "/usr/sbin/sshd"),
     ("openssh-client", "openssh", "ssh-keygen"),
     ("nginx", "nginx", "/usr/sbin/nginx"),
+    // nixpkgs builds nginx with its stream module; Debian ships it apart.
+    ("libnginx-mod-stream", "nginx", "ngx_stream_module.so"),
     ("systemd", "systemd", "systemd-analyze"),
     ("curl", "curl", "/usr/bin/curl"),
     ("openssl", "openssl", "Command::new(\"openssl\")"),

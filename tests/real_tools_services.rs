@@ -55,7 +55,18 @@ fn build_variant(extra: &str) -> Built {
 }
 
 fn build_path(profile: &Path, dir: tempfile::TempDir) -> Built {
-    let out = dir.path().join("out");
+    let (o, out) = hardroot_build(profile, dir.path());
+    assert!(
+        o.status.success(),
+        "hardroot build failed:\n{}",
+        text(&o.stderr)
+    );
+    Built { _dir: dir, out }
+}
+
+/// `hardroot build PROFILE` with the repository's modules into DIR/out.
+fn hardroot_build(profile: &Path, dir: &Path) -> (Output, PathBuf) {
+    let out = dir.join("out");
     let mut args = vec!["build".to_string(), profile.display().to_string()];
     args.extend([
         "--modules".to_string(),
@@ -63,13 +74,7 @@ fn build_path(profile: &Path, dir: tempfile::TempDir) -> Built {
     ]);
     args.extend(["-o".to_string(), out.display().to_string()]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let o = hardroot(dir.path(), &args);
-    assert!(
-        o.status.success(),
-        "hardroot build failed:\n{}",
-        text(&o.stderr)
-    );
-    Built { _dir: dir, out }
+    (hardroot(dir, &args), out)
 }
 
 // ---- small tools -----------------------------------------------------------------
@@ -197,12 +202,38 @@ fn nginx_has_the_guides_tls_headers_redirect_and_rate_limit() {
     assert!(!conf.contains("X-XSS-Protection"));
     // Debian's default site (and anything else dropped into conf.d) is never loaded.
     assert!(!conf.contains("sites-enabled") && !conf.contains("conf.d"));
-    // Backends only on loopback.
+    // Backends only on loopback (HTTP and streams).
     for l in d.iter().filter(|l| l.starts_with("proxy_pass")) {
+        let to = l
+            .trim_start_matches("proxy_pass ")
+            .trim_start_matches("http://");
         assert!(
-            l.starts_with("proxy_pass http://127.0.0.1:")
-                || l.starts_with("proxy_pass http://[::1]:"),
+            to.starts_with("127.0.0.1:") || to.starts_with("[::1]:"),
             "{l}"
+        );
+    }
+    // TURN over TLS: a stream server with the same policy lines as HTTPS
+    // (its own session cache), to ejabberd on loopback with the PROXY protocol.
+    let stream = conf
+        .split_once("\nstream {")
+        .map(|(_, s)| directives(s))
+        .unwrap_or_else(|| panic!("nginx.conf has no stream block:\n{conf}"));
+    for want in [
+        "ssl_protocols TLSv1.2 TLSv1.3;",
+        "ssl_ciphers ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES128-GCM-SHA256;",
+        "ssl_conf_command Ciphersuites TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256;",
+        "ssl_ecdh_curve secp384r1;",
+        "ssl_session_cache shared:STREAM_SSL:10m;",
+        "ssl_session_tickets off;",
+        "ssl_certificate /etc/hardroot/tls/fullchain.pem;",
+        "listen 5349 ssl;",
+        "listen [::]:5349 ssl;",
+        "proxy_pass 127.0.0.1:5350;",
+        "proxy_protocol on;",
+    ] {
+        assert!(
+            has(&stream, want),
+            "nginx.conf's stream lacks `{want}`:\n{conf}"
         );
     }
 }
@@ -272,6 +303,47 @@ fn ejabberd_yml_has_every_setting_of_the_guide() {
     assert_eq!(listener(&y, 5443)["tls"], true);
     assert_eq!(listener(&y, 3478)["transport"], "udp");
     assert_eq!(listener(&y, 5349)["use_turn"], true);
+    // TURN over TLS is nginx's: ejabberd has only plain TURN over TCP, on
+    // loopback, reading the PROXY header nginx sends first.
+    let turn_tcp: Vec<&Value> = y["listen"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["module"] == "ejabberd_stun" && l["transport"] == "tcp")
+        .collect();
+    assert_eq!(turn_tcp.len(), 1, "{turn_tcp:?}");
+    let t = turn_tcp[0];
+    assert_eq!(
+        (
+            &t["port"],
+            &t["ip"],
+            &t["use_proxy_protocol"],
+            &t["use_turn"]
+        ),
+        (
+            &serde_json::json!(5350),
+            &serde_json::json!("127.0.0.1"),
+            &serde_json::json!(true),
+            &serde_json::json!(true)
+        )
+    );
+    assert!(t.get("tls").is_none() && t.get("certfile").is_none(), "{t}");
+    assert!(
+        t["turn_blacklist"]
+            .as_array()
+            .is_some_and(|b| b.contains(&serde_json::json!("127.0.0.0/8"))),
+        "{t}"
+    );
+    // XEP-0215 lists its services itself: found from the listeners, the
+    // loopback one would be announced under the public address.
+    let disco = &y["modules"]["mod_stun_disco"];
+    assert_eq!(disco["offer_local_services"], false);
+    assert!(
+        disco["services"]
+            .as_array()
+            .is_some_and(|s| s.iter().all(|s| s["port"] != 5350)),
+        "{disco}"
+    );
 
     let ports: Vec<u64> = y["listen"]
         .as_array()
@@ -587,12 +659,13 @@ fn listeners_follow_the_brief_port_table() {
         ("ejabberd", 5270, "tcp", "public"),
         ("ejabberd", 5443, "tcp", "public"),
         ("ejabberd", 3478, "udp", "public"),
-        ("ejabberd", 5349, "tcp", "public"),
+        ("nginx", 5349, "tcp", "public"),
         ("ejabberd", 5349, "udp", "public"),
         ("ejabberd", 49152, "tcp", "public"),
         ("ejabberd", 49152, "udp", "public"),
         ("ejabberd", 6443, "tcp", "trusted"),
         ("ejabberd", 8444, "tcp", "localhost"),
+        ("ejabberd", 5350, "tcp", "localhost"),
         ("ejabberd", 5210, "tcp", "localhost"),
         ("postgresql", 5432, "tcp", "localhost"),
         ("epmd", 4369, "tcp", "blocked"),
@@ -760,6 +833,20 @@ psql_q ejabberd "SELECT username, password IN ('alice-pw-1', 'bob-pw-1'), length
 sed "s#/usr/lib/hardroot/tls-install#sh $W/tls-install#" $O/usr/lib/hardroot/tls-selfsigned | sh > /dev/null
 reload "$RELOAD" > $R/reload-renewed.txt
 
+# nginx with the rendered nginx.conf: in front of ejabberd's HTTP backend, and
+# terminating TURN over TLS for ejabberd's loopback TURN listener (PROXY protocol).
+sed -e "s#/etc/hardroot/tls/#$W/tls/#g" -e "s#/var/log/nginx/#$W/nginx/#g" -e "s#/run/nginx.pid#$W/nginx/nginx.pid#" \
+    $O/etc/nginx/nginx.conf > $W/nginx/nginx.conf
+nginx -c $W/nginx/nginx.conf
+
+# Under load a listener can lag behind `ejabberdctl started` (seen: 5443
+# still closed after three tries): wait until each one listens, and retry a
+# failed handshake; a refusal stays a refusal.
+for port in 5222 5223 5443 5349 5350; do
+    i=0
+    while [ $i -lt 60 ] && ! ss -Hltn "sport = :$port" | grep -q .; do sleep 1; i=$((i + 1)); done
+done
+
 # STUN and TURN with the VM test's own clients (vm-tests/xmpp-server): TURN
 # credentials over XEP-0215, Binding requests v4 and v6 on both UDP ports,
 # then relays (UDP v4, UDP v6, TLS v4) to a plain UDP peer.
@@ -781,13 +868,7 @@ sed 's/"password": "[^"]*"/"password": "d3JvbmcgcGFzc3dvcmQ="/' $W/services.json
 wait $peer || true
 
 # TLS versions on c2s (STARTTLS and direct TLS).
-# Under load a listener can lag behind `ejabberdctl started` (seen: 5443
-# still closed after three tries): wait until each one listens, and retry a
-# failed handshake; a refusal stays a refusal.
-for port in 5222 5223 5443 5349; do
-    i=0
-    while [ $i -lt 60 ] && ! ss -Hltn "sport = :$port" | grep -q .; do sleep 1; i=$((i + 1)); done
-done
+# A failed handshake is retried; a refusal stays a refusal.
 # The last failed handshake's output goes to tls-why.txt (the assertion shows it).
 tls() { for i in 1 2 3; do echo | timeout 20 openssl s_client "$@" > $R/tls-last.txt 2>&1 && { echo yes; return; }; { echo "== $*"; tail -n 5 $R/tls-last.txt; } >> $R/tls-why.txt; sleep 2; done; echo no; }
 tls -starttls xmpp -xmpphost example.org -connect 127.0.0.1:5222 -tls1_2 > $R/c2s-tls12.txt
@@ -800,19 +881,17 @@ tls -connect 127.0.0.1:5443 -tls1_1 -cipher DEFAULT@SECLEVEL=0 > $R/https-tls11.
 tls -connect 127.0.0.1:5443 -tls1_2 -cipher ECDHE-ECDSA-AES128-SHA > $R/https-cbc.txt
 tls -starttls xmpp -xmpphost example.org -connect 127.0.0.1:5222 -tls1_2 -cipher ECDHE-ECDSA-AES128-SHA > $R/c2s-cbc.txt
 # Key exchange groups (tls.groups) on c2s, HTTPS and TURN over TLS: only P-384.
-# TURN over TLS: the versions of the policy (its listener takes no cipher
-# option, and fast_tls then sets its own TLS 1.2 list over OpenSSL's default).
 for port in 5223 5443 5349; do
     tls -connect 127.0.0.1:$port -groups secp384r1 > $R/group-p384-$port.txt
     tls -connect 127.0.0.1:$port -groups X25519 > $R/group-x25519-$port.txt
 done
 tls -connect 127.0.0.1:5349 -tls1_2 > $R/turn-tls12.txt
 tls -connect 127.0.0.1:5349 -tls1_1 -cipher DEFAULT@SECLEVEL=0 > $R/turn-tls11.txt
+# TURN over TLS (nginx): the policy's suites, each alone, and no CBC suite.
+tls -connect 127.0.0.1:5349 -tls1_2 -cipher ECDHE-ECDSA-AES128-SHA > $R/turn-cbc.txt
+for c in $POLICY_CIPHERS; do echo "$c $(tls -connect 127.0.0.1:5349 -tls1_2 -cipher $c)"; done > $R/turn-ciphers.txt
+for c in $POLICY_CIPHERSUITES; do echo "$c $(tls -connect 127.0.0.1:5349 -tls1_3 -ciphersuites $c)"; done > $R/turn-ciphersuites.txt
 
-# nginx with the rendered nginx.conf in front of ejabberd's backend.
-sed -e "s#/etc/hardroot/tls/#$W/tls/#g" -e "s#/var/log/nginx/#$W/nginx/#g" -e "s#/run/nginx.pid#$W/nginx/nginx.pid#" \
-    $O/etc/nginx/nginx.conf > $W/nginx/nginx.conf
-nginx -c $W/nginx/nginx.conf
 curl -s -o /dev/null -w '%{http_code} %{redirect_url}\n' http://127.0.0.1/some/path > $R/http.txt
 curl -sk -D $R/headers.txt -o /dev/null https://127.0.0.1/
 i=0
@@ -822,7 +901,7 @@ while [ $i -lt 30 ]; do
 done
 curl -sk -o /dev/null -w '%{http_code}\n' --tls-max 1.1 https://127.0.0.1/ > $R/nginx-tls11.txt 2>/dev/null || echo refused > $R/nginx-tls11.txt
 
-ss -H -ltnu > $R/sockets.txt
+ss -H -ltnup > $R/sockets.txt
 pgrep -x epmd > $R/epmd.txt || echo none > $R/epmd.txt
 test -s $W/ej/run/ejabberd.pid
 "#;
@@ -937,6 +1016,11 @@ fn stun_and_turn(res: &dyn Fn(&str) -> String, w: &Path) {
             "XEP-0215 lacks {line:?}:\n{services}"
         );
     }
+    // The loopback TURN listener behind nginx is not announced.
+    assert!(
+        !services.contains(":5350/"),
+        "XEP-0215 announces the loopback TURN listener:\n{services}"
+    );
     let listed = std::fs::read_to_string(w.join("services.json")).unwrap_or_default();
     assert!(!services.contains("password"), "the password was printed");
     assert!(listed.contains("\"password\""), "{listed}");
@@ -948,14 +1032,18 @@ fn stun_and_turn(res: &dyn Fn(&str) -> String, w: &Path) {
             assert_eq!(b["mapped"][0], client, "{b}");
         }
     }
-    for (run, relay_ip) in [
-        ("udp-v4", "192.168.77.10"),
-        ("udp-v6", "fd77::10"),
-        ("tls-v4", "192.168.77.10"),
+    // The mapped address is the client's own, through nginx's TLS too (the
+    // PROXY protocol), never 127.0.0.1.
+    for (run, relay_ip, client) in [
+        ("udp-v4", "192.168.77.10", "192.168.77.30"),
+        ("udp-v6", "fd77::10", "fd77::30"),
+        ("tls-v4", "192.168.77.10", "192.168.77.30"),
     ] {
         let t = json(&format!("turn-{run}.json"));
         assert_eq!(t["ok"], true, "TURN {run}: {t}");
         assert_eq!(t["relayed"][0], relay_ip, "{t}");
+        assert_eq!(t["mapped"], t["local"], "TURN {run}: {t}");
+        assert_eq!(t["mapped"][0], client, "TURN {run}: {t}");
         let port = t["relayed"][1].as_u64().unwrap_or(0);
         assert!((49152..=65535).contains(&port), "relay port {port}: {t}");
         assert_eq!(
@@ -981,6 +1069,7 @@ fn missing_tools() -> Vec<&'static str> {
         "/usr/lib/postgresql/15/bin/initdb",
         "/usr/sbin/ejabberdctl",
         "/usr/sbin/nginx",
+        "/usr/lib/nginx/modules/ngx_stream_module.so",
         "/usr/bin/curl",
         "/usr/bin/unshare",
         "/usr/lib/python3/dist-packages/slixmpp",
@@ -1001,7 +1090,7 @@ fn live_postgresql_ejabberd_and_nginx_in_a_network_namespace() {
     let missing = missing_tools();
     assert!(
         missing.is_empty(),
-        "missing {missing:?}: install postgresql ejabberd erlang-p1-pgsql nginx curl python3-slixmpp (scripts/deps.sh)"
+        "missing {missing:?}: install postgresql ejabberd erlang-p1-pgsql nginx libnginx-mod-stream curl python3-slixmpp (scripts/deps.sh)"
     );
 
     let b = build("xmpp-test.toml");
@@ -1011,6 +1100,15 @@ fn live_postgresql_ejabberd_and_nginx_in_a_network_namespace() {
         "ExecReload=",
     )
     .replace("$$", "$");
+    let config = b.json("config.json");
+    let policy = |key: &str| -> Vec<String> {
+        config["tls"][key]
+            .as_array()
+            .unwrap_or_else(|| panic!("config.json has no tls.{key}"))
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect()
+    };
     let w = tempfile::tempdir().unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(w.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -1021,6 +1119,8 @@ fn live_postgresql_ejabberd_and_nginx_in_a_network_namespace() {
         .env("OVERLAY", b.out.join("overlay"))
         .env("INTERNAL", "192.168.77.10")
         .env("RELOAD", &reload)
+        .env("POLICY_CIPHERS", policy("ciphers").join(" "))
+        .env("POLICY_CIPHERSUITES", policy("ciphersuites").join(" "))
         .env("VMTESTS", repo().join("vm-tests/xmpp-server"))
         .output()
         .unwrap();
@@ -1129,9 +1229,19 @@ fn live_postgresql_ejabberd_and_nginx_in_a_network_namespace() {
         ["yes", "yes", "no", "yes"].map(String::from),
         "TLS on c2s: 1.2 and 1.3 offered, 1.1 refused"
     );
+    // Except one known line per connection through nginx: ejabberd hands its
+    // listener option use_proxy_protocol to p1_stun 1.2.7, which knows the
+    // option by another name and says so at error level (the PROXY header is
+    // read all the same: the TURN relays below see the client's address).
+    let errors: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("[error]") || l.contains("[critical]"))
+        .filter(|l| !l.contains("Ignoring unknown option '{use_proxy_protocol,true}'"))
+        .collect();
     assert!(
-        !log.contains("[error]") && !log.contains("[critical]"),
-        "ejabberd logged errors:\n{log}"
+        errors.is_empty(),
+        "ejabberd logged errors:\n{}",
+        errors.join("\n")
     );
     // The line CrowdSec's ejabberd parser reads: mechanism, account and address.
     assert!(
@@ -1178,15 +1288,33 @@ fn live_postgresql_ejabberd_and_nginx_in_a_network_namespace() {
         "tls.groups = [secp384r1] on every TLS listener of ejabberd; failed handshakes:\n{}",
         res("tls-why.txt")
     );
-    // Its TLS 1.2 suites are not the policy's: ejabberd_stun has no cipher
-    // option, and fast_tls sets its own list ("DEFAULT:!EXPORT:!LOW:!RC4:!SSLv2",
-    // which keeps ECDHE-ECDSA CBC suites); the VM test's TLS probe of 5349 shows it.
+    // TURN over TLS is nginx's (ejabberd_stun takes no cipher list, and
+    // fast_tls's own keeps ECDHE-ECDSA CBC suites): the whole policy, each of
+    // its suites accepted alone, CBC refused.
     assert_eq!(
-        [res("turn-tls12.txt"), res("turn-tls11.txt")].map(|s| s.trim().to_string()),
-        ["yes", "no"].map(String::from),
-        "TURN over TLS: tls.protocols (1.2 and 1.3, 1.1 refused); failed handshakes:\n{}",
+        [
+            res("turn-tls12.txt"),
+            res("turn-tls11.txt"),
+            res("turn-cbc.txt")
+        ]
+        .map(|s| s.trim().to_string()),
+        ["yes", "no", "no"].map(String::from),
+        "TURN over TLS: tls.protocols (1.2 and 1.3, 1.1 refused), no CBC; failed handshakes:\n{}",
         res("tls-why.txt")
     );
+    for (file, key) in [
+        ("turn-ciphers.txt", "ciphers"),
+        ("turn-ciphersuites.txt", "ciphersuites"),
+    ] {
+        let want: Vec<String> = policy(key).iter().map(|c| format!("{c} yes")).collect();
+        assert!(!want.is_empty(), "tls.{key} is empty");
+        assert_eq!(
+            res(file).lines().collect::<Vec<_>>(),
+            want,
+            "TURN over TLS must accept every suite of tls.{key}; failed handshakes:\n{}",
+            res("tls-why.txt")
+        );
+    }
 
     stun_and_turn(&res, w.path());
 
@@ -1244,12 +1372,23 @@ fn live_postgresql_ejabberd_and_nginx_in_a_network_namespace() {
         "[fd77::10]:3478",
         "192.168.77.10:5349",
         "[fd77::10]:5349",
-        "*:5349",
+        // TURN over TLS: nginx on every address, ejabberd behind it on loopback.
+        "0.0.0.0:5349",
+        "[::]:5349",
+        "127.0.0.1:5350",
         "0.0.0.0:443",
         "[::]:443",
         "0.0.0.0:80",
     ] {
         assert!(listening(addr), "nothing listens on {addr}:\n{sockets}");
+    }
+    for l in sockets.lines().filter(|l| {
+        l.starts_with("tcp")
+            && l.split_whitespace()
+                .nth(4)
+                .is_some_and(|a| a.ends_with(":5349"))
+    }) {
+        assert!(l.contains("\"nginx\""), "5349/tcp is not nginx's: {l}");
     }
     for port in [":4369", ":1883", ":5280"] {
         assert!(
@@ -1276,14 +1415,21 @@ fn exposure_options_move_binds_and_rows_together() {
             "listen 127.0.0.1:80 default_server;",
             "listen [::1]:80 default_server;",
             "listen 127.0.0.1:443 ssl http2 default_server;",
-            "listen [::1]:443 ssl http2 default_server;"
+            "listen [::1]:443 ssl http2 default_server;",
+            "listen 127.0.0.1:5349 ssl;",
+            "listen [::1]:5349 ssl;"
         ]
     );
     let y = yaml(&b.file("etc/ejabberd/ejabberd.yml"));
     assert_eq!(listener(&y, 6443)["ip"], "127.0.0.1");
     let c = b.json("config.json");
     let rows = c["firewall"]["listeners"].as_array().unwrap();
-    for (service, port) in [("nginx", 80), ("nginx", 443), ("ejabberd", 6443)] {
+    for (service, port) in [
+        ("nginx", 80),
+        ("nginx", 443),
+        ("nginx", 5349),
+        ("ejabberd", 6443),
+    ] {
         let r = rows
             .iter()
             .find(|r| r["service"] == service && r["port"] == port)
@@ -1297,9 +1443,64 @@ fn exposure_options_move_binds_and_rows_together() {
     let t = build_variant("[nginx]\nexposure = \"trusted\"\n");
     let d = directives(&t.file("etc/nginx/nginx.conf"));
     assert!(
-        has(&d, "listen 172.16.0.10:443 ssl http2 default_server;"),
+        has(&d, "listen 172.16.0.10:443 ssl http2 default_server;")
+            && has(&d, "listen 172.16.0.10:5349 ssl;"),
         "{d:?}"
     );
+    let c = t.json("config.json");
+    let turn = c["firewall"]["listeners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["port"] == 5349 && r["proto"] == "tcp")
+        .unwrap();
+    assert_eq!(
+        (&turn["service"], &turn["exposure"], &turn["bind"]),
+        (
+            &serde_json::json!("nginx"),
+            &serde_json::json!("trusted"),
+            &serde_json::json!(["172.16.0.10"])
+        )
+    );
+}
+
+/// A TLS stream must be in the exposure table as nginx's TLS socket, and the
+/// stream module is in the image only when some stream needs it.
+#[test]
+fn tls_streams_need_their_exposure_row_and_bring_the_stream_module() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = repo().join("profiles/xmpp-server.toml");
+    let profile = dir.path().join("variant.toml");
+    std::fs::write(
+        &profile,
+        format!(
+            "[profile]\nimports = [\"{}\"]\n\n[nginx]\ntls_streams = [{{ port = 7000, upstream = \"127.0.0.1:7001\" }}]\n",
+            base.display()
+        ),
+    )
+    .unwrap();
+    let (o, _) = hardroot_build(&profile, dir.path());
+    let err = words(&o.stderr);
+    assert!(!o.status.success(), "a stream without its row was built");
+    assert!(
+        err.contains("nginx: TLS stream port 7000 needs one firewall.listeners row (service nginx, tcp, tls direct, exposure public), found 0"),
+        "{err}"
+    );
+    assert!(!err.contains("port 5349"), "{err}");
+
+    let packages = |b: &Built| -> Vec<String> {
+        b.json("manifest.json")["packages"]
+            .as_array()
+            .expect("manifest.json packages")
+            .iter()
+            .filter_map(|p| p.as_str().map(str::to_string))
+            .collect()
+    };
+    let xmpp = build("xmpp-server.toml");
+    assert!(packages(&xmpp).iter().any(|p| p == "libnginx-mod-stream"));
+    let web = build("web.toml");
+    assert!(!packages(&web).iter().any(|p| p == "libnginx-mod-stream"));
+    assert!(!web.file("etc/nginx/nginx.conf").contains("stream {"));
 }
 
 // ---- live: ACME with pebble ---------------------------------------------------------------------

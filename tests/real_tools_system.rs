@@ -847,11 +847,7 @@ fn firewall_assertions_reject_bad_tables() {
                 modules.to_str().unwrap_or_default(),
             ],
         );
-        let err = text(&o.stderr)
-            .replace('│', " ")
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ");
+        let err = words(&o.stderr);
         assert!(!o.status.success(), "accepted {rows}");
         assert!(
             err.contains(message),
@@ -1718,11 +1714,7 @@ fn ssh_keys_with_options_or_newlines_are_refused() {
             ],
         );
         assert!(!o.status.success(), "accepted authorized key {key:?}");
-        let err = text(&o.stderr)
-            .replace('│', " ")
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ");
+        let err = words(&o.stderr);
         assert!(!err.contains("panicked"), "panicked on {key:?}");
         assert!(
             ["does not match the pattern", "a newline", "a double quote"]

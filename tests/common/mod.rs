@@ -38,6 +38,17 @@ pub fn text(o: &[u8]) -> String {
     String::from_utf8_lossy(o).into_owned()
 }
 
+/// A diagnostic's words: miette wraps lines and draws a `│` margin, so
+/// tests compare messages one space apart.
+#[allow(dead_code)]
+pub fn words(o: &[u8]) -> String {
+    text(o)
+        .replace('│', " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The example JSON under the heading of docs/json.md that contains `heading`.
 pub fn json_doc_example(heading: &str) -> serde_json::Value {
     let doc = std::fs::read_to_string(repo().join("docs/json.md")).expect("docs/json.md");
