@@ -1115,8 +1115,11 @@ fn live_postgresql_ejabberd_and_nginx_in_a_network_namespace() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(w.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::write(w.path().join("xmppc.py"), XMPP_CLIENT).unwrap();
+    // A PID namespace of its own as well: when the script ends, the kernel
+    // ends every daemon it started (`nginx -s stop` alone left orphaned
+    // workers once, holding the test runner's inherited file descriptors).
     let o = Command::new("unshare")
-        .args(["-n", "sh", "-c", LIVE])
+        .args(["-n", "--pid", "--fork", "--mount-proc", "sh", "-c", LIVE])
         .env("W", w.path())
         .env("OVERLAY", b.out.join("overlay"))
         .env("INTERNAL", "192.168.77.10")
