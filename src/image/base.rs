@@ -187,16 +187,21 @@ pub fn ensure(req: &Request) -> Result<(Base, std::fs::File)> {
     ))
 }
 
-fn read_meta(entry: &Path) -> Result<BaseMeta> {
+pub(super) fn read_meta(entry: &Path) -> Result<BaseMeta> {
     let path = entry.join("meta.json");
-    let text = std::fs::read_to_string(&path).map_err(io_err("reading", &path))?;
-    serde_json::from_str(&text).map_err(|e| {
-        input_err(
-            &path,
-            format!("corrupt cache entry: {e}"),
-            "run again with --rebuild-base",
-        )
-    })
+    parse_meta(
+        &path,
+        &path,
+        "corrupt cache entry",
+        "run again with --rebuild-base",
+    )
+}
+
+/// PATH's meta.json; errors name it as `shown` and say `problem` and `hint`
+/// (a local entry and one fetched from a registry are mended differently).
+pub(super) fn parse_meta(path: &Path, shown: &Path, problem: &str, hint: &str) -> Result<BaseMeta> {
+    let text = std::fs::read_to_string(path).map_err(io_err("reading", shown))?;
+    serde_json::from_str(&text).map_err(|e| input_err(shown, format!("{problem}: {e}"), hint))
 }
 
 fn build_entry(req: &Request, key: &str) -> Result<()> {

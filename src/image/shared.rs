@@ -146,7 +146,7 @@ pub fn store(
     tools::require(tools::ZSTD)?;
     let step = Step::start("push_base", format!("pushing the base to {where_}"), quiet);
     let entry = cache.entry(key);
-    let meta = read_meta(&entry.join(META), &entry.join(META))?;
+    let meta = super::base::read_meta(&entry)?;
     let inputs: KeyInputs = inputs_of(&meta, &entry.join(META))?;
     let tmp = temp_dir(cache, key)?;
     let archive = tmp.path().join(ARCHIVE);
@@ -223,7 +223,12 @@ fn pack(entry: &Path, archive: &Path) -> Result<()> {
 fn unpack(key: &str, location: &str, download: &Path, dest: &Path) -> Result<()> {
     let meta_path = download.join(META);
     let named = |f: &str| PathBuf::from(format!("{location} {f}"));
-    let meta = read_meta(&meta_path, &named(META))?;
+    let meta = super::base::parse_meta(
+        &meta_path,
+        &named(META),
+        "not a base's meta.json",
+        "the registry holds a damaged base; push it again with --cache-to",
+    )?;
     check_key(key, &meta, &named(META))?;
     let mut cmd = tools::command(tools::TAR.0);
     cmd.arg("--extract")
@@ -278,18 +283,6 @@ fn inputs_of(meta: &BaseMeta, path: &Path) -> Result<KeyInputs> {
             path,
             format!("the base's key inputs are unreadable: {e}"),
             "the base was made by another version of hardroot; bootstrap it here",
-        )
-    })
-}
-
-/// PATH's meta.json; errors name it as `shown`.
-fn read_meta(path: &Path, shown: &Path) -> Result<BaseMeta> {
-    let text = std::fs::read_to_string(path).map_err(io_err("reading", shown))?;
-    serde_json::from_str(&text).map_err(|e| {
-        input_err(
-            shown,
-            format!("not a base's meta.json: {e}"),
-            "the registry holds a damaged base; push it again with --cache-to",
         )
     })
 }
