@@ -26,7 +26,8 @@ use std::path::{Path, PathBuf};
 
 pub use recursion::find_cycle as template_cycle;
 pub use tmpl::{
-    context_for, engine, error_chain as tmpl_error, recursion_message as tmpl_recursion, truthy,
+    context_for, engine, error_chain as tmpl_error, recursion_message as tmpl_recursion,
+    render_str, truthy,
 };
 
 pub const CODE_UNKNOWN: &str = "hardroot::unknown-option";

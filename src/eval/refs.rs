@@ -36,6 +36,9 @@ fn expressions<'a>(m: &'a Module) -> Vec<(&'a str, &'a Site)> {
     m.enable.iter().for_each(|u| add(&u.when, &u.site));
     m.sets.iter().for_each(|s| add(&s.when, &s.option_site));
     m.files.iter().for_each(|f| add(&f.when, &f.target_site));
+    m.files
+        .iter()
+        .for_each(|f| add(&f.for_each, &f.target_site));
     m.dirs.iter().for_each(|f| add(&f.when, &f.target_site));
     m.symlinks.iter().for_each(|l| add(&l.when, &l.target_site));
     for check in m.assertions.iter().chain(&m.warnings) {

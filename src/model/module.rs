@@ -92,6 +92,9 @@ pub struct FileDef {
     pub group: String,
     pub when: Option<String>,
     pub early: bool,
+    /// A list option ("cfg.units", "<module>.<option>"): the file is rendered once
+    /// per item, with `item` in the context of its template and of its target.
+    pub for_each: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -636,6 +639,11 @@ fn read_file_def(t: &Table, file: &Source, is_file: bool) -> Result<FileDef, Loc
         .map_or_else(|| "root".to_string(), |o| o.0);
     let when = r.string("when")?.map(|w| w.0);
     let early = is_file && r.bool("early")?;
+    let for_each = if is_file {
+        r.string("for_each")?.map(|f| f.0)
+    } else {
+        None
+    };
     for (who, site) in [(&owner, r.key_site("owner")), (&group, r.key_site("group"))] {
         if !valid_account(who) {
             return Err(Located::new(
@@ -655,6 +663,7 @@ fn read_file_def(t: &Table, file: &Source, is_file: bool) -> Result<FileDef, Loc
         group,
         when,
         early,
+        for_each,
     })
 }
 

@@ -11,8 +11,8 @@ mod paths;
 mod units;
 
 use crate::diag::Located;
-use crate::eval::{Config, context_for, engine, tmpl_error, truthy};
-use crate::model::module::{Conditional, Module};
+use crate::eval::{Config, context_for, engine, render_str, tmpl_error, truthy};
+use crate::model::module::{Conditional, FileDef, Module};
 use crate::source::Site;
 use std::collections::BTreeMap;
 
@@ -133,23 +133,40 @@ fn render_module(
             .as_deref()
             .map(|t| template_name(&m.name, t))
             .unwrap_or_default();
-        let content = tera.render(&name, ctx).map_err(|e| {
-            Located::new(
-                CODE_RENDER,
-                &f.target_site,
-                format!("template {name} failed: {}", tmpl_error(&e)),
-            )
-            .label("rendering this file")
-        })?;
-        tree.add(
-            f,
-            &m.name,
-            paths::NewKind::File(content.into_bytes(), format!("modules/{name}")),
-        )?;
+        let Some(list) = &f.for_each else {
+            let content = render_file(tera, &name, ctx, f)?;
+            tree.add(
+                f,
+                &f.target,
+                &m.name,
+                paths::NewKind::File(content, format!("modules/{name}")),
+            )?;
+            continue;
+        };
+        // One file per item of a list option (a drop-in per supervised unit): the
+        // item is `item` in the template and in the target.
+        for item in list_items(list, ctx, &f.target_site)? {
+            let mut item_ctx = ctx.clone();
+            item_ctx.insert("item", &item);
+            let target = render_str(&f.target, &item_ctx).map_err(|e| {
+                Located::new(
+                    CODE_RENDER,
+                    &f.target_site,
+                    format!("target {:?} failed: {e}", f.target),
+                )
+            })?;
+            let content = render_file(tera, &name, &item_ctx, f)?;
+            tree.add(
+                f,
+                &target,
+                &m.name,
+                paths::NewKind::File(content, format!("modules/{name}")),
+            )?;
+        }
     }
     for d in &m.dirs {
         if when(&d.when, ctx, &d.target_site)? {
-            tree.add(d, &m.name, paths::NewKind::Dir)?;
+            tree.add(d, &d.target, &m.name, paths::NewKind::Dir)?;
         }
     }
     for l in &m.symlinks {
@@ -158,6 +175,38 @@ fn render_module(
         }
     }
     Ok(())
+}
+
+fn render_file(
+    tera: &tera::Tera,
+    name: &str,
+    ctx: &tera::Context,
+    f: &FileDef,
+) -> Result<Vec<u8>, Located> {
+    let content = tera.render(name, ctx).map_err(|e| {
+        Located::new(
+            CODE_RENDER,
+            &f.target_site,
+            format!("template {name} failed: {}", tmpl_error(&e)),
+        )
+        .label("rendering this file")
+    })?;
+    Ok(content.into_bytes())
+}
+
+/// The items of `for_each`'s list option (its name was checked when the modules were loaded).
+fn list_items(
+    list: &str,
+    ctx: &tera::Context,
+    site: &Site,
+) -> Result<Vec<serde_json::Value>, Located> {
+    let refused =
+        |why: String| Located::new(CODE_RENDER, site, format!("for_each = {list:?}: {why}"));
+    let json = render_str(&format!("{{{{ {list} | json_encode() }}}}"), ctx).map_err(refused)?;
+    match serde_json::from_str(&json) {
+        Ok(serde_json::Value::Array(items)) => Ok(items),
+        _ => Err(refused("is not a list option".into())),
+    }
 }
 
 pub fn enabled<T>(c: &Conditional<T>, ctx: &tera::Context) -> Result<bool, Located> {

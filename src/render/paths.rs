@@ -90,9 +90,16 @@ pub struct Tree {
 }
 
 impl Tree {
-    pub fn add(&mut self, def: &FileDef, module: &str, kind: NewKind) -> Result<(), Located> {
-        let path = normalize_target(&def.target)
-            .map_err(|m| Located::new(CODE_PATH, &def.target_site, m))?;
+    /// `target` is `def.target`, or for a `for_each` file the target rendered for one item.
+    pub fn add(
+        &mut self,
+        def: &FileDef,
+        target: &str,
+        module: &str,
+        kind: NewKind,
+    ) -> Result<(), Located> {
+        let path =
+            normalize_target(target).map_err(|m| Located::new(CODE_PATH, &def.target_site, m))?;
         let (kind, template) = match kind {
             NewKind::File(bytes, template) => (Kind::File(bytes), Some(template)),
             NewKind::Dir => (Kind::Dir, None),
