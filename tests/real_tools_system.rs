@@ -24,6 +24,7 @@ const MY_MODULES: &[&str] = &[
     "os_hardening",
     "crowdsec",
     "audit",
+    "supervision",
 ];
 
 /// A built profile: its output directory lives as long as this value.
@@ -798,6 +799,7 @@ fn firewall_loader_fails_closed() {
     );
 }
 
+
 #[test]
 fn firewall_assertions_reject_bad_tables() {
     // A localhost service on the wildcard, and one port with two exposures.
@@ -943,6 +945,97 @@ fn units_pass_systemd_analyze_verify() {
             );
         }
     }
+}
+
+/// A module declares its unit's restart policy (supervision.units) and gets
+/// a drop-in with exactly its values; a value outside systemd's Restart= set
+/// is refused before anything is rendered, naming the field and the choices.
+#[test]
+fn supervision_renders_a_drop_in_per_declared_unit() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let demo = tmp.path().join("modules/demo");
+    fs::create_dir_all(&demo).expect("mkdir");
+    let module = |restart: &str| {
+        format!(
+            "[module]\ndescription = \"a demo service\"\nimports = [\"supervision\"]\n\n\
+             [[set]]\noption = \"supervision.units\"\nvalue = [{{ unit = \"demo@x.service\", restart = \"{restart}\", \
+             restart_sec = 2, start_limit_burst = 7, start_limit_interval_sec = 120, why = \"a test\" }}]\n"
+        )
+    };
+    let profile = tmp.path().join("demo.toml");
+    fs::write(
+        &profile,
+        format!(
+            "[profile]\nimports = [\"{}\", \"demo\"]\n",
+            repo().join("profiles/system-only.toml").display()
+        ),
+    )
+    .expect("write profile");
+    let modules = format!("{}", tmp.path().join("modules").display());
+    let repo_modules = repo().join("modules").display().to_string();
+    let args = ["--modules", &modules, "--modules", &repo_modules];
+
+    fs::write(demo.join("module.toml"), module("always")).expect("write module");
+    let b = build_in(
+        tempfile::tempdir().expect("tempdir"),
+        &profile.display().to_string(),
+        &args,
+    );
+    let dropin = b.read("etc/systemd/system/demo@x.service.d/supervision.conf");
+    let lines: Vec<&str> = dropin.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(
+        lines,
+        [
+            "[Unit]",
+            "StartLimitIntervalSec=120",
+            "StartLimitBurst=7",
+            "",
+            "[Service]",
+            "Restart=always",
+            "RestartSec=2"
+        ],
+        "{dropin}"
+    );
+    assert!(dropin.contains("# Why: a test."), "{dropin}");
+    let units = b.config["supervision"]["units"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mine = units.iter().find(|u| u["unit"] == "demo@x.service");
+    assert_eq!(
+        mine,
+        Some(
+            &serde_json::json!({ "unit": "demo@x.service", "restart": "always", "restart_sec": 2,
+            "start_limit_burst": 7, "start_limit_interval_sec": 120, "why": "a test" })
+        ),
+        "config.json supervision.units: {units:?}"
+    );
+    // ssh (system-only.toml) declares its own unit too.
+    assert!(
+        b.file("etc/systemd/system/ssh.service.d/supervision.conf")
+            .exists()
+    );
+
+    fs::write(demo.join("module.toml"), module("sometimes")).expect("write module");
+    let out = tmp.path().join("bad");
+    let mut check = vec![
+        "build",
+        profile.to_str().unwrap_or_default(),
+        "-o",
+        out.to_str().unwrap_or_default(),
+    ];
+    check.extend(args);
+    let o = hardroot(&repo(), &check);
+    let err = text(&o.stderr);
+    assert!(!o.status.success(), "restart = \"sometimes\" was accepted");
+    assert!(
+        err.contains("hardroot::type")
+            && err.contains("restart")
+            && err.contains("sometimes")
+            && err.contains("on-failure"),
+        "the error should name the field, the value and the choices:\n{err}"
+    );
+    assert!(!out.exists(), "nothing is written for a refused profile");
 }
 
 #[test]
