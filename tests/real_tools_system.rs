@@ -799,6 +799,117 @@ fn firewall_loader_fails_closed() {
     );
 }
 
+/// The closed ruleset, as iptables-save prints it (comments and counters aside).
+const CLOSED_V4: &str = "*filter
+:INPUT DROP [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -i lo -j ACCEPT
+-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+COMMIT
+";
+
+/// Runs the rendered loader on `v4` (and the good v6 file) in a private
+/// network namespace; `path_dir` goes first in PATH (a fake iptables-restore).
+/// Returns the loader's exit code, its stderr and iptables-save's tables.
+fn load_v4(b: &Built, v4: &Path, path_dir: Option<&Path>) -> (String, String, String) {
+    let path = path_dir.map_or(String::new(), |d| format!("{}:", d.display()));
+    let script = format!(
+        "ip link set lo up\n\
+         set +e; PATH={path}$PATH bash {} {} {} 2>loader.err >/dev/null; rc=$?; set -e\n\
+         echo \"rc=$rc\"; echo '--- err'; cat loader.err; echo '--- save'\n\
+         iptables-save | grep -v '^#' | sed 's/\\[[0-9]*:[0-9]*\\]/[0:0]/'\n",
+        b.file("usr/lib/hardroot/firewall-load").display(),
+        v4.display(),
+        b.file("etc/iptables/rules.v6").display(),
+    );
+    let dir = v4.parent().unwrap_or(Path::new("/tmp"));
+    let o = run(Command::new("unshare")
+        .args(["--net", "bash", "-euc", &script])
+        .current_dir(dir));
+    assert!(
+        o.status.success(),
+        "namespace run failed: {}",
+        text(&o.stderr)
+    );
+    let out = text(&o.stdout);
+    let (head, save) = out.split_once("--- save\n").unwrap_or((&out, ""));
+    let (rc, err) = head.split_once("--- err\n").unwrap_or((head, ""));
+    (rc.trim().to_string(), err.to_string(), save.to_string())
+}
+
+/// iptables-restore commits table by table: a file broken after a COMMIT
+/// used to leave the tables before it loaded while the loader said "stays
+/// closed" (seen in a VM). Every broken file must leave exactly the closed
+/// set, and the journal line must name the file and iptables-restore's reason.
+#[test]
+fn firewall_loader_never_leaves_a_partial_ruleset() {
+    need_tool("unshare", "util-linux");
+    if skip_unless_root("firewall loader in a network namespace") {
+        return;
+    }
+    let b = build("profiles/system-only.toml");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let good = fs::read_to_string(b.file("etc/iptables/rules.v4")).expect("read rules.v4");
+    let bad_rule = "-A INPUT -p tcp -m tcp --dport 70000 -j ACCEPT\n";
+    let cases = [
+        ("good", good.clone()),
+        ("after-last-commit", format!("{good}{bad_rule}")),
+        (
+            "later-table",
+            format!(
+                "{good}*raw\n{}COMMIT\n",
+                bad_rule.replace("INPUT", "PREROUTING")
+            ),
+        ),
+        (
+            "middle",
+            good.replacen("-A INPUT", &format!("{bad_rule}-A INPUT"), 2),
+        ),
+    ];
+    for (name, rules) in cases {
+        let file = tmp.path().join(format!("{name}.v4"));
+        fs::write(&file, rules).expect("write rules");
+        let (rc, err, save) = load_v4(&b, &file, None);
+        if name == "good" {
+            assert_eq!(rc, "rc=0", "{name}: {err}");
+            assert!(
+                save.contains("--dport 22") && save.contains("icmp-host-prohibited"),
+                "{name}: not loaded:\n{save}"
+            );
+            continue;
+        }
+        assert_eq!(rc, "rc=1", "{name}: the loader did not fail:\n{err}");
+        assert_eq!(save, CLOSED_V4, "{name}: not exactly the closed set");
+        let line = err
+            .lines()
+            .find(|l| l.contains(&file.display().to_string()))
+            .unwrap_or_default();
+        assert!(
+            line.contains("iptables-restore") && line.contains("line"),
+            "{name}: the journal line lacks iptables-restore's reason:\n{err}"
+        );
+    }
+    // The kernel refusing what --test accepted: an iptables-restore that
+    // loads the file and then fails. The family is closed again.
+    let fake = tmp.path().join("bin");
+    fs::create_dir_all(&fake).expect("mkdir");
+    let wrapper = fake.join("iptables-restore");
+    fs::write(
+        &wrapper,
+        "#!/bin/sh\ncase \"${1:-}\" in\n--test|'') exec /usr/sbin/iptables-restore \"$@\" ;;\n\
+         *) /usr/sbin/iptables-restore \"$@\"; echo 'simulated: refused after commit' >&2; exit 1 ;;\nesac\n",
+    )
+    .expect("write wrapper");
+    run_ok(Command::new("chmod").arg("755").arg(&wrapper));
+    let (rc, err, save) = load_v4(&b, &tmp.path().join("good.v4"), Some(&fake));
+    assert_eq!(rc, "rc=1", "refused load: the loader did not fail:\n{err}");
+    assert_eq!(save, CLOSED_V4, "refused load: not closed again");
+    assert!(
+        err.contains("closed again") && err.contains("simulated: refused after commit"),
+        "{err}"
+    );
+}
 
 #[test]
 fn firewall_assertions_reject_bad_tables() {
