@@ -987,6 +987,17 @@ fn exec_paths(unit: &str) -> Vec<String> {
         .collect()
 }
 
+/// Copies the host's programs a unit file runs into the scratch root.
+fn copy_programs(root: &Path, unit_file: &Path) {
+    for exe in exec_paths(&fs::read_to_string(unit_file).unwrap_or_default()) {
+        let inside = root.join(exe.trim_start_matches('/'));
+        if !inside.exists() && Path::new(&exe).exists() {
+            fs::create_dir_all(inside.parent().unwrap_or(root)).expect("mkdir");
+            run_ok(Command::new("cp").arg("-L").arg(&exe).arg(&inside));
+        }
+    }
+}
+
 #[test]
 fn units_pass_systemd_analyze_verify() {
     need_tool("systemd-analyze", "systemd");
@@ -1000,6 +1011,8 @@ fn units_pass_systemd_analyze_verify() {
             &[
                 "crowdsec.service",
                 "crowdsec-firewall-bouncer.service",
+                "nginx.service",
+                "postgresql@.service",
                 "ssh.service",
                 "ssh.socket",
                 "unattended-upgrades.service",
@@ -1022,13 +1035,7 @@ fn units_pass_systemd_analyze_verify() {
             mine.len()
         );
         for unit in &mine {
-            for exe in exec_paths(&fs::read_to_string(r.join(unit)).unwrap_or_default()) {
-                let inside = r.join(exe.trim_start_matches('/'));
-                if !inside.exists() && Path::new(&exe).exists() {
-                    fs::create_dir_all(inside.parent().unwrap_or(r)).expect("mkdir");
-                    run_ok(Command::new("cp").arg("-L").arg(&exe).arg(&inside));
-                }
-            }
+            copy_programs(r, &r.join(unit));
         }
         // Units with a drop-in of ours are verified by name: the packaged
         // unit (or its stub) plus the drop-in.
@@ -1041,6 +1048,14 @@ fn units_pass_systemd_analyze_verify() {
                 Some(dir.to_string())
             })
             .collect();
+        // The packaged units our drop-ins extend (supervision's restart
+        // policies: ssh, nginx, postgresql@) run programs too.
+        for unit in &dropins {
+            let template = unit.split_once('@').map(|(p, _)| format!("{p}@.service"));
+            for name in std::iter::once(unit.clone()).chain(template) {
+                copy_programs(r, &r.join("usr/lib/systemd/system").join(name));
+            }
+        }
         fs::create_dir_all(r.join("bin")).expect("mkdir");
         fs::copy("/bin/true", r.join("bin/true")).expect("copy /bin/true for the stubs");
         let targets = mine.iter().map(|u| format!("/{u}")).chain(dropins);
