@@ -1321,6 +1321,7 @@ fn masked_and_enabled_units() {
         ("systemd-networkd.service", "multi-user.target"),
         ("unattended-upgrades.service", "multi-user.target"),
         ("hardroot-audit-ports.timer", "timers.target"),
+        ("hardroot-audit-disk.timer", "timers.target"),
     ] {
         assert!(
             enabled.contains(&(unit.to_string(), by.to_string())),
@@ -1904,6 +1905,101 @@ fn audit_unowned_finds_files_of_deleted_accounts() {
     }
     assert!(!report.contains("/sticky"), "{report}");
     assert!(report.contains("result: 3 problem(s)"), "{report}");
+}
+
+/// audit-disk on tmpfs mounts of a private mount namespace: a full one fails
+/// the check and is named, even when the report folder (/var/log) is full
+/// too; below the limit it passes; running out of inodes counts like blocks.
+#[test]
+fn audit_disk_names_a_full_file_system_even_with_var_log_full() {
+    need_tool("df", "coreutils");
+    if skip_unless_root("audit-disk in a mount namespace") {
+        return;
+    }
+    let b = build("profiles/system-only.toml");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (data, log, few) = (
+        tmp.path().join("data"),
+        tmp.path().join("log"),
+        tmp.path().join("few"),
+    );
+    for d in [&data, &log, &few] {
+        fs::create_dir_all(d).expect("mkdir");
+    }
+    let audit = b.file("usr/lib/hardroot/audit-disk");
+    let run_in = |script: String| -> String {
+        let o = run(Command::new("unshare").args(["--mount", "bash", "-euc", &script]));
+        assert!(
+            o.status.success(),
+            "namespace run failed: {}",
+            text(&o.stderr)
+        );
+        text(&o.stdout)
+    };
+    let fill = |dir: &Path| {
+        format!(
+            "dd if=/dev/zero of={}/fill bs=64k 2>/dev/null || true\n",
+            dir.display()
+        )
+    };
+    let mounts = format!(
+        "mount -t tmpfs -o size=1m tmpfs {d}\nmount -t tmpfs -o size=256k tmpfs {l}\n\
+         mount -t tmpfs -o size=1m,nr_inodes=16 tmpfs {f}\n",
+        d = data.display(),
+        l = log.display(),
+        f = few.display()
+    );
+    let check = |args: &str| {
+        format!(
+            "set +e; AUDIT_DIR={l}/hardroot-audit bash {a} {args}; echo \"rc=$?\"\n",
+            l = log.display(),
+            a = audit.display()
+        )
+    };
+
+    // Full, with the report's folder full too, every file system checked.
+    let out = run_in(format!(
+        "{mounts}{}{}{}",
+        fill(&data),
+        fill(&log),
+        check("")
+    ));
+    let want = format!("PROBLEM  {}: blocks 100% used (limit 90%)", data.display());
+    assert!(out.contains(&want), "missing `{want}` in:\n{out}");
+    assert!(
+        out.contains("could not write") && out.contains("rc=1"),
+        "{out}"
+    );
+    assert!(out.contains("result: "), "no summary:\n{out}");
+
+    // Below the limit: passes, and the report is written.
+    let half = format!(
+        "dd if=/dev/zero of={}/half bs=64k count=8 2>/dev/null\n",
+        data.display()
+    );
+    let out = run_in(format!(
+        "{mounts}{half}{}cat {}/hardroot-audit/disk.log\n",
+        check(&data.display().to_string()),
+        log.display()
+    ));
+    assert!(out.contains("rc=0"), "{out}");
+    let ok = format!("ok       {} (tmpfs): blocks 50%", data.display());
+    assert!(
+        out.matches(&ok).count() == 2,
+        "missing `{ok}` in the journal and the report:\n{out}"
+    );
+
+    // Out of inodes with blocks to spare.
+    let out = run_in(format!(
+        "{mounts}for i in $(seq 32); do touch {f}/$i 2>/dev/null || break; done\n{}",
+        check(&few.display().to_string()),
+        f = few.display()
+    ));
+    let want = format!("PROBLEM  {}: inodes 100% used (limit 90%)", few.display());
+    assert!(
+        out.contains(&want) && out.contains("rc=1"),
+        "missing `{want}` in:\n{out}"
+    );
 }
 
 #[test]
