@@ -454,6 +454,11 @@ fn postgresql_allows_only_scram_on_loopback_and_peer_for_postgres() {
         "listen_addresses = 'localhost'",
         "password_encryption = 'scram-sha-256'",
         "max_wal_senders = 0",
+        // Durability (issue 20): an acknowledged commit survives a power cut.
+        "fsync = on",
+        "synchronous_commit = on",
+        "full_page_writes = on",
+        "wal_sync_method = fdatasync",
     ] {
         assert!(
             has(&conf, want),
