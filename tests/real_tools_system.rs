@@ -1951,7 +1951,7 @@ fn audit_disk_names_a_full_file_system_even_with_var_log_full() {
     );
     let check = |args: &str| {
         format!(
-            "set +e; AUDIT_DIR={l}/hardroot-audit bash {a} {args}; echo \"rc=$?\"\n",
+            "set +e; AUDIT_DIR={l}/hardroot-audit bash {a} {args} 2>&1; echo \"rc=$?\"\n",
             l = log.display(),
             a = audit.display()
         )
