@@ -907,3 +907,28 @@ fn bill_of_materials_counts_packages_and_licences_and_shows_the_verify_verdict()
         "{detail}"
     );
 }
+
+#[test]
+fn the_parameters_a_run_used_are_listed_with_the_defaults_they_changed() {
+    let run = run_copy();
+    let html = render(run.path());
+    assert!(
+        !html.contains("id=\"parameters\""),
+        "a run without parameters shows none"
+    );
+    let path = run.path().join("results.json");
+    let mut results = json(&path);
+    results["parameters"] = serde_json::json!([
+        { "name": "load_clients", "value": 50, "default": 200, "description": "clients at once" },
+        { "name": "mode", "value": "soak", "default": "soak", "description": null },
+    ]);
+    std::fs::write(&path, results.to_string()).unwrap();
+    let html = render(run.path());
+    let line = html.split("<p id=\"parameters\">").nth(1).unwrap();
+    let line = &line[..line.find("</p>").unwrap()];
+    assert_eq!(
+        line,
+        "Parameters: <span class=\"mono\" title=\"clients at once\">load_clients = 50</span> (default 200), \
+         <span class=\"mono\">mode = &quot;soak&quot;</span>"
+    );
+}
