@@ -786,4 +786,60 @@ mod tests {
             "{err}"
         );
     }
+
+    #[test]
+    fn write_json_writes_inside_the_output_folder_only() {
+        let f = fixture();
+        let src = r#"
+            let p = write_json("load/faults.json", #{
+                load: #{ clients: 2, ok: true, latency_ms: #{ p50: 1.5 } },
+                faults: [ #{ name: "kill", seconds: () } ],
+                note: "x",
+            });
+            assert(p.ends_with("load/faults.json"), p);
+            write_json("n.json", 3);
+        "#;
+        run_script(&f, src).unwrap();
+        let text = std::fs::read_to_string(f.dir.path().join("load/faults.json")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "load": { "clients": 2, "ok": true, "latency_ms": { "p50": 1.5 } },
+                "faults": [{ "name": "kill", "seconds": null }],
+                "note": "x",
+            })
+        );
+        assert!(text.contains("\n  \"faults\": ["), "pretty: {text}");
+        assert_eq!(
+            std::fs::read_to_string(f.dir.path().join("n.json")).unwrap(),
+            "3\n"
+        );
+        // No temp file is left beside it.
+        let names: Vec<_> = std::fs::read_dir(f.dir.path().join("load"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names, ["faults.json"]);
+        assert!(
+            f.ctx
+                .results()
+                .steps
+                .iter()
+                .any(|s| s.action == "write_json" && s.detail == "load/faults.json" && s.ok)
+        );
+        for bad in ["/tmp/x.json", "../x.json", "a/../../x.json", ""] {
+            let err = run_script(&f, &format!("write_json({bad:?}, 1)")).unwrap_err();
+            assert!(
+                err.contains("relative to the output folder, without .."),
+                "{bad}: {err}"
+            );
+        }
+        let err = run_script(&f, "write_json(\"x.json\", #{ f: || 1 })").unwrap_err();
+        assert!(err.contains("f: a Fn cannot be written as JSON"), "{err}");
+        std::os::unix::fs::symlink("/tmp", f.dir.path().join("out")).unwrap();
+        let err = run_script(&f, "write_json(\"out/x.json\", 1)").unwrap_err();
+        assert!(err.contains("outside the output folder"), "{err}");
+    }
 }
