@@ -59,6 +59,10 @@ fn build_check_explain_diff_and_options_match_the_documented_shapes() {
 /// A test folder whose script never boots its machine, so that the driver's
 /// --json output is checked without QEMU (the image files are never read).
 fn bootless_test(dir: &Path, script: &str) -> (String, String) {
+    bootless_test_with(dir, "[machines.server]\n", script)
+}
+
+fn bootless_test_with(dir: &Path, toml: &str, script: &str) -> (String, String) {
     let image = dir.join("image");
     std::fs::create_dir_all(&image).unwrap();
     for f in ["rootfs.img", "vmlinuz", "initrd.img"] {
@@ -66,7 +70,7 @@ fn bootless_test(dir: &Path, script: &str) -> (String, String) {
     }
     let test = dir.join("t");
     std::fs::create_dir_all(&test).unwrap();
-    std::fs::write(test.join("test.toml"), "[machines.server]\n").unwrap();
+    std::fs::write(test.join("test.toml"), toml).unwrap();
     std::fs::write(test.join("test.rhai"), script).unwrap();
     (
         image.to_string_lossy().into_owned(),
@@ -75,23 +79,24 @@ fn bootless_test(dir: &Path, script: &str) -> (String, String) {
 }
 
 fn vm_test_json(dir: &Path, script: &str) -> (Output, std::path::PathBuf) {
-    let (image, test) = bootless_test(dir, script);
+    vm_test_json_with(dir, "[machines.server]\n", script, &[])
+}
+
+/// `vm-test --json` of a bootless test with this test.toml and more arguments.
+fn vm_test_json_with(
+    dir: &Path,
+    toml: &str,
+    script: &str,
+    more: &[&str],
+) -> (Output, std::path::PathBuf) {
+    let (image, test) = bootless_test_with(dir, toml, script);
     let out = dir.join("out");
-    let o = hardroot(
-        &repo(),
-        &[
-            "vm-test",
-            "--image",
-            &image,
-            &test,
-            "--out",
-            &out.to_string_lossy(),
-            "--accel",
-            "tcg",
-            "--json",
-        ],
-    );
-    (o, out.join("results.json"))
+    let out_arg = out.to_string_lossy();
+    let mut args = vec![
+        "vm-test", "--image", &image, &test, "--out", &out_arg, "--accel", "tcg", "--json",
+    ];
+    args.extend_from_slice(more);
+    (hardroot(&repo(), &args), out.join("results.json"))
 }
 
 #[test]
@@ -157,4 +162,22 @@ fn vm_test_json_prints_nothing_when_the_driver_cannot_start() {
     assert_eq!(o.status.code(), Some(3), "{}", text(&o.stderr));
     assert!(o.stdout.is_empty(), "stdout: {}", text(&o.stdout));
     assert!(text(&o.stderr).contains("no-such-image"));
+}
+
+#[test]
+fn vm_test_json_records_the_parameters_the_run_used() {
+    let t = tempfile::tempdir().unwrap();
+    let toml = "[machines.server]\n\n[parameters]\nmessages = 2\n\n[parameters.load_clients]\ndefault = 200\ndescription = \"XMPP clients that log in at once\"\n";
+    let script = "assert(param(\"load_clients\") == 50 && param(\"messages\") == 2, \"params\");\n";
+    let (o, _) = vm_test_json_with(t.path(), toml, script, &["--param", "load_clients=50"]);
+    let v = json_of(&o, "vm-test --param");
+    check("hardroot vm-test --json", &v);
+    assert_eq!(
+        v["parameters"],
+        serde_json::json!([
+            { "name": "messages", "value": 2, "default": 2, "description": null },
+            { "name": "load_clients", "value": 50, "default": 200,
+              "description": "XMPP clients that log in at once" },
+        ])
+    );
 }

@@ -907,3 +907,138 @@ fn bill_of_materials_counts_packages_and_licences_and_shows_the_verify_verdict()
         "{detail}"
     );
 }
+
+#[test]
+fn the_parameters_a_run_used_are_listed_with_the_defaults_they_changed() {
+    let run = run_copy();
+    let html = render(run.path());
+    assert!(
+        !html.contains("id=\"parameters\""),
+        "a run without parameters shows none"
+    );
+    let path = run.path().join("results.json");
+    let mut results = json(&path);
+    results["parameters"] = serde_json::json!([
+        { "name": "load_clients", "value": 50, "default": 200, "description": "clients at once" },
+        { "name": "mode", "value": "soak", "default": "soak", "description": null },
+    ]);
+    std::fs::write(&path, results.to_string()).unwrap();
+    let html = render(run.path());
+    let line = html.split("<p id=\"parameters\">").nth(1).unwrap();
+    let line = &line[..line.find("</p>").unwrap()];
+    assert_eq!(
+        line,
+        "Parameters: <span class=\"mono\" title=\"clients at once\">load_clients = 50</span> (default 200), \
+         <span class=\"mono\">mode = &quot;soak&quot;</span>"
+    );
+}
+
+/// The run with the acceptance test's load and faults record
+/// (tests/fixtures/report/load-faults/) and, when given, the build's restart policy.
+fn with_load_faults(record: Option<&str>, units: Option<serde_json::Value>) -> tempfile::TempDir {
+    let run = run_copy();
+    if let Some(text) = record {
+        std::fs::write(run.path().join("load-faults.json"), text).unwrap();
+    }
+    if let Some(units) = units {
+        let path = run.path().join("build/config.json");
+        let mut config = json(&path);
+        config["supervision"] = serde_json::json!({ "units": units });
+        std::fs::write(&path, config.to_string()).unwrap();
+    }
+    run
+}
+
+fn load_faults_fixture() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/report/load-faults/load-faults.json");
+    std::fs::read_to_string(path).unwrap()
+}
+
+#[test]
+fn load_and_faults_show_the_restart_policy_the_figures_and_one_row_per_fault() {
+    let units = serde_json::json!([{
+        "unit": "ejabberd.service", "restart": "on-failure", "restart_sec": 2,
+        "start_limit_burst": 5, "start_limit_interval_sec": 60,
+        "why": "a crashed XMPP server comes back on its own",
+    }]);
+    let html = render(with_load_faults(Some(&load_faults_fixture()), Some(units)).path());
+    assert!(html.contains("<h2 id=\"load-faults\">"), "section present");
+    let policy = section(&html, "restart-policy");
+    assert_eq!(policy.matches("<tr>").count() - 1, 1);
+    assert!(
+        policy.contains(
+            "<td class=\"mono\">ejabberd.service</td><td class=\"mono\">on-failure</td><td class=\"num\">2 s</td><td class=\"num\">5 in 60 s</td><td>a crashed XMPP server comes back on its own</td>"
+        ),
+        "{policy}"
+    );
+    let figures = section(&html, "load-figures");
+    for (what, value) in [
+        ("clients × messages per client", "200 × 2"),
+        ("logins that succeeded", "200 of 200"),
+        ("time to log every client in", "41.2 s (4.85 logins/s)"),
+        ("messages delivered / sent", "400 / 400"),
+        ("duplicates", "0"),
+        ("missing", "0"),
+        ("latency p50 / p95 / p99", "120 / 800 / 1500 ms"),
+        ("guest CPU during the load", "87 %"),
+        ("guest memory used / total", "900 / 1990 MB"),
+        ("CrowdSec decisions against the load client", "0"),
+    ] {
+        let row = format!(
+            "<tr><td>{}</td><td class=\"num\">{}</td></tr>",
+            html_escape(what),
+            html_escape(value)
+        );
+        assert!(figures.contains(&row), "no {row} in {figures}");
+    }
+    assert!(figures.contains("<td>verdict (the test's)</td><td class=\"ok\">pass</td>"));
+    let faults = section(&html, "faults");
+    assert_eq!(faults.matches("<tr>").count() - 1, 2, "one row per fault");
+    let crash = row_with(faults, "kill -9 ejabberd.service");
+    assert!(
+        crash.contains("<td>crash</td><td class=\"mono\">ejabberd.service</td><td class=\"ok\">pass</td><td class=\"num\">6.7</td><td>back after 6.7 s; 0 of 312 acknowledged messages lost</td>"),
+        "{crash}"
+    );
+    let power = row_with(faults, "power cut while storing offline messages");
+    assert!(
+        power.contains("<td>power</td><td class=\"mono\">—</td><td class=\"bad\">fail</td><td class=\"num\">—</td><td>3 of 40 offline messages lost</td>"),
+        "a missing unit and null seconds are dashes: {power}"
+    );
+    assert!(
+        html.contains("id=\"load-faults-verdict\" class=\"verdict bad\">2 / 3</span>"),
+        "the load and two faults, one failed"
+    );
+}
+
+#[test]
+fn load_and_faults_say_when_not_run_and_name_a_malformed_record() {
+    // An older build without supervision.units, a test without the load part.
+    let html = render(with_load_faults(None, None).path());
+    assert!(html.contains("id=\"load-faults-not-run\""));
+    assert!(html.contains("the test did not run the load and fault part"));
+    assert!(html.contains("id=\"load-faults-verdict\" class=\"verdict na\">not run</span>"));
+    assert!(html.contains("id=\"restart-policy-missing\""));
+    assert!(html.contains("has no supervision.units"));
+    assert!(!html.contains("id=\"restart-policy\""));
+
+    // A fault without its outcome: the file, the shape and serde's line and column.
+    let broken = "{\n  \"faults\": [\n    {\"name\": \"kill\"}\n  ]\n}\n";
+    let html = render(with_load_faults(Some(broken), None).path());
+    let error = html.split("id=\"load-faults-error\">").nth(1).unwrap();
+    let error = &error[..error.find("</p>").unwrap()];
+    assert!(
+        error.contains("load-faults.json is not the load and faults record")
+            && error.contains("missing field `ok` at line 3 column"),
+        "{error}"
+    );
+    assert!(html.contains("id=\"load-faults-verdict\" class=\"verdict bad\">unreadable</span>"));
+    // Also among the page's input problems at the top, like every unreadable input.
+    assert!(html.contains("<p class=\"note bad\">"));
+    let html = render(with_load_faults(Some("\"just text\""), None).path());
+    assert!(
+        html.contains("expected struct LoadFaults at line 1 column"),
+        "{}",
+        section(&html, "load-faults-error")
+    );
+}

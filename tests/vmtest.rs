@@ -72,6 +72,7 @@ fn args(test: &Path, out: &Path) -> VmTestArgs {
         cache: None,
         script: PathBuf::from("test.rhai"),
         tail: 40,
+        params: Vec::new(),
     }
 }
 
@@ -289,4 +290,61 @@ fn process_with(needle: &str) -> bool {
             .map(|c| String::from_utf8_lossy(&c).contains(needle))
             .unwrap_or(false)
     })
+}
+
+/// `--param` is checked against test.toml before any image is looked at,
+/// built or booted (no QEMU needed: the image folder does not even exist).
+#[test]
+fn a_wrong_param_is_refused_before_anything_boots() {
+    let tmp = tempfile::tempdir().unwrap();
+    let test = write_test(
+        tmp.path(),
+        "[machines.server]\n[parameters]\nmessages = 2\n[parameters.load_clients]\ndefault = 200\ndescription = \"clients\"\n",
+        "fail_test(\"the script must not run\");\n",
+    );
+    let vm_test = |param: &str| {
+        Command::new(env!("CARGO_BIN_EXE_hardroot"))
+            .args(["vm-test", "--image"])
+            .arg(tmp.path().join("no-such-image"))
+            .arg(&test)
+            .arg("--out")
+            .arg(tmp.path().join("out"))
+            .args(["--json", "--param", param])
+            .output()
+            .unwrap()
+    };
+    let refused = |param: &str, wants: &[&str]| {
+        let o = vm_test(param);
+        // miette wraps long lines: compare words.
+        let err = String::from_utf8_lossy(&o.stderr)
+            .split_whitespace()
+            .filter(|w| *w != "│")
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(!o.status.success(), "{param} was accepted");
+        assert!(o.stdout.is_empty(), "--json printed {:?}", o.stdout);
+        assert!(!err.contains("no-such-image"), "checked too late: {err}");
+        for w in wants {
+            assert!(err.contains(w), "{param}: no {w:?} in {err}");
+        }
+        o.status.code()
+    };
+    let code = refused(
+        "load_clients=lots",
+        &[
+            "--param load_clients=lots: load_clients is an integer (its default is 200), and \"lots\" is not",
+        ],
+    );
+    assert_eq!(code, Some(3));
+    refused(
+        "clients=5",
+        &[
+            "declares no parameter \"clients\"",
+            "its parameters: messages, load_clients",
+        ],
+    );
+    refused("load_clients", &["is not NAME=VALUE"]);
+    // A right one gets past the parameters to the image.
+    let o = vm_test("load_clients=50");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no-such-image"));
 }

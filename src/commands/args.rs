@@ -278,6 +278,10 @@ pub struct VmTestArgs {
     /// Serial console lines printed per machine when the test fails
     #[arg(long, default_value = "40", value_name = "LINES")]
     pub tail: usize,
+    /// Set a parameter of test.toml's [parameters] for this run, e.g. --param load_clients=50
+    /// (repeatable); the value must parse as the default's type
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = name_value)]
+    pub params: Vec<(String, String)>,
     /// Also write the acceptance report (one HTML page), passed or failed; see `hardroot report`
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
@@ -387,6 +391,14 @@ impl VerifyArgs {
     }
 }
 
+/// `--param NAME=VALUE`, split at the first `=` (the value may hold more).
+fn name_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_string(), value.to_string())),
+        _ => Err(format!("{s:?} is not NAME=VALUE, e.g. load_clients=50")),
+    }
+}
+
 impl VmTestArgs {
     pub fn request(&self) -> crate::vmtest::VmTestArgs {
         use crate::vmtest::AccelChoice as A;
@@ -405,6 +417,7 @@ impl VmTestArgs {
             cache: self.cache.clone(),
             script: self.script.clone(),
             tail: self.tail,
+            params: self.params.clone(),
         }
     }
 }

@@ -2,6 +2,8 @@
 //! required: every other input may be missing (an older run, a test that
 //! stopped early), and the page then says which file it lacked instead of
 //! failing.
+use super::load_faults::{self, LoadFaults};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -27,6 +29,8 @@ pub struct Inputs {
     pub results: Value,
     pub build: Build,
     pub exposure: Option<Value>,
+    /// OUT/load-faults.json: absent (the test did not run that part), read, or why not.
+    pub load_faults: Result<Option<LoadFaults>, String>,
     pub against: Option<Build>,
     /// Optional inputs that were present but unreadable: shown on the page.
     pub problems: Vec<String>,
@@ -56,6 +60,10 @@ impl Inputs {
         let mut build = Build::load(build_dir(run, image).as_deref(), &mut problems);
         build.fill_from_machine_files(run, &results, &mut problems);
         let exposure = optional_json(&run.join("exposure.json"), &mut problems);
+        let load_faults = read_typed(&run.join(load_faults::FILE), load_faults::SHAPE);
+        if let Err(e) = &load_faults {
+            problems.push(e.clone());
+        }
         let against = match against {
             Some(dir) => {
                 let found = build_dir(dir, None).ok_or_else(|| {
@@ -73,6 +81,7 @@ impl Inputs {
             results,
             build,
             exposure,
+            load_faults,
             against,
             problems,
         })
@@ -275,6 +284,19 @@ fn read_json(path: &Path) -> Result<Option<Value>, String> {
     serde_json::from_str(&text)
         .map(Some)
         .map_err(|e| format!("{} is not valid JSON: {e}", path.display()))
+}
+
+/// A file the test wrote in a shape the report knows (a serde type):
+/// Ok(None) when it does not exist; Err naming the file, the shape it
+/// should have and where reading stopped (serde_json's line and column).
+fn read_typed<T: DeserializeOwned>(path: &Path, shape: &str) -> Result<Option<T>, String> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = read_text(path).ok_or_else(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| format!("{} is not {shape}: {e}", path.display()))
 }
 
 /// Lossy: guest output may hold any bytes; the page shows them escaped.

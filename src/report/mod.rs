@@ -2,8 +2,8 @@
 //!
 //! It reads what the pipeline and the VM test left behind (the build's
 //! manifest.json and config.json, the image stage's image-manifest.json, the
-//! driver's results.json, the acceptance test's exposure.json, facts/ and
-//! lynis/lynis-report.dat) and
+//! driver's results.json, the acceptance test's exposure.json,
+//! load-faults.json, facts/ and lynis/lynis-report.dat) and
 //! sets each measured value next to the value the profile asked for.
 //! The page has no scripts and fetches nothing: a CSP meta tag forbids every
 //! load except inline styles and data: images. See docs/testing.md
@@ -17,6 +17,7 @@ mod facts;
 mod hardening;
 mod identity;
 mod inputs;
+mod load_faults;
 mod page;
 pub mod sbom;
 mod steps;

@@ -1,7 +1,9 @@
 //! The page itself: every section's data into one Tera context, rendered with
 //! HTML autoescaping (all text on the page comes from files and guests).
 use super::inputs::Inputs;
-use super::{audit, controls, diff, disk, exposure, facts, hardening, identity, sbom, steps};
+use super::{
+    audit, controls, diff, disk, exposure, facts, hardening, identity, load_faults, sbom, steps,
+};
 use base64::Engine;
 use serde::Serialize;
 
@@ -107,6 +109,7 @@ pub fn render(inputs: &Inputs) -> Result<String, String> {
     ctx.insert("hardening", &hardening);
     ctx.insert("audit", &audit);
     ctx.insert("controls", &controls::collect(inputs));
+    ctx.insert("load_faults", &load_faults::collect(inputs));
     ctx.insert("diff", &diff);
     ctx.insert("problems", &inputs.problems);
     let mut tera = tera::Tera::default();

@@ -18,6 +18,18 @@ pub struct Tests {
     pub steps: Vec<Step>,
     pub machines: Vec<Machine>,
     pub failed_steps: usize,
+    /// test.toml's `[parameters]` as this run set them (results.json `parameters`).
+    pub parameters: Vec<Parameter>,
+}
+
+#[derive(Serialize)]
+pub struct Parameter {
+    pub name: String,
+    /// As in test.toml: strings quoted.
+    pub value: String,
+    /// The default, when `--param` changed it.
+    pub default: Option<String>,
+    pub description: String,
 }
 
 #[derive(Serialize)]
@@ -64,6 +76,22 @@ pub fn collect(inputs: &Inputs) -> Tests {
         failed_steps: steps.iter().filter(|s| !s.ok).count(),
         steps,
         machines: machines(r, &inputs.run, outcome != "passed"),
+        parameters: array(r, "parameters").iter().map(parameter).collect(),
+    }
+}
+
+fn parameter(v: &Value) -> Parameter {
+    let json = |k: &str| v.get(k).map(Value::to_string).unwrap_or_default();
+    let (value, default) = (json("value"), json("default"));
+    Parameter {
+        name: v.get("name").map(text).unwrap_or_default(),
+        default: (default != value).then_some(default),
+        value,
+        description: v
+            .get("description")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
     }
 }
 

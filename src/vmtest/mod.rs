@@ -53,6 +53,8 @@ pub struct VmTestArgs {
     pub script: PathBuf,
     /// Serial console lines printed per machine when the test fails
     pub tail: usize,
+    /// `--param NAME=VALUE`: test.toml's `[parameters]` this run sets
+    pub params: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,9 +169,11 @@ struct Ready {
 }
 
 fn prepare(args: &VmTestArgs) -> Result<Ready, Failure> {
-    let spec = spec::load(&args.test)?;
+    let mut spec = spec::load(&args.test)?;
     let out_dir = out_dir(args, &spec);
+    // First: `--json` must not print an older run's results.json after a refused --param.
     prepare_out_dir(&out_dir)?;
+    spec.set_parameters(&args.params)?;
     // Sockets and disks: a short path (unix sockets cap at 108 bytes), removed at the end.
     let run_dir = tempfile::Builder::new()
         .prefix("hr-vm-")
@@ -195,6 +199,7 @@ fn prepare(args: &VmTestArgs) -> Result<Ready, Failure> {
         .collect();
     let mut results = results::Results::new(&spec.name, &spec.description, &out_dir);
     results.accel = format!("{accel:?}").to_lowercase();
+    results.parameters = spec.parameters.clone();
     for ((m, image), mode) in spec.machines.iter().zip(&images).zip(&boots) {
         let info = results.machines.entry(m.name.clone()).or_default();
         info.boot = Some(results::BootInfo::of(image, *mode)?);
@@ -217,6 +222,7 @@ fn prepare(args: &VmTestArgs) -> Result<Ready, Failure> {
         // The limit is the script's: building images does not count.
         deadline: Instant::now() + Duration::from_secs(spec.timeout_secs),
         machines,
+        parameters: spec.parameters.clone(),
         script: Mutex::new(None),
     });
     Ok(Ready {

@@ -13,6 +13,8 @@ pub struct Results {
     pub test: String,
     pub description: String,
     pub accel: String,
+    /// test.toml's `[parameters]` with the values this run used.
+    pub parameters: Vec<super::spec::Parameter>,
     pub passed: Option<bool>,
     pub error: Option<String>,
     pub duration_s: f64,

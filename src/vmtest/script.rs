@@ -6,6 +6,7 @@ use super::interrupt;
 use super::machine::{self, Client, DEFAULT_COMMAND_SECS, Machine, Runner};
 use super::protocol::Outcome;
 use super::results::Results;
+use super::spec::{ParamValue, Parameter};
 use rhai::{Dynamic, Engine, EvalAltResult, FnPtr, INT, Map, NativeCallContext, Position, Scope};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -43,6 +44,8 @@ pub struct Context {
     pub out_dir: PathBuf,
     pub deadline: Instant,
     pub machines: Vec<Handle<Machine>>,
+    /// test.toml's `[parameters]`, with `--param`s applied: `param("name")`.
+    pub parameters: Vec<Parameter>,
     /// Set by `run`: the script's AST and the client hosts (verbs.rs).
     pub script: Mutex<Option<super::verbs::ScriptState>>,
 }
@@ -390,9 +393,29 @@ fn register_globals(engine: &mut Engine, ctx: &Arc<Context>) {
         c.test_dir.to_string_lossy().into_owned()
     });
     let c = Arc::clone(ctx);
+    engine.register_fn("param", move |name: &str| -> Fallible<Dynamic> {
+        Ok(param(&c.parameters, name)?)
+    });
+    let c = Arc::clone(ctx);
     engine.register_fn("start_all", move || -> Fallible<()> { start_all(&c) });
     register_verdict(engine, ctx, "lynis_check", lynis_check);
     register_verdict(engine, ctx, "controls_check", controls_check);
+}
+
+/// `param("name")`: the value of a test.toml parameter, typed as its default.
+fn param(params: &[Parameter], name: &str) -> Result<Dynamic, String> {
+    let p = params.iter().find(|p| p.name == name).ok_or_else(|| {
+        format!(
+            "param({name:?}): test.toml declares no parameter {name:?}; {}",
+            super::spec::parameter_names(params)
+        )
+    })?;
+    Ok(match &p.value {
+        ParamValue::Bool(b) => Dynamic::from_bool(*b),
+        ParamValue::Int(i) => Dynamic::from_int(*i as INT),
+        ParamValue::Float(f) => Dynamic::from_float(*f),
+        ParamValue::Str(s) => s.clone().into(),
+    })
 }
 
 /// A verdict on files of the output folder (a report the guest wrote, and
@@ -521,6 +544,7 @@ mod tests {
             out_dir: dir.path().to_path_buf(),
             deadline: Instant::now() + Duration::from_secs(120),
             machines: vec![Handle::new(m)],
+            parameters: Vec::new(),
             script: Mutex::new(None),
         });
         Fixture {
@@ -735,5 +759,87 @@ mod tests {
         }
         let err = run_script(&f, r#"lynis_check("none.dat", "config.json");"#).unwrap_err();
         assert!(err.contains("none.dat"), "{err}");
+    }
+
+    #[test]
+    fn params_are_typed_and_an_unknown_one_names_the_known() {
+        let mut f = fixture();
+        let spec = crate::vmtest::spec::parse(
+            "[machines.server]\n[parameters]\nclients = 200\nratio = 0.5\nname = \"x\"\nfaults = true\n",
+            f.dir.path(),
+        )
+        .unwrap();
+        let mut spec = spec;
+        spec.set_parameters(&[("clients".into(), "7".into())])
+            .unwrap();
+        Arc::get_mut(&mut f.ctx).unwrap().parameters = spec.parameters;
+        let src = r#"
+            assert(type_of(param("clients")) == "i64" && param("clients") + 1 == 8, "an INT, set by --param");
+            assert(type_of(param("ratio")) == "f64" && param("ratio") * 2.0 == 1.0, "a FLOAT");
+            assert(param("name") == "x" && param("faults") == true, "a string and a bool");
+        "#;
+        run_script(&f, src).unwrap();
+        let err = run_script(&f, r#"param("client")"#).unwrap_err();
+        assert!(
+            err.contains("declares no parameter \"client\"")
+                && err.contains("its parameters: clients, ratio, name, faults"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn write_json_writes_inside_the_output_folder_only() {
+        let f = fixture();
+        let src = r#"
+            let p = write_json("load/faults.json", #{
+                load: #{ clients: 2, ok: true, latency_ms: #{ p50: 1.5 } },
+                faults: [ #{ name: "kill", seconds: () } ],
+                note: "x",
+            });
+            assert(p.ends_with("load/faults.json"), p);
+            write_json("n.json", 3);
+        "#;
+        run_script(&f, src).unwrap();
+        let text = std::fs::read_to_string(f.dir.path().join("load/faults.json")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "load": { "clients": 2, "ok": true, "latency_ms": { "p50": 1.5 } },
+                "faults": [{ "name": "kill", "seconds": null }],
+                "note": "x",
+            })
+        );
+        assert!(text.contains("\n  \"faults\": ["), "pretty: {text}");
+        assert_eq!(
+            std::fs::read_to_string(f.dir.path().join("n.json")).unwrap(),
+            "3\n"
+        );
+        // No temp file is left beside it.
+        let names: Vec<_> = std::fs::read_dir(f.dir.path().join("load"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names, ["faults.json"]);
+        assert!(
+            f.ctx
+                .results()
+                .steps
+                .iter()
+                .any(|s| s.action == "write_json" && s.detail == "load/faults.json" && s.ok)
+        );
+        for bad in ["/tmp/x.json", "../x.json", "a/../../x.json", ""] {
+            let err = run_script(&f, &format!("write_json({bad:?}, 1)")).unwrap_err();
+            assert!(
+                err.contains("relative to the output folder, without .."),
+                "{bad}: {err}"
+            );
+        }
+        let err = run_script(&f, "write_json(\"x.json\", #{ f: || 1 })").unwrap_err();
+        assert!(err.contains("f: a Fn cannot be written as JSON"), "{err}");
+        std::os::unix::fs::symlink("/tmp", f.dir.path().join("out")).unwrap();
+        let err = run_script(&f, "write_json(\"out/x.json\", 1)").unwrap_err();
+        assert!(err.contains("outside the output folder"), "{err}");
     }
 }

@@ -1,7 +1,8 @@
 //! `vm-tests/<name>/test.toml`: the machines and client hosts of one test.
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use serde::Serialize;
 use std::path::{Path, PathBuf};
-use toml_edit::{DocumentMut, Item, Table};
+use toml_edit::{DocumentMut, Item, Table, TableLike};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TestSpec {
@@ -14,6 +15,105 @@ pub struct TestSpec {
     /// A private network (namespace + bridge) exists when test.toml has `[network]`.
     pub network: bool,
     pub clients: Vec<ClientSpec>,
+    /// `[parameters]`: the knobs a run may turn (`--param NAME=VALUE`), in file order.
+    pub parameters: Vec<Parameter>,
+}
+
+/// One test parameter: the script reads `value` with `param("name")`;
+/// results.json records it next to its default.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Parameter {
+    pub name: String,
+    /// The default unless `--param` set it.
+    pub value: ParamValue,
+    pub default: ParamValue,
+    pub description: Option<String>,
+}
+
+/// A parameter's value; its type is the default's, and `--param` must match it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum ParamValue {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+}
+
+impl ParamValue {
+    /// What a value of this type is, for errors.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ParamValue::Bool(_) => "a bool (true or false)",
+            ParamValue::Int(_) => "an integer",
+            ParamValue::Float(_) => "a number",
+            ParamValue::Str(_) => "a string",
+        }
+    }
+
+    /// `text` (from the command line) as a value of this one's type.
+    fn parse_same(&self, text: &str) -> Option<ParamValue> {
+        match self {
+            ParamValue::Bool(_) => text.parse().ok().map(ParamValue::Bool),
+            ParamValue::Int(_) => text.parse().ok().map(ParamValue::Int),
+            ParamValue::Float(_) => text
+                .parse::<f64>()
+                .ok()
+                .filter(|f| f.is_finite())
+                .map(ParamValue::Float),
+            ParamValue::Str(_) => Some(ParamValue::Str(text.to_string())),
+        }
+    }
+}
+
+impl std::fmt::Display for ParamValue {
+    /// As in test.toml: strings quoted.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ParamValue::Bool(b) => write!(f, "{b}"),
+            ParamValue::Int(i) => write!(f, "{i}"),
+            ParamValue::Float(x) => write!(f, "{x:?}"),
+            ParamValue::Str(s) => write!(f, "{s:?}"),
+        }
+    }
+}
+
+impl TestSpec {
+    /// Apply `--param NAME=VALUE`s: each must name a parameter of test.toml
+    /// and parse as its default's type. Checked before anything is built or booted.
+    pub fn set_parameters(&mut self, given: &[(String, String)]) -> Result<(), String> {
+        for (name, text) in given {
+            let known = self.parameter_names();
+            let Some(p) = self.parameters.iter_mut().find(|p| &p.name == name) else {
+                return Err(format!(
+                    "--param {name}={text}: {} declares no parameter {name:?}; {known}",
+                    self.dir.join("test.toml").display()
+                ));
+            };
+            p.value = p.default.parse_same(text).ok_or_else(|| {
+                format!(
+                    "--param {name}={text}: {name} is {} (its default is {}), and {text:?} is not",
+                    p.default.kind(),
+                    p.default
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// "its parameters: a, b" (or that it has none), for errors.
+    pub fn parameter_names(&self) -> String {
+        parameter_names(&self.parameters)
+    }
+}
+
+pub fn parameter_names(params: &[Parameter]) -> String {
+    if params.is_empty() {
+        "it has none ([parameters] in test.toml)".into()
+    } else {
+        let names: Vec<&str> = params.iter().map(|p| p.name.as_str()).collect();
+        format!("its parameters: {}", names.join(", "))
+    }
 }
 
 /// Where a machine's disk comes from.
@@ -59,7 +159,11 @@ pub fn load(test_dir: &Path) -> Result<TestSpec, String> {
 pub fn parse(text: &str, test_dir: &Path) -> Result<TestSpec, String> {
     let doc: DocumentMut = text.parse().map_err(|e| format!("not valid TOML: {e}"))?;
     let root = doc.as_table();
-    known_keys(root, "", &["test", "machines", "network", "clients"])?;
+    known_keys(
+        root,
+        "",
+        &["test", "machines", "network", "clients", "parameters"],
+    )?;
     let test = optional_table(root, "test")?;
     let (description, timeout_secs) = match test {
         Some(t) => {
@@ -74,6 +178,7 @@ pub fn parse(text: &str, test_dir: &Path) -> Result<TestSpec, String> {
     let machines = machines(root, test_dir)?;
     let network = optional_table(root, "network")?.is_some();
     let clients = clients(root)?;
+    let parameters = parameters(root)?;
     if !clients.is_empty() && !network {
         return Err("[clients.*] need a test network: add an empty [network] table".into());
     }
@@ -89,6 +194,7 @@ pub fn parse(text: &str, test_dir: &Path) -> Result<TestSpec, String> {
         machines,
         network,
         clients,
+        parameters,
     })
 }
 
@@ -164,6 +270,68 @@ fn clients(root: &Table) -> Result<Vec<ClientSpec>, String> {
     Ok(out)
 }
 
+/// `name = default`, or `[parameters.name]` with `default` and `description`.
+fn parameters(root: &Table) -> Result<Vec<Parameter>, String> {
+    let Some(table) = optional_table(root, "parameters")? else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for (name, item) in table.iter() {
+        check_name(name, "parameter")?;
+        let ctx = format!("parameters.{name}");
+        let (default, description) = match item.as_table_like() {
+            Some(t) => {
+                for (k, _) in t.iter() {
+                    if !["default", "description"].contains(&k) {
+                        return Err(format!(
+                            "unknown key {ctx}.{k}; known keys here: default, description"
+                        ));
+                    }
+                }
+                let default = t
+                    .get("default")
+                    .ok_or_else(|| format!("{ctx} needs a default, e.g. default = 200"))?;
+                (param_value(default, &ctx)?, description(t, &ctx)?)
+            }
+            None => (param_value(item, &ctx)?, None),
+        };
+        out.push(Parameter {
+            name: name.to_string(),
+            value: default.clone(),
+            default,
+            description,
+        });
+    }
+    Ok(out)
+}
+
+fn param_value(item: &Item, ctx: &str) -> Result<ParamValue, String> {
+    let v = item.as_value();
+    if let Some(i) = v.and_then(|v| v.as_integer()) {
+        Ok(ParamValue::Int(i))
+    } else if let Some(f) = v.and_then(|v| v.as_float()) {
+        Ok(ParamValue::Float(f))
+    } else if let Some(b) = v.and_then(|v| v.as_bool()) {
+        Ok(ParamValue::Bool(b))
+    } else if let Some(s) = v.and_then(|v| v.as_str()) {
+        Ok(ParamValue::Str(s.to_string()))
+    } else {
+        Err(format!(
+            "{ctx}: a parameter's default is an integer, a number, a string or a bool"
+        ))
+    }
+}
+
+fn description(t: &dyn TableLike, ctx: &str) -> Result<Option<String>, String> {
+    match t.get("description") {
+        None => Ok(None),
+        Some(v) => v
+            .as_str()
+            .map(|s| Some(s.to_string()))
+            .ok_or_else(|| format!("{ctx}.description must be a string")),
+    }
+}
+
 fn addresses(t: &Table, ctx: &str) -> Result<(Option<Ipv4Net>, Option<Ipv6Net>), String> {
     let v4 = match string(t, ctx, "ipv4")? {
         Some(s) => match cidr(&s, ctx, "ipv4")? {
@@ -190,7 +358,7 @@ fn cidr(s: &str, ctx: &str, key: &str) -> Result<IpNet, String> {
     })
 }
 
-/// Names become script variables (`server.succeed(...)`) and interface suffixes.
+/// Names become script variables (`server.succeed(...)`), `param("name")` keys and interface suffixes.
 fn check_name(name: &str, what: &str) -> Result<(), String> {
     let mut chars = name.chars();
     let ok = chars.next().is_some_and(|c| c.is_ascii_lowercase())
@@ -200,7 +368,7 @@ fn check_name(name: &str, what: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "{what} name {name:?} must match [a-z][a-z0-9_]* (it becomes a script variable)"
+            "{what} name {name:?} must match [a-z][a-z0-9_]* (scripts use it by that name)"
         ))
     }
 }
@@ -311,5 +479,113 @@ ipv6 = "fd77::20/64"
         assert!(err("[machines.s]\n[clients.c]\nipv4 = \"10.0.0.1/24\"").contains("[network]"));
         assert!(err("[machines.s]\nprofile = \"a\"\nimage = \"b\"").contains("not both"));
         assert!(err("[machines.s]\nmemory = -1").contains("positive integer"));
+    }
+
+    const PARAMS: &str = r#"
+[machines.server]
+
+[parameters]
+messages = 2                   # a bare default: undocumented
+
+[parameters.load_clients]
+default = 200
+description = "XMPP clients that log in at once"
+
+[parameters.slow]
+default = 1.5
+
+[parameters.mode]
+default = "fast"
+description = "how"
+
+[parameters.faults]
+default = true
+"#;
+
+    #[test]
+    fn parameters_have_typed_defaults_and_descriptions() {
+        let s = parse(PARAMS, Path::new("t")).unwrap();
+        let names: Vec<&str> = s.parameters.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["messages", "load_clients", "slow", "mode", "faults"]
+        );
+        let p = &s.parameters[1];
+        assert_eq!(p.value, ParamValue::Int(200));
+        assert_eq!(p.default, ParamValue::Int(200));
+        assert_eq!(
+            p.description.as_deref(),
+            Some("XMPP clients that log in at once")
+        );
+        assert_eq!(s.parameters[0].description, None);
+        assert_eq!(s.parameters[2].value, ParamValue::Float(1.5));
+        assert_eq!(s.parameters[3].value, ParamValue::Str("fast".into()));
+        assert_eq!(s.parameters[4].value, ParamValue::Bool(true));
+        assert!(
+            parse("[machines.s]", Path::new("t"))
+                .unwrap()
+                .parameters
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_param_override_takes_the_defaults_type_or_is_refused() {
+        let mut s = parse(PARAMS, Path::new("t")).unwrap();
+        let given = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect()
+        };
+        s.set_parameters(&given(&[
+            ("load_clients", "50"),
+            ("slow", "3"),
+            ("mode", "x y"),
+            ("faults", "false"),
+        ]))
+        .unwrap();
+        assert_eq!(s.parameters[1].value, ParamValue::Int(50));
+        assert_eq!(s.parameters[1].default, ParamValue::Int(200));
+        assert_eq!(s.parameters[2].value, ParamValue::Float(3.0));
+        assert_eq!(s.parameters[3].value, ParamValue::Str("x y".into()));
+        assert_eq!(s.parameters[4].value, ParamValue::Bool(false));
+
+        let err = s
+            .set_parameters(&given(&[("load_clients", "lots")]))
+            .unwrap_err();
+        assert_eq!(
+            err,
+            "--param load_clients=lots: load_clients is an integer (its default is 200), and \"lots\" is not"
+        );
+        let err = s.set_parameters(&given(&[("faults", "yes")])).unwrap_err();
+        assert!(err.contains("a bool (true or false)"), "{err}");
+        let err = s.set_parameters(&given(&[("clients", "5")])).unwrap_err();
+        assert!(
+            err.contains("declares no parameter \"clients\"")
+                && err.contains("its parameters: messages, load_clients, slow, mode, faults"),
+            "{err}"
+        );
+        let mut none = parse("[machines.s]", Path::new("t")).unwrap();
+        let err = none.set_parameters(&given(&[("x", "1")])).unwrap_err();
+        assert!(err.contains("it has none"), "{err}");
+    }
+
+    #[test]
+    fn parameter_mistakes_are_named() {
+        let err = |t: &str| parse(&format!("[machines.s]\n{t}"), Path::new("x")).unwrap_err();
+        assert!(
+            err("[parameters.n]\ndescription = \"d\"").contains("parameters.n needs a default")
+        );
+        assert!(
+            err("[parameters.n]\ndefault = 1\ndescr = \"d\"")
+                .contains("unknown key parameters.n.descr")
+        );
+        assert!(err("[parameters]\nn = [1]").contains("integer, a number, a string or a bool"));
+        assert!(err("[parameters]\nN = 1").contains("parameter name \"N\""));
+        assert!(
+            err("[parameters.n]\ndefault = 1\ndescription = 2")
+                .contains("description must be a string")
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! The verbs that speak the product's language (docs/testing.md, "Verbs"):
 //! the build's data (`config("tls.domain")`, `manifest()`), `check_units()`,
-//! `probe_exposure()`, `probe_tls(port)`, and `parallel([...])` / `start_job(f)`
-//! with real job handles. Global forms act on the test's only machine; with
+//! `probe_exposure()`, `probe_tls(port)`, `write_json(file, value)` (a record
+//! for the report), and `parallel([...])` / `start_job(f)` with real job handles. Global forms act on the test's only machine; with
 //! several machines use `server.config(...)` and the like.
 use super::machine::{self, Client, Machine, Runner};
 use super::probe::{self, Prober};
@@ -10,7 +10,7 @@ use super::{tls, units};
 use crate::exposure::{Addresses, Table};
 use rhai::{Array, Dynamic, Engine, FnPtr, INT, Map};
 use serde_json::Value;
-use std::path::PathBuf;
+use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -41,6 +41,88 @@ pub fn json_to_dynamic(v: &Value) -> Dynamic {
             Dynamic::from_map(m)
         }
     }
+}
+
+/// The other way: a script's value as JSON (`write_json`). Maps keep Rhai's
+/// key order (sorted); what JSON cannot hold is an error naming its type.
+fn dynamic_to_json(v: &Dynamic) -> Result<Value, String> {
+    let v = v.flatten_clone();
+    if v.is_unit() {
+        Ok(Value::Null)
+    } else if let Ok(b) = v.as_bool() {
+        Ok(b.into())
+    } else if let Ok(i) = v.as_int() {
+        Ok(i.into())
+    } else if let Ok(f) = v.as_float() {
+        serde_json::Number::from_f64(f)
+            .map(Value::Number)
+            .ok_or_else(|| format!("{f} is not a number JSON can hold"))
+    } else if v.is_string() || v.is_char() {
+        Ok(Value::String(v.to_string()))
+    } else if v.is_array() {
+        let a = v.cast::<Array>();
+        a.iter()
+            .map(dynamic_to_json)
+            .collect::<Result<_, _>>()
+            .map(Value::Array)
+    } else if v.is_map() {
+        let m = v.cast::<Map>();
+        let mut o = serde_json::Map::new();
+        for (k, v) in &m {
+            o.insert(
+                k.to_string(),
+                dynamic_to_json(v).map_err(|e| format!("{k}: {e}"))?,
+            );
+        }
+        Ok(Value::Object(o))
+    } else {
+        Err(format!(
+            "a {} cannot be written as JSON (maps, arrays, strings, numbers, bools and () can)",
+            v.type_name()
+        ))
+    }
+}
+
+/// `write_json(FILE, VALUE)`: VALUE as pretty JSON in OUT/FILE, for the
+/// report (e.g. load-faults.json). FILE stays inside the output folder, and
+/// the file appears whole or not at all (temp file + rename): the report
+/// may read it while a later subtest still runs.
+fn write_json(out_dir: &Path, file: &str, value: &Dynamic) -> Result<String, String> {
+    let rel = Path::new(file);
+    let inside = !file.is_empty()
+        && rel
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+    if !inside {
+        return Err(format!(
+            "write_json({file:?}): give a path relative to the output folder, without .. (e.g. \"load-faults.json\")"
+        ));
+    }
+    let json = dynamic_to_json(value).map_err(|e| format!("write_json({file:?}): {e}"))?;
+    let path = out_dir.join(rel);
+    let dir = path.parent().unwrap_or(out_dir);
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    // A symlinked subfolder must not lead out of the output folder either.
+    let (real_dir, real_out) = (dir.canonicalize(), out_dir.canonicalize());
+    if !matches!((&real_dir, &real_out), (Ok(d), Ok(o)) if d.starts_with(o)) {
+        return Err(format!(
+            "write_json({file:?}): {} is outside the output folder {}",
+            dir.display(),
+            out_dir.display()
+        ));
+    }
+    let text = serde_json::to_string_pretty(&json).map_err(|e| e.to_string())? + "\n";
+    let tmp = tempfile::Builder::new()
+        .prefix(".write_json.")
+        .tempfile_in(dir)
+        .map_err(|e| format!("cannot make a temp file in {}: {e}", dir.display()))?;
+    std::fs::write(tmp.path(), text)
+        .map_err(|e| format!("cannot write {}: {e}", tmp.path().display()))?;
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644));
+    tmp.persist(&path)
+        .map_err(|e| format!("cannot write {}: {}", path.display(), e.error))?;
+    Ok(path.display().to_string())
 }
 
 /// OUT/<machine>.<what>.json, written by the driver when it built the image.
@@ -312,6 +394,16 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
         "probe_tls",
         move |port: INT, ca: &str| -> Fallible<String> {
             t3(&mut only_machine(&c2, "probe_tls")?, port, ca)
+        },
+    );
+
+    let c = Arc::clone(ctx);
+    engine.register_fn(
+        "write_json",
+        move |file: &str, value: Dynamic| -> Fallible<String> {
+            c.record("host", "write_json", file, || {
+                write_json(&c.out_dir, file, &value)
+            })
         },
     );
 
