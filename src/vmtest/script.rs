@@ -842,4 +842,17 @@ mod tests {
         let err = run_script(&f, "write_json(\"out/x.json\", 1)").unwrap_err();
         assert!(err.contains("outside the output folder"), "{err}");
     }
+
+    #[test]
+    fn parse_json_reads_what_clients_print() {
+        let f = fixture();
+        // Rhai's own parse_json refused this (empty object, nested arrays of maps).
+        let src = r#"
+            let v = parse_json(`{"ok": true, "bounced": {}, "lost": [{"id": "a", "t": 1.5}], "n": null}`);
+            assert(v.ok && v.bounced.len() == 0 && v.lost[0].id == "a" && v.lost[0].t == 1.5 && v.n == (), `${v}`);
+        "#;
+        run_script(&f, src).unwrap();
+        let err = run_script(&f, r#"parse_json("{\"a\": 1,}")"#).unwrap_err();
+        assert!(err.contains("parse_json: not JSON"), "{err}");
+    }
 }

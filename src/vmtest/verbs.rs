@@ -1,7 +1,7 @@
 //! The verbs that speak the product's language (docs/testing.md, "Verbs"):
 //! the build's data (`config("tls.domain")`, `manifest()`), `check_units()`,
 //! `probe_exposure()`, `probe_tls(port)`, `write_json(file, value)` (a record
-//! for the report), and `parallel([...])` / `start_job(f)` with real job handles. Global forms act on the test's only machine; with
+//! for the report), `parse_json(text)` (serde_json, not Rhai's map syntax), and `parallel([...])` / `start_job(f)` with real job handles. Global forms act on the test's only machine; with
 //! several machines use `server.config(...)` and the like.
 use super::machine::{self, Client, Machine, Runner};
 use super::probe::{self, Prober};
@@ -406,6 +406,19 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
             })
         },
     );
+
+    // Replaces Rhai's own parse_json, which reads JSON as Rhai map syntax and
+    // fails on some of it (an empty object among others): what the clients
+    // and guest scripts print is parsed by serde_json, as write_json writes.
+    engine.register_fn("parse_json", |text: &str| -> Fallible<Dynamic> {
+        let v: Value = serde_json::from_str(text).map_err(|e| {
+            format!(
+                "parse_json: not JSON ({e}): {}",
+                text.chars().take(200).collect::<String>()
+            )
+        })?;
+        Ok(json_to_dynamic(&v))
+    });
 
     let c = Arc::clone(ctx);
     engine.register_fn("parallel", move |jobs: Array| -> Fallible<Array> {

@@ -6,6 +6,7 @@
 #                             MemTotal - MemAvailable seen), memory_total_mb
 set -euo pipefail
 dir=/run/hardroot-load-sample
+script=$(realpath "$0")
 cpu() { awk '/^cpu / { busy = $2 + $3 + $4 + $7 + $8 + $9; print busy, busy + $5 + $6 }' /proc/stat; }
 used_mb() { awk '/^MemTotal:/ { t = $2 } /^MemAvailable:/ { a = $2 } END { printf "%d\n", (t - a) / 1024 }' /proc/meminfo; }
 case $1 in
@@ -13,8 +14,15 @@ start)
 	rm -rf "$dir" && mkdir -p "$dir"
 	cpu >"$dir/cpu"
 	used_mb >"$dir/mem"
-	systemd-run --quiet --unit=hardroot-load-sample --collect bash -c \
-		"while :; do awk -v m=\"\$(awk '/^MemTotal:/ { t = \$2 } /^MemAvailable:/ { a = \$2 } END { printf \"%d\", (t - a) / 1024 }' /proc/meminfo)\" '{ print (m > \$1 ? m : \$1) }' $dir/mem >$dir/mem.new && mv $dir/mem.new $dir/mem; sleep 1; done"
+	systemd-run --quiet --unit=hardroot-load-sample --collect bash "$script" sample
+	;;
+sample)
+	# The highest use seen, once a second, until stopped.
+	while :; do
+		now=$(used_mb)
+		if [ "$now" -gt "$(cat "$dir/mem")" ]; then echo "$now" >"$dir/mem"; fi
+		sleep 1
+	done
 	;;
 stop)
 	systemctl stop hardroot-load-sample.service 2>/dev/null || true
