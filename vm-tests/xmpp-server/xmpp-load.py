@@ -102,12 +102,17 @@ class Ledger:
         self.via_archive = set()
         self.bounced = {}     # id -> [error conditions]
         self.last_delivery = None
+        # Ids whose first copy arrived (live or from the archive), as opposed
+        # to a copy the sender sent again for want of a receipt.
+        self.original_received = set()
 
     def new_id(self):
         return f"{TAG}-{secrets.token_hex(6)}"
 
-    def deliver(self, mid, t_sent, via_archive=False):
+    def deliver(self, mid, t_sent, via_archive=False, resent=False):
         t = now()
+        if not resent:
+            self.original_received.add(mid)
         first = mid not in self.received
         if via_archive and not first:
             # The archive holds what arrived live too: not a second delivery.
@@ -125,6 +130,11 @@ class Ledger:
 
     def acked_missing(self):
         return [m for m, s in self.sent.items() if s["acked"] is not None and m not in self.received]
+
+    def lost_by_server(self):
+        """Acknowledged by the server, and its first copy never arrived: the
+        server lost it (only a copy sent again reached the recipient)."""
+        return [m for m, s in self.sent.items() if s["acked"] is not None and m not in self.original_received]
 
 
 class LoadClient(slixmpp.ClientXMPP):
@@ -163,6 +173,12 @@ class LoadClient(slixmpp.ClientXMPP):
             self.plugin["xep_0198"].window = 2 ** 30
             self.plugin["xep_0198"].window_counter = 2 ** 30
             self.add_event_handler("stanza_acked", self.on_acked)
+            # Delivery receipts (XEP-0184): what the recipient confirmed. An
+            # ejabberd ack means "handed on", not "delivered" (docs/testing.md):
+            # after a stream the server forgot, what was acknowledged but never
+            # confirmed is sent again, as a client that keeps its promises must.
+            self.register_plugin("xep_0184")
+            self.add_event_handler("receipt_received", self.on_receipt)
         self.add_event_handler("session_start", self.on_session_start)
         self.add_event_handler("session_resumed", self.on_session_resumed)
         self.add_event_handler("disconnected", self.on_disconnected)
@@ -210,6 +226,13 @@ class LoadClient(slixmpp.ClientXMPP):
             for mid in again:
                 self.ledger.sent[mid]["resent"] += 1
                 self.send_tracked(mid)
+            # Acknowledged, never confirmed by the recipient: the server may
+            # have lost it with its memory. Sent again (same id: a copy that
+            # did arrive is a duplicate the recipient recognises).
+            for mid, s in list(self.ledger.sent.items()):
+                if s["from"] == self.user and s["acked"] is not None and s.get("receipt") is None and mid not in again:
+                    s["resent_for_receipt"] = s.get("resent_for_receipt", 0) + 1
+                    self.send_tracked(mid, again=True)
         if self.sessions > 1 and self.catch_up is not None:
             asyncio.ensure_future(self.catch_up(self))
 
@@ -260,15 +283,18 @@ class LoadClient(slixmpp.ClientXMPP):
 
     # ---- messages --------------------------------------------------------------
 
-    def message_to(self, mid, to_user, t_sent):
-        m = self.make_message(mto=f"{to_user}@{self.boundjid.domain}", mbody=f"{TAG} {mid} {self.user} {t_sent:.6f}", mtype="chat")
+    def message_to(self, mid, to_user, t_sent, again=False):
+        body = f"{TAG} {mid} {self.user} {t_sent:.6f}" + (" resent" if again else "")
+        m = self.make_message(mto=f"{to_user}@{self.boundjid.domain}", mbody=body, mtype="chat")
         m["id"] = mid
+        if self.sm:
+            m["request_receipt"] = True
         return m
 
-    def send_tracked(self, mid):
+    def send_tracked(self, mid, again=False):
         s = self.ledger.sent[mid]
         self.pending.append(mid)
-        self.message_to(mid, s["to"], s["t"]).send()
+        self.message_to(mid, s["to"], s["t"], again).send()
         if self.sm:
             # Through the send queue, so after the message.
             self.send(ASK_ACK)
@@ -295,6 +321,11 @@ class LoadClient(slixmpp.ClientXMPP):
 
     def on_acked_hook(self, mid):
         pass
+
+    def on_receipt(self, msg):
+        s = self.ledger.sent.get(msg["receipt"])
+        if s is not None and s.get("receipt") is None:
+            s["receipt"] = now()
 
     resend_bounced = False
 
@@ -325,13 +356,13 @@ class LoadClient(slixmpp.ClientXMPP):
 
     def take(self, body, via_archive):
         parts = (body or "").split()
-        if len(parts) != 4 or parts[0] != TAG:
+        if len(parts) not in (4, 5) or parts[0] != TAG:
             return
         try:
             t_sent = float(parts[3])
         except ValueError:
             t_sent = None
-        self.ledger.deliver(parts[1], t_sent, via_archive)
+        self.ledger.deliver(parts[1], t_sent, via_archive, resent=len(parts) == 5)
 
     # ---- XEP-0313: the archive since a time ------------------------------------
 
@@ -514,6 +545,9 @@ async def steady(args, result):
         clients=k, interval=args.interval, seconds=round(t_stop - t_start, 1), drain_seconds=round(now() - t_stop, 1),
         sent=len(ledger.sent), acked=len(acked), received=len(ledger.received),
         received_via_archive=len(ledger.via_archive), via_archive_ids=sorted(ledger.via_archive)[:50],
+        receipts=sum(1 for s in ledger.sent.values() if s.get("receipt") is not None),
+        resent_for_receipt=sum(s.get("resent_for_receipt", 0) for s in ledger.sent.values()),
+        lost_by_server=len(ledger.lost_by_server()), lost_by_server_ids=sorted(ledger.lost_by_server())[:50],
         lost=lost, duplicates=ledger.duplicates(),
         resent=sum(s["resent"] for s in ledger.sent.values()),
         unacked_at_end=len(unacked), unacked_not_received=len([m for m in unacked if m not in ledger.received]),
@@ -530,7 +564,8 @@ async def steady(args, result):
         latency_ms=percentiles(ledger.latency_ms))
     result["ok"] = not lost and len(acked) > 0
     return (f"steady: {k} clients {result['seconds']} s, {len(acked)} acked, {len(ledger.received)} received "
-            f"({len(ledger.via_archive)} from the archive), {len(lost)} lost, {result['duplicates']} duplicates, "
+            f"({len(ledger.via_archive)} from the archive), {len(lost)} lost ({result['lost_by_server']} lost by the server, "
+            f"{result['resent_for_receipt']} sent again for want of a receipt), {result['duplicates']} duplicates, "
             f"{result['reconnects']['total']} reconnects ({result['reconnects']['resumed']} resumed)")
 
 
