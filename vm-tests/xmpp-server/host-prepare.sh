@@ -42,4 +42,4 @@ cp "$out/keys/accounts" "$out/to-guest/accounts"
 openssl rand -hex $((16 * load)) | fold -w 32 | head -n "$load" | awk '{ printf "load-%03d %s\n", NR, $0 }' >"$out/keys/load-accounts"
 cp "$out/keys/load-accounts" "$out/to-guest/load-accounts"
 
-cp "$here/guest-check.sh" "$here/guest-facts.sh" "$here/register-accounts.sh" "$out/to-guest/"
+cp "$here/guest-check.sh" "$here/guest-facts.sh" "$here/register-accounts.sh" "$here/fault-kill.sh" "$here/load-sample.sh" "$out/to-guest/"

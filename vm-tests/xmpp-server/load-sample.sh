@@ -30,7 +30,7 @@ stop)
 	read -r busy1 total1 < <(cpu)
 	total_mb=$(awk '/^MemTotal:/ { printf "%d\n", $2 / 1024 }' /proc/meminfo)
 	printf '{"cpu_percent":%s,"memory_used_mb":%s,"memory_total_mb":%s}\n' \
-		"$(awk -v b="$((busy1 - busy0))" -v t="$((total1 - total0))" 'BEGIN { printf "%.1f", t > 0 ? 100 * b / t : 0 }')" \
+		"$(awk -v b="$((busy1 - busy0))" -v t="$((total1 - total0))" 'BEGIN { printf "%.1f", (t > 0 ? 100 * b / t : 0) }')" \
 		"$(cat "$dir/mem")" "$total_mb"
 	;;
 *) echo "usage: load-sample.sh start|stop" >&2; exit 2 ;;
