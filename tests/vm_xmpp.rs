@@ -147,4 +147,35 @@ fn xmpp_server_acceptance_test_passes() {
         page.contains("id=\"audit-verdict\"") && !page.contains("id=\"audit-missing\""),
         "the report has the independent audit's verdict"
     );
+
+    // The load and fault part (issue 20): the load passed, every kind of
+    // fault was injected and survived, and the report's verdict says so.
+    let lf = read_json(&out.join("load-faults.json"));
+    assert_eq!(lf["load"]["ok"], true, "{lf}");
+    assert_eq!(lf["load"]["crowdsec_decisions"], 0, "{lf}");
+    let faults = lf["faults"].as_array().cloned().unwrap_or_default();
+    assert!(faults.iter().all(|f| f["ok"] == true), "{lf}");
+    let kinds: Vec<&str> = faults.iter().filter_map(|f| f["kind"].as_str()).collect();
+    for (kind, at_least) in [
+        ("crash", 5),
+        ("fail-closed", 2),
+        ("messages", 1),
+        ("disk", 1),
+        ("boot", 1),
+        ("power", 1),
+        ("acme", 1),
+    ] {
+        let n = kinds.iter().filter(|k| **k == kind).count();
+        assert!(
+            n >= at_least,
+            "{n} fault(s) of kind {kind}, wanted {at_least}: {lf}"
+        );
+    }
+    let checks = faults.len() + 1;
+    assert!(
+        page.contains(&format!(
+            "id=\"load-faults-verdict\" class=\"verdict ok\">{checks} / {checks}<"
+        )),
+        "the report's load and faults verdict is {checks} / {checks}"
+    );
 }
