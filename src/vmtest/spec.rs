@@ -281,13 +281,7 @@ fn parameters(root: &Table) -> Result<Vec<Parameter>, String> {
         let ctx = format!("parameters.{name}");
         let (default, description) = match item.as_table_like() {
             Some(t) => {
-                for (k, _) in t.iter() {
-                    if !["default", "description"].contains(&k) {
-                        return Err(format!(
-                            "unknown key {ctx}.{k}; known keys here: default, description"
-                        ));
-                    }
-                }
+                known_keys(t, &format!("{ctx}."), &["default", "description"])?;
                 let default = t
                     .get("default")
                     .ok_or_else(|| format!("{ctx} needs a default, e.g. default = 200"))?;
@@ -373,7 +367,7 @@ fn check_name(name: &str, what: &str) -> Result<(), String> {
     }
 }
 
-fn known_keys(t: &Table, ctx: &str, keys: &[&str]) -> Result<(), String> {
+fn known_keys(t: &dyn TableLike, ctx: &str, keys: &[&str]) -> Result<(), String> {
     for (k, _) in t.iter() {
         if !keys.contains(&k) {
             return Err(format!(
