@@ -133,29 +133,29 @@ fn render_module(
             .as_deref()
             .map(|t| template_name(&m.name, t))
             .unwrap_or_default();
-        let Some(list) = &f.for_each else {
-            let content = render_file(tera, &name, ctx, f)?;
-            tree.add(
-                f,
-                &f.target,
-                &m.name,
-                paths::NewKind::File(content, format!("modules/{name}")),
-            )?;
-            continue;
+        // A plain file once; a `for_each` file once per item of its list
+        // option (a drop-in per supervised unit), with `item` in its
+        // template and its target.
+        let copies = match &f.for_each {
+            None => vec![(f.target.clone(), None)],
+            Some(list) => list_items(list, ctx, &f.target_site)?
+                .into_iter()
+                .map(|item| {
+                    let mut item_ctx = ctx.clone();
+                    item_ctx.insert("item", &item);
+                    let target = render_str(&f.target, &item_ctx).map_err(|e| {
+                        Located::new(
+                            CODE_RENDER,
+                            &f.target_site,
+                            format!("target {:?} failed: {e}", f.target),
+                        )
+                    })?;
+                    Ok((target, Some(item_ctx)))
+                })
+                .collect::<Result<_, Located>>()?,
         };
-        // One file per item of a list option (a drop-in per supervised unit): the
-        // item is `item` in the template and in the target.
-        for item in list_items(list, ctx, &f.target_site)? {
-            let mut item_ctx = ctx.clone();
-            item_ctx.insert("item", &item);
-            let target = render_str(&f.target, &item_ctx).map_err(|e| {
-                Located::new(
-                    CODE_RENDER,
-                    &f.target_site,
-                    format!("target {:?} failed: {e}", f.target),
-                )
-            })?;
-            let content = render_file(tera, &name, &item_ctx, f)?;
+        for (target, item_ctx) in copies {
+            let content = render_file(tera, &name, item_ctx.as_ref().unwrap_or(ctx), f)?;
             tree.add(
                 f,
                 &target,
