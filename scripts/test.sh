@@ -4,12 +4,12 @@
 #
 # Every part prints "test.sh: part NAME done in N s" and the end prints them
 # all as a table (also when a part fails), so a CI log says where the time
-# went: benches/ci-times.sh turns such a log into the table of
+# went: benches/ci-times.py turns such a log into the table of
 # docs/benchmarks.md. The budget: docs/testing.md, "The time budget".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-parts=()
+times=$(mktemp)
 started=$SECONDS
 # part NAME COMMAND...: runs COMMAND and records how long it took. Every
 # line it prints (stdout and stderr) gets the seconds since the part began,
@@ -20,7 +20,7 @@ part() {
   echo "test.sh: part $name started"
   "$@" 2>&1 | stamp "$t0" || rc=$?
   echo "test.sh: part $name done in $((SECONDS - t0)) s (exit $rc)"
-  parts+=("$name $((SECONDS - t0)) $rc")
+  echo "$name $((SECONDS - t0)) $rc" >>"$times"
   return "$rc"
 }
 stamp() {
@@ -29,22 +29,74 @@ stamp() {
 }
 summary() {
   echo "test.sh: time of each part"
-  local p
-  for p in "${parts[@]}"; do
-    printf 'test.sh:   %-16s %6s s  exit %s\n' $p
-  done
+  local name secs rc
+  while read -r name secs rc; do
+    printf 'test.sh:   %-16s %6s s  exit %s\n' "$name" "$secs" "$rc"
+  done <"$times"
   printf 'test.sh:   %-16s %6s s\n' total $((SECONDS - started))
+  rm -f "$times"
 }
 trap summary EXIT
+
+# The suite's test binary, run by hand in the lanes below: two `cargo test`
+# at once would wait for each other's lock on target/.
+suite_binary() {
+  cargo test --release --locked --test suite --no-run --message-format=json |
+    python3 -c '
+import json, sys
+for m in map(json.loads, sys.stdin):
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "suite" and m.get("executable"):
+        print(m["executable"])'
+}
+
+# ignored LANE: the ignored tests tests/budget.toml puts in LANE, one at a time.
+ignored() {
+  local names
+  mapfile -t names < <(python3 -c '
+import sys, tomllib
+rows = tomllib.load(open("tests/budget.toml", "rb"))["ignored"]
+print("\n".join(name for name, row in rows.items() if row["lane"] == sys.argv[1]))' "$1")
+  [ ${#names[@]} -gt 0 ] || { echo "tests/budget.toml: no test in lane $1" >&2; return 1; }
+  "$suite" --ignored --test-threads=1 --exact "${names[@]}"
+}
+
+# side_by_side F G: the functions F and G at once; each one's log is
+# printed whole when both are done, so their lines do not interleave.
+side_by_side() {
+  local logs rc=0 pids=() i
+  logs=$(mktemp -d)
+  for i in 1 2; do
+    (trap - EXIT; "${!i}") >"$logs/$i" 2>&1 &
+    pids+=($!)
+  done
+  for i in 0 1; do wait "${pids[$i]}" || rc=1; done
+  cat "$logs/1" "$logs/2"
+  rm -rf "$logs"
+  return "$rc"
+}
+
+# The fast tests (four threads: several wait on a bootstrap or a daemon
+# much of the time), then the VM lane, one guest at a time.
+fast_then_vm() {
+  local rc=0
+  part fast-tests cargo test --release --locked --no-fail-fast -- --test-threads=4 || rc=1
+  part ignored-vm ignored vm || rc=1
+  return "$rc"
+}
+image_lane() { part ignored-image ignored image; }
 
 part deps scripts/deps.sh
 export CARGO_TERM_COLOR=never
 part build cargo build --release --locked
 part compile-tests cargo test --release --locked --no-run
-# Fast tests in parallel; then the ones that bootstrap Debian or boot QEMU
-# (marked #[ignore] so a plain `cargo test` stays quick), one at a time:
-# two TCG guests on two cores would only slow each other down.
-part fast-tests cargo test --release --locked --no-fail-fast -- --test-threads=2
-part ignored-tests cargo test --release --locked --no-fail-fast -- --ignored --test-threads=1
+# Then the tests, in the lanes tests/budget.toml gives each #[ignore]d one
+# (docs/testing.md, "The time budget"): the fast tests and then the "vm"
+# lane (QEMU, one TCG guest at a time: two on two cores only slow each
+# other down) beside the "image" lane (bootstraps and image builds, mostly
+# waiting on the mirror and the disk); last, the "alone" lane with nothing
+# beside it, as its load and fault figures are measured.
+suite=$(suite_binary)
+side_by_side fast_then_vm image_lane
+part ignored-alone ignored alone
 part flake-parse bash -c 'nix-instantiate --parse flake.nix >/dev/null'
 echo "all tests passed"

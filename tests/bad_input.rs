@@ -2,7 +2,7 @@
 //! profile (and maybe broken modules) and an `expect` file with the error kind,
 //! the position and part of the message. Each must fail with exactly that, exit
 //! 1, never panic, and write no output.
-mod common;
+use crate::common;
 use common::*;
 use std::path::Path;
 

@@ -1,6 +1,6 @@
 //! `hardroot build` end to end on the fixture profile: reproducible bytes,
 //! exact modes and links, atomic replacement of OUT, and the other verbs.
-mod common;
+use crate::common;
 use common::*;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! The help a newcomer reads: every verb and every argument says what it is,
 //! the examples in `hardroot --help` are valid command lines, and piping a
 //! verb's output into `head` ends quietly.
-mod common;
+use crate::common;
 use clap::{CommandFactory, Parser};
 use common::*;
 use hardroot::cli::Cli;

@@ -6,7 +6,7 @@
 //!
 //! The machine here is the one CI runs on, so the tests hide one command from
 //! deps.sh (a PATH of links to everything else) instead of removing a package.
-mod common;
+use crate::common;
 use common::*;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};

@@ -1,5 +1,5 @@
 //! Generated documentation stays current, and the generators work.
-mod common;
+use crate::common;
 use common::*;
 
 #[test]

@@ -2,7 +2,7 @@
 //! every one of them is used by a script, the code or a test. Nix cannot
 //! evaluate the flake here (no store, no network), so the dev shell's list is
 //! read from the text, and the flake must at least parse.
-mod common;
+use crate::common;
 use common::*;
 use std::collections::BTreeSet;
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! file: profile, module.toml and template joined by "\n%%%%\n") replay here
 //! through the same harness: each must end in a result or an input error, never
 //! a panic or a hang. See docs/fuzzing.md.
-mod common;
+use crate::common;
 use common::*;
 use std::time::{Duration, Instant};
 

@@ -10,7 +10,7 @@
 //! modules and options are covered without touching this file. Runs on the
 //! fixture profile always, and on profiles/system-only.toml and
 //! profiles/xmpp-server.toml when they exist.
-mod common;
+use crate::common;
 use common::*;
 use hardroot::diag::{Errors, Located};
 use hardroot::eval::Config;

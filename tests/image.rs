@@ -1,7 +1,7 @@
 //! Image stage, end to end (needs root, mmdebstrap, e2fsprogs, qemu-utils and
 //! the host's apt sources). The base is cached under target/ between runs.
-mod common;
-mod image_support;
+use crate::common;
+use crate::image_support;
 
 use hardroot::image::{ImageError, ImageOutput, build_image};
 use image_support::*;

@@ -10,7 +10,7 @@
 //! boots a disk at its built size). Needs root, mmdebstrap, mtools, dosfstools
 //! and ovmf, so `#[ignore]`d in a plain `cargo test`; scripts/test.sh runs it
 //! with --ignored.
-mod image_support;
+use crate::image_support;
 
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -1,5 +1,5 @@
 //! `hardroot image` errors that must be clear and fast (before any bootstrap).
-mod image_support;
+use crate::image_support;
 
 use image_support::*;
 use std::process::{Command, Output};

@@ -3,7 +3,7 @@
 //! once), a fragment (marked, or importing no `system`) is skipped, and a broken
 //! profile fails alone. Needs root, mmdebstrap and the host's apt sources;
 //! the base is the image tests' cached one under target/.
-mod image_support;
+use crate::image_support;
 
 use serde_json::Value;
 use std::path::Path;

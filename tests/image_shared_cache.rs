@@ -8,8 +8,8 @@
 //! disk's partitions are packed from the tree it pulled). The refusal of a
 //! wrong or damaged base is tests/registry.rs' (no root, no bootstrap).
 //! Needs root, mmdebstrap, tar, zstd, docker-registry and apt sources.
-mod image_support;
-mod registry_support;
+use crate::image_support;
+use crate::registry_support;
 
 use registry_support::{Registry, hardroot};
 use serde_json::Value;

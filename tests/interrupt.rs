@@ -3,7 +3,7 @@
 //! or absent, byte for byte, and the next build succeeds and removes the staging
 //! folders the killed builds left behind. Also: OUT that is a symlink, or that
 //! holds symlinks pointing outside, is never written through.
-mod common;
+use crate::common;
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

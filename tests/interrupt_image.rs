@@ -10,8 +10,8 @@
 //! hardroot alone (the OOM killer, `kill -9 PID`), after which no process it
 //! started may stay alive and nothing may stay mounted in the cache. After the
 //! last (complete) run, no temp file or folder is left in OUT or the cache.
-mod common;
-mod image_support;
+use crate::common;
+use crate::image_support;
 
 use common::Rng;
 use image_support::*;

@@ -2,7 +2,7 @@
 //! holds nothing but that one document. (`image --json` is checked in
 //! tests/image.rs, which has a cached Debian base; the VM smoke test in
 //! tests/vmtest.rs checks `vm-test --json` on a real boot.)
-mod common;
+use crate::common;
 use common::*;
 use std::path::Path;
 use std::process::Output;

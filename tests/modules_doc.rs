@@ -4,7 +4,7 @@
 //! repository's, byte for byte. In both, every command of the `sh` blocks is
 //! run in the copy and must succeed, and every output block the page shows
 //! after a command block must appear in what those commands printed.
-mod common;
+use crate::common;
 use common::*;
 use std::path::Path;
 use std::process::Command;

@@ -1,6 +1,6 @@
 //! The README's tour cannot rot: every `hardroot` command in it that needs no
 //! Debian mirror or VM is run here, exactly as written, and must succeed.
-mod common;
+use crate::common;
 use common::*;
 use std::process::Command;
 

@@ -6,7 +6,7 @@
 //! kernel), pam-auth-update --root for the PAM stacks, the
 //! boot-time scripts run on scratch copies, systemd-analyze verify of the
 //! units. docs/cis.md says which VM check proves each control live.
-mod common;
+use crate::common;
 use common::*;
 use serde_json::Value;
 use std::fs;

@@ -4,7 +4,7 @@
 //! HTTPS and HTTP by curl. (sshd -t, iptables-restore --test and
 //! systemd-analyze verify of both profiles are in real_tools_system.rs, which
 //! checks every server profile.)
-mod common;
+use crate::common;
 use common::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

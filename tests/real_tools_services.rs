@@ -4,8 +4,8 @@
 //! PostgreSQL and ejabberd started from the rendered files.
 //!
 //! Golden files: tests/golden/<module>/<path in the image>. Regenerate with
-//! `HARDROOT_BLESS=1 cargo test --test real_tools_services golden`.
-mod common;
+//! `HARDROOT_BLESS=1 cargo test --test suite -- real_tools_services::golden`.
+use crate::common;
 use common::*;
 use serde_json::Value;
 use std::collections::BTreeMap;

@@ -8,7 +8,7 @@
 //! Root-only steps (network and mount namespaces, iptables) print a loud
 //! SKIP when not run as root; CI runs as root. A missing tool is a failure
 //! that names the Debian package to install.
-mod common;
+use crate::common;
 use common::*;
 use hardroot::exposure::{Table, Who};
 use serde_json::Value;
@@ -1645,7 +1645,7 @@ fn rendered_files_match_golden() {
     }
     assert!(
         diffs.is_empty(),
-        "golden files differ (HARDROOT_BLESS=1 cargo test --test real_tools_system to accept):\n{}",
+        "golden files differ (HARDROOT_BLESS=1 cargo test --test suite -- real_tools_system:: to accept):\n{}",
         diffs.join("\n")
     );
 }

@@ -3,7 +3,7 @@
 //! 127.0.0.1 with a throw-away storage folder. The image folder is made by
 //! hand (image-manifest.json with the files' real sha256s), so these tests
 //! need neither root nor a bootstrap.
-mod registry_support;
+use crate::registry_support;
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};

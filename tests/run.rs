@@ -6,8 +6,8 @@
 //! Needs root, QEMU, mmdebstrap and ssh (scripts/deps.sh), so it is ignored
 //! in a plain `cargo test`:
 //!
-//!     cargo test --release --test run -- --ignored
-mod common;
+//!     cargo test --release --test suite -- --ignored run::
+use crate::common;
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -1,8 +1,8 @@
 //! OUT/sbom.cdx.json: valid CycloneDX 1.5 (the official schema, vendored in
 //! tests/fixtures/cyclonedx), reproducible, and true to the image: every
 //! package `dpkg-query` lists inside the built image appears, nothing else.
-mod common;
-mod image_support;
+use crate::common;
+use crate::image_support;
 
 use hardroot::image::manifest::BuildDir;
 use hardroot::image::sbom::{self, Input, OutFile};

@@ -3,8 +3,8 @@
 //! (That an untouched image verifies is proven on the XMPP server's real disk
 //! by tests/reproducible_xmpp.rs: each verify is a cold bootstrap, so the
 //! two cases share none and CI pays for each once.)
-mod common;
-mod image_support;
+use crate::common;
+use crate::image_support;
 
 use hardroot::image::{ImageRequest, build_image};
 use image_support::*;

@@ -7,7 +7,7 @@
 //! `#[ignore]`d like the other VM tests; scripts/test.sh runs them with
 //! `--ignored`. They skip, loudly, only when the machine cannot run VM tests
 //! at all (not root, no /dev/net/tun).
-mod common;
+use crate::common;
 use common::cannot_run_vm_tests;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -6,7 +6,7 @@
 //! `#[ignore]`d like the other VM tests so that a plain `cargo test` stays
 //! quick; scripts/test.sh runs it with `--ignored`. It skips, loudly, only
 //! when the machine cannot run VM tests at all (not root, no /dev/net/tun).
-mod common;
+use crate::common;
 use common::cannot_run_vm_tests;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -4,14 +4,14 @@
 //! qemu-utils, mmdebstrap and e2fsprogs, so they are `#[ignore]`d in a plain
 //! `cargo test`; run them with
 //!
-//!     cargo test --test vmtest -- --ignored --test-threads=1
+//!     cargo test --test suite -- --ignored --test-threads=1 vmtest::
 //!
 //! The image is HARDROOT_TEST_IMAGE (a folder with rootfs.img, vmlinuz,
 //! initrd.img) or is built once by vm-tests/smoke/make-image.sh into a cache
 //! folder named by the hash of that script and the backdoor module.
 //! The whole path from a profile (build → image stage → boot of the shipped
 //! disk) is proven by tests/vm_xmpp.rs, which CI boots anyway.
-mod common;
+use crate::common;
 
 use hardroot::vmtest::{AccelChoice, Failure, VmTestArgs, run_test};
 use sha2::{Digest, Sha256};
