@@ -12,7 +12,9 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 /// Bumped whenever the way a base is built changes, so old entries are not reused.
-const BASE_FORMAT: u32 = 1;
+/// 2: bootstrapped in the fixed tool environment (tools::command): a base of
+/// format 1 may carry its builder's time zone.
+const BASE_FORMAT: u32 = 2;
 
 /// Everything the base tree and its packed ext4 depend on. Read back from a
 /// base's meta.json to check a base fetched from a shared cache (shared.rs).

@@ -43,21 +43,65 @@ pub fn require_root() -> Result<()> {
     }
 }
 
-/// A command with sbin on PATH and a C locale, so tool output is parseable.
-/// The child is killed if we die first, so a killed `hardroot image` leaves
-/// no tool running on behind it, writing into files nobody will read.
+/// A command in the one environment every image tool runs in, whatever the
+/// builder's: the same bytes from a build anywhere (issue 31). Nothing of the
+/// caller's environment passes but PATH (where the tools are; sbin added, as
+/// a non-login root shell may lack it), TMPDIR and the proxy settings (where
+/// scratch files go and how packages travel: neither reaches the image).
+/// Above all no TZ: Debian's maintainer scripts wrote the builder's zone into
+/// postgresql.conf, and mtools stamps FAT entries in local time. Umask 022, as
+/// on a stock Debian system, for the files maintainer scripts create. Tool
+/// output stays parseable (C locale). The child is killed if we die first, so
+/// a killed `hardroot image` leaves no tool running on behind it, writing
+/// into files nobody will read.
 pub fn command(program: &str) -> Command {
     use std::os::unix::process::CommandExt;
     let mut cmd = Command::new(program);
+    cmd.env_clear();
+    for (name, value) in std::env::vars_os() {
+        if PASSED_THROUGH.iter().any(|p| name == *p) {
+            cmd.env(name, value);
+        }
+    }
     let path = std::env::var("PATH").unwrap_or_default();
     cmd.env("PATH", format!("{path}:/usr/sbin:/sbin"));
-    cmd.env("LC_ALL", "C.UTF-8");
+    for (name, value) in FIXED_ENV {
+        cmd.env(name, value);
+    }
     let parent = std::process::id();
-    // SAFETY: the hook only makes async-signal-safe calls (prctl, getppid)
-    // and allocates nothing unless it fails.
-    unsafe { cmd.pre_exec(move || die_with_parent(parent)) };
+    // SAFETY: the hook only makes async-signal-safe calls (umask, prctl,
+    // getppid) and allocates nothing unless it fails.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::umask(0o022);
+            die_with_parent(parent)
+        })
+    };
     cmd
 }
+
+/// What every image tool sees, on every builder.
+pub const FIXED_ENV: [(&str, &str); 5] = [
+    ("TZ", "UTC"),
+    ("LC_ALL", "C.UTF-8"),
+    ("LANG", "C.UTF-8"),
+    ("HOME", "/root"),
+    ("DEBIAN_FRONTEND", "noninteractive"),
+];
+
+/// What a tool may take from the builder's environment: it decides where
+/// scratch files and downloads go, never what they contain.
+const PASSED_THROUGH: [&str; 9] = [
+    "TMPDIR",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "all_proxy",
+    "ALL_PROXY",
+];
 
 /// In the forked child: SIGKILL when the parent goes (PR_SET_PDEATHSIG).
 fn die_with_parent(parent: u32) -> std::io::Result<()> {
