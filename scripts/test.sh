@@ -87,8 +87,10 @@ image_lane() { part ignored-image ignored image; }
 
 part deps scripts/deps.sh
 export CARGO_TERM_COLOR=never
-part build cargo build --release --locked
-part compile-tests cargo test --release --locked --no-run
+# One build: `cargo test` builds the hardroot binary the tests run, and a
+# `cargo build` before it would build every dependency twice (the dev-
+# dependency jsonschema turns on more features of serde, regex, hashbrown...).
+part build cargo test --release --locked --no-run
 # Then the tests, in the lanes tests/budget.toml gives each #[ignore]d one
 # (docs/testing.md, "The time budget"): the fast tests and then the "vm"
 # lane (QEMU, one TCG guest at a time: two on two cores only slow each
