@@ -224,3 +224,36 @@ pub fn mmdebstrap_version() -> Result<String> {
     };
     Ok(format!("sha256:{}", super::cache::sha256_file(&script)?))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whatever the builder's environment (this test's, here), a tool sees
+    /// the fixed one: UTC, C.UTF-8, umask 022, HOME /root, and no variable
+    /// that is neither fixed nor passed through.
+    #[test]
+    fn tools_run_in_the_fixed_environment() {
+        let out = run(command("sh").args(["-c", "umask; env | sort"])).expect("sh runs");
+        let mut lines = out.lines();
+        assert_eq!(lines.next(), Some("0022"), "{out}");
+        let names: Vec<&str> = lines.filter_map(|l| l.split('=').next()).collect();
+        for (name, value) in FIXED_ENV {
+            assert!(
+                out.contains(&format!("\n{name}={value}\n")),
+                "{name}: {out}"
+            );
+        }
+        let allowed: Vec<&str> = FIXED_ENV
+            .iter()
+            .map(|(n, _)| *n)
+            .chain(PASSED_THROUGH)
+            .chain(["PATH", "PWD", "SHLVL", "_"])
+            .collect();
+        let leaked: Vec<&&str> = names.iter().filter(|n| !allowed.contains(n)).collect();
+        assert!(
+            leaked.is_empty(),
+            "the caller's environment leaked: {leaked:?}"
+        );
+    }
+}
