@@ -20,6 +20,7 @@
         sudo aide linuxHeaders kmod   # CIS checks: visudo -c, aide --config-check, syscall tables, modprobe -n
         docker-distribution apacheHttpd   # push/pull tests: the registry (`registry` there) and htpasswd
         gnutar zstd   # image --cache-to/--cache-from: a base travels as a tar (xattrs, ACLs, holes), zstd
+        apt   # is a cached base current (apt-get on its dpkg status); apt-ftparchive for that test's repository
       ];
       # One overlay build (`hardroot build`: no network, no root) per machine of
       # profiles/ (nix/profiles.nix: every profile but the fragments, so a new

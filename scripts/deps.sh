@@ -55,6 +55,7 @@ needs=(
   "apache2-utils htpasswd"                         # ... its basic-auth password file
   "tar tar"                                        # image --cache-to/--cache-from: a base travels as a tar
   "zstd zstd"                                      # ... compressed with zstd
+  "apt-utils apt-ftparchive"                       # base freshness test: a local apt repository's indexes
 )
 
 # Packages whose maintainer scripts the tests run offline in a scratch root

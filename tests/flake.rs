@@ -54,6 +54,8 @@ const TOOLS: &[(&str, &str, &str)] = &[
     ("apache2-utils", "apacheHttpd", "Command::new(\"htpasswd\")"),
     ("tar", "gnutar", "--xattrs-include"),
     ("zstd", "zstd", "\"--zstd\""),
+    // nixpkgs' apt carries apt-ftparchive (Debian: apt-utils) and the apt-get of fresh.rs.
+    ("apt-utils", "apt", "apt-ftparchive"),
 ];
 
 fn read(path: &str) -> String {

@@ -476,6 +476,7 @@ fn image_json_summary_has_the_documented_shape_and_true_figures() {
     assert_eq!(
         steps,
         [
+            "check_archive",
             "copy_base",
             "apply_overlay",
             "fsck",

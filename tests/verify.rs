@@ -144,35 +144,6 @@ fn verify_without_a_recorded_image_or_its_build_says_what_to_give() {
     assert!(stderr.contains("--build DIR"), "{stderr}");
 }
 
-#[test]
-#[ignore = "builds an image and a pinned rebuild of it: needs root, mmdebstrap and apt sources (scripts/test.sh)"]
-fn from_manifest_builds_the_same_disk_again() {
-    let tmp = tempfile::tempdir_in("/var/tmp").expect("tempdir");
-    let build = write_build(&tmp.path().join("build"), &disk_entries(), &[]);
-    let image = build_image(&ImageRequest {
-        quiet: true,
-        ..request(&build, &build)
-    })
-    .expect("image");
-    let again = tmp.path().join("again");
-    let o = Command::new(env!("CARGO_BIN_EXE_hardroot"))
-        .args(["image", "--quiet", "--json", "--from-manifest"])
-        .arg(build.join("image-manifest.json"))
-        .arg("-o")
-        .arg(&again)
-        .arg("--cache")
-        .arg(cache_dir())
-        .output()
-        .expect("run hardroot image --from-manifest");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
-    assert_eq!(
-        v["disk"]["sha256"].as_str(),
-        image.disk_sha256.as_deref(),
-        "the recorded inputs give the same disk"
-    );
-    assert_eq!(
-        common::sha256_file(&again.join("disk.img")),
-        image.disk_sha256.expect("sha")
-    );
-}
+// `--from-manifest` giving the recorded disk again (a pinned rebuild) is
+// proven by tests/image_fresh.rs, on an image whose archive has moved on
+// since: one bootstrap fewer than a test of its own (issue 30).

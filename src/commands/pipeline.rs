@@ -103,9 +103,12 @@ fn print_table(outcomes: &[Outcome], took: std::time::Duration) {
 }
 
 /// Where a built image's base came from: the local cache (`hit`), the shared
-/// cache (`pulled`), or a bootstrap (`miss`).
+/// cache (`pulled`), a bootstrap (`miss`), or a bootstrap because the cached
+/// one was stale (`refreshed`).
 fn base_cache(out: &ImageOutput) -> &'static str {
-    if out.base_from_cache {
+    if !out.base_refreshed.is_empty() {
+        "refreshed"
+    } else if out.base_from_cache {
         "hit"
     } else if out.base_pulled.is_some() {
         "pulled"
@@ -131,7 +134,9 @@ impl Bases {
             })
         };
         Bases {
-            bootstrapped: built().filter(|o| base_cache(o) == "miss").count(),
+            bootstrapped: built()
+                .filter(|o| matches!(base_cache(o), "miss" | "refreshed"))
+                .count(),
             pulled: built().filter(|o| o.base_pulled.is_some()).count(),
             pushed_bytes: built()
                 .filter_map(|o| o.base_pushed.as_ref())
@@ -194,6 +199,12 @@ fn print_summary(out: &ImageOutput, took: std::time::Duration) {
         out.cache_key,
         out.used_bytes >> 20
     );
+    if !out.base_refreshed.is_empty() {
+        println!(
+            "base refreshed: {}",
+            crate::image::fresh::describe(&out.base_refreshed)
+        );
+    }
     if let Some(t) = &out.base_pushed {
         println!(
             "base pushed to {}@{} ({} MiB sent)",
@@ -237,6 +248,7 @@ fn summary_json(out: &ImageOutput, took: std::time::Duration) -> serde_json::Val
             "cache": base_cache(out),
             "pulled": out.base_pulled,
             "pushed": out.base_pushed,
+            "refreshed": out.base_refreshed,
         },
         "packages": out.packages,
         "sbom": { "path": out.sbom },

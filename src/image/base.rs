@@ -7,7 +7,7 @@ use super::hygiene::{self, Scope};
 use super::manifest::{BuildDir, EntryKind};
 use super::progress::Step;
 use super::shared::{self, SharedCache, Transfer};
-use super::{fsutil, pack, tools};
+use super::{fresh, fsutil, pack, tools};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -44,6 +44,9 @@ pub struct Base {
     pub pulled: Option<Transfer>,
     /// This run sent it to the shared cache (`--cache-to`), which lacked it.
     pub pushed: Option<Transfer>,
+    /// The cached base was stale: these packages changed in the archive, and
+    /// this run bootstrapped it anew.
+    pub refreshed: Vec<fresh::Upgrade>,
 }
 
 impl Base {
@@ -146,26 +149,34 @@ pub struct Request<'a> {
 
 /// Returns the cached base for the inputs; on a miss it is fetched from the
 /// shared cache (`--cache-from`) or else bootstrapped, and with `--cache-to`
-/// sent there when the shared cache lacks it. The returned lock (shared)
-/// must be held while the entry is read.
+/// sent there when the shared cache lacks it. A base that is there but that
+/// the archive has moved past (fresh.rs) is bootstrapped anew. The returned
+/// lock (shared) must be held while the entry is read.
 pub fn ensure(req: &Request) -> Result<(Base, std::fs::File)> {
     let key = req.inputs.key();
     let entry = req.cache.entry(&key);
     let mut built = false;
     let mut pulled = None;
     let mut pushed = None;
+    let mut refreshed = Vec::new();
     {
         let _exclusive = req.cache.lock(&key, true)?;
-        if req.rebuild || !entry.join("meta.json").is_file() {
-            if let Some(from) = req.shared.from.as_deref().filter(|_| !req.rebuild)
-                && let shared::Fetched::Pulled(t) = shared::fetch(req.cache, from, &key, req.quiet)?
-            {
-                pulled = Some(t);
-            }
-            if pulled.is_none() {
-                build_entry(req, &key)?;
-            }
+        let mut have = !req.rebuild && entry.join("meta.json").is_file();
+        if !have
+            && !req.rebuild
+            && let Some(from) = req.shared.from.as_deref()
+            && let shared::Fetched::Pulled(t) = shared::fetch(req.cache, from, &key, req.quiet)?
+        {
+            pulled = Some(t);
+            have = true;
+        }
+        if have {
+            refreshed = stale_packages(req, &entry);
+        }
+        if !have || !refreshed.is_empty() {
+            build_entry(req, &key)?;
             built = true;
+            pulled = None;
         }
         if let Some(to) = req.shared.to.as_deref() {
             pushed = shared::store(req.cache, to, &key, req.quiet)?;
@@ -179,12 +190,50 @@ pub fn ensure(req: &Request) -> Result<(Base, std::fs::File)> {
         Base {
             dir: entry,
             meta,
-            from_cache: !built,
+            from_cache: !built && pulled.is_none(),
             pulled,
             pushed,
+            refreshed,
         },
         shared,
     ))
+}
+
+/// What the archive serves newer than the base at `entry` has; empty when
+/// it is current, when the build is pinned (a rebuild must not move), or
+/// when the archive cannot be asked (then a warning says the base is used
+/// as it is: an offline build still works).
+fn stale_packages(req: &Request, entry: &Path) -> Vec<fresh::Upgrade> {
+    if !req.inputs.pins.is_empty() {
+        return Vec::new();
+    }
+    let step = Step::start(
+        "check_archive",
+        "asking the archive whether the cached base is current",
+        req.quiet,
+    );
+    let arch = &req.build.system.architecture;
+    match fresh::check(req.cache, req.sources, arch, &entry.join("rootfs")) {
+        fresh::Freshness::Current => {
+            step.done("current");
+            Vec::new()
+        }
+        fresh::Freshness::Stale(up) => {
+            step.done(&format!("{}: bootstrapping it anew", fresh::describe(&up)));
+            up
+        }
+        fresh::Freshness::Unknown(why) => {
+            step.done("unknown");
+            eprintln!(
+                "{}",
+                super::progress::line(&format!(
+                    "warning: could not ask the archive for updates ({why}); \
+                     using the cached base as it is"
+                ))
+            );
+            Vec::new()
+        }
+    }
 }
 
 pub(super) fn read_meta(entry: &Path) -> Result<BaseMeta> {

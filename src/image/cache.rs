@@ -133,6 +133,11 @@ impl Cache {
         self.dir.join("base")
     }
 
+    /// apt's lists of each set of sources, for the freshness check (fresh.rs).
+    pub fn apt_dir(&self) -> PathBuf {
+        self.dir.join("apt")
+    }
+
     pub fn lock_path(&self, key: &str) -> PathBuf {
         self.dir.join("locks").join(format!("{key}.lock"))
     }

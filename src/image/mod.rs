@@ -11,6 +11,7 @@ pub mod dpkg;
 pub mod error;
 pub mod esp;
 pub mod fleet;
+pub mod fresh;
 pub mod fsutil;
 pub mod gc;
 pub mod hygiene;
@@ -115,6 +116,9 @@ pub struct ImageOutput {
     pub base_pulled: Option<shared::Transfer>,
     /// This build sent its base to the shared cache (`--cache-to`).
     pub base_pushed: Option<shared::Transfer>,
+    /// The cached base was stale (the archive serves newer packages) and was
+    /// bootstrapped anew: what changed.
+    pub base_refreshed: Vec<fresh::Upgrade>,
     /// rootfs.img's size (the ext4 file system's size; the file is sparse).
     pub size_bytes: u64,
     pub used_bytes: u64,

@@ -131,6 +131,7 @@ fn write_outputs(
         base_from_cache: base.from_cache,
         base_pulled: base.pulled.clone(),
         base_pushed: base.pushed.clone(),
+        base_refreshed: base.refreshed.clone(),
         size_bytes: base.meta.image_bytes,
         used_bytes,
         profile: build.manifest.profile.clone(),
