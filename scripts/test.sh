@@ -49,15 +49,17 @@ for m in map(json.loads, sys.stdin):
         print(m["executable"])'
 }
 
-# ignored LANE: the ignored tests tests/budget.toml puts in LANE, one at a time.
+# ignored LANE: the ignored tests tests/budget.toml puts in LANE, as many
+# at a time as its [threads] says (the first line python prints).
 ignored() {
-  local names
-  mapfile -t names < <(python3 -c '
+  local lines
+  mapfile -t lines < <(python3 -c '
 import sys, tomllib
-rows = tomllib.load(open("tests/budget.toml", "rb"))["ignored"]
-print("\n".join(name for name, row in rows.items() if row["lane"] == sys.argv[1]))' "$1")
-  [ ${#names[@]} -gt 0 ] || { echo "tests/budget.toml: no test in lane $1" >&2; return 1; }
-  "$suite" --ignored --test-threads=1 --exact "${names[@]}"
+budget = tomllib.load(open("tests/budget.toml", "rb"))
+print(budget["threads"][sys.argv[1]])
+print("\n".join(name for name, row in budget["ignored"].items() if row["lane"] == sys.argv[1]))' "$1")
+  [ ${#lines[@]} -gt 1 ] || { echo "tests/budget.toml: no test in lane $1" >&2; return 1; }
+  "$suite" --ignored --test-threads="${lines[0]}" --exact "${lines[@]:1}"
 }
 
 # side_by_side F G: the functions F and G at once; each one's log is
@@ -95,7 +97,7 @@ part build cargo test --release --locked --no-run
 # (docs/testing.md, "The time budget"): the fast tests and then the "vm"
 # lane (QEMU, one TCG guest at a time: two on two cores only slow each
 # other down) beside the "image" lane (bootstraps and image builds, mostly
-# waiting on the mirror and the disk); last, the "alone" lane with nothing
+# waiting on the mirror and the disk: two at a time); last, the "alone" lane with nothing
 # beside it, as its load and fault figures are measured.
 suite=$(suite_binary)
 side_by_side fast_then_vm image_lane
