@@ -209,7 +209,8 @@ mod tests {
                 to: "3.0.15-1~deb12u1".into()
             }
         );
-        assert_eq!(up[1].from, "", "a package the base lacks: {up:?}");
+        assert_eq!(up[0].name, "libnew1", "sorted by name: {up:?}");
+        assert_eq!(up[0].from, "", "a package the base lacks: {up:?}");
         assert_eq!(
             describe(&up[2..]),
             "1 package upgraded: openssl 3.0.11-1~deb12u2 → 3.0.15-1~deb12u1"
