@@ -9,7 +9,9 @@ of a part with the seconds since that part began ("[  123] ...") and prints
 tests/..." before each test binary and "test NAME ... ok" when a test ends.
 The ignored tests run one at a time, so a test's time is the stamp of its
 result line minus the stamp of the line before it (the previous result, or
-the binary's "running N tests").
+the binary's "running N tests"). In a lane that runs several tests at once
+(tests/budget.toml's [threads]) that gap is not a test's duration, only
+the lane's total is: time such a test in a lane of one thread.
 
 With --budget, each ignored test's time is shown beside its expected cost in
 tests/budget.toml, so a changed cost is seen, and the file can be updated.
