@@ -224,13 +224,9 @@ fn stale_packages(req: &Request, entry: &Path) -> Vec<fresh::Upgrade> {
         }
         fresh::Freshness::Unknown(why) => {
             step.done("unknown");
-            eprintln!(
-                "{}",
-                super::progress::line(&format!(
-                    "warning: could not ask the archive for updates ({why}); \
-                     using the cached base as it is"
-                ))
-            );
+            super::progress::warn(&format!(
+                "could not ask the archive for updates ({why}); using the cached base as it is"
+            ));
             Vec::new()
         }
     }

@@ -37,6 +37,11 @@ pub fn line(text: &str) -> String {
     })
 }
 
+/// A warning on stderr, as a line of this thread's progress.
+pub fn warn(text: &str) {
+    eprintln!("{}", line(&format!("warning: {text}")));
+}
+
 fn labelled() -> bool {
     LABEL.with(|l| l.borrow().is_some())
 }

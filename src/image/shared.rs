@@ -170,12 +170,9 @@ pub fn store(
 }
 
 fn refused(what: &str, e: &miette::Report) -> Fetched {
-    eprintln!(
-        "{}",
-        progress::line(&format!(
-            "warning: {what}:\n{e:?}\n    bootstrapping the base instead"
-        ))
-    );
+    progress::warn(&format!(
+        "{what}:\n{e:?}\n    bootstrapping the base instead"
+    ));
     Fetched::Refused(format!("{what}: {e}"))
 }
 
