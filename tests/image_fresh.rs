@@ -34,14 +34,13 @@ fn make_deb(repo: &Path, version: &str) {
     .expect("control");
     std::fs::write(root.join("usr/share").join(PROBE).join("version"), version).expect("file");
     let deb = repo.join(format!("{PROBE}_{version}_all.deb"));
-    let o = Command::new("dpkg-deb")
-        .args(["--root-owner-group", "--build"])
-        .arg(&root)
-        .arg(&deb)
-        .env("SOURCE_DATE_EPOCH", SDE.to_string())
-        .output()
-        .expect("run dpkg-deb");
-    assert!(o.status.success(), "dpkg-deb: {}", common::text(&o.stderr));
+    common::run_ok(
+        Command::new("dpkg-deb")
+            .args(["--root-owner-group", "--build"])
+            .arg(&root)
+            .arg(&deb)
+            .env("SOURCE_DATE_EPOCH", SDE.to_string()),
+    );
     std::fs::remove_dir_all(&root).expect("remove the package's tree");
 }
 
@@ -50,18 +49,13 @@ fn index(repo: &Path) {
     // Release lists the indexes it finds: not the one it replaces.
     let _ = std::fs::remove_file(repo.join("Release"));
     for (what, file) in [("packages", "Packages"), ("release", "Release")] {
-        let o = Command::new("apt-ftparchive")
-            .arg(what)
-            .arg(".")
-            .current_dir(repo)
-            .output()
-            .expect("run apt-ftparchive (apt-utils)");
-        assert!(
-            o.status.success(),
-            "apt-ftparchive {what}: {}",
-            common::text(&o.stderr)
+        let index = common::run_ok(
+            Command::new("apt-ftparchive")
+                .arg(what)
+                .arg(".")
+                .current_dir(repo),
         );
-        std::fs::write(repo.join(file), &o.stdout).expect("index");
+        std::fs::write(repo.join(file), index).expect("index");
     }
 }
 
@@ -89,13 +83,7 @@ fn image(args: &[&str], out: &Path, cache: &Path, sources: &[PathBuf]) -> Value 
     for s in sources {
         cmd.arg("--sources").arg(s);
     }
-    let o = cmd.output().expect("run hardroot image");
-    assert!(
-        o.status.success(),
-        "hardroot image {args:?}: {}",
-        common::text(&o.stderr)
-    );
-    serde_json::from_slice(&o.stdout).expect("stdout is one JSON document")
+    serde_json::from_str(&common::run_ok(&mut cmd)).expect("stdout is one JSON document")
 }
 
 /// The probe's version in OUT/image-manifest.json.
