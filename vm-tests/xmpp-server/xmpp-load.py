@@ -219,9 +219,12 @@ class LoadClient(slixmpp.ClientXMPP):
         # Stream management starts after session_start (slixmpp binds, then
         # enables): what is sent before <enabled/> would never be acked.
         self.came_up()
-        if self.sessions > 1 and self.pending:
+        if self.sessions > 1:
             # Sent, never acknowledged, and the stream is gone: send again
             # (same id; a copy the server did take shows up as a duplicate).
+            # A client with nothing pending must still look at its receipts
+            # below: what the server acknowledged and then lost with its
+            # memory is not pending any more.
             again, self.pending = self.pending, []
             for mid in again:
                 self.ledger.sent[mid]["resent"] += 1
