@@ -12,8 +12,8 @@
 # OUT/to-guest-lynis/ what the last subtest copies in for the independent audit:
 #   lynis_*.deb       Debian's package, from ${HARDROOT_DEB_DIR:-/var/cache/hardroot/debs}
 #                     (scripts/deps.sh fetches it; never installed on the host or in the image)
-#   lynis.prf         this test's Lynis profile (/etc/lynis/custom.prf in the guest)
-#   lynis-run.sh      installs it, audits, keeps the report
+#   lynis.prf         this test's Lynis profile (custom.prf beside Lynis in the guest)
+#   lynis-run.sh      unpacks it (installs nothing), audits, keeps the report
 # Nothing secret is ever in the repository: every key and password is made here, per run.
 set -euo pipefail
 out=$1
