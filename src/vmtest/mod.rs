@@ -277,7 +277,26 @@ fn failure_text(test: &str, err: &str, ctx: &Context, tail: usize, out_dir: &Pat
         msg.push('\n');
     }
     msg.push_str(&format!("\nresults and logs: {}", out_dir.display()));
+    // CI keeps the head and the tail of a long log: say again, last, what failed.
+    msg.push_str(&format!("\n{}", failure_summary(test, err, ctx)));
     msg
+}
+
+/// One line: the failed subtest (if any) and the first line of its error.
+fn failure_summary(test: &str, err: &str, ctx: &Context) -> String {
+    let first = err.lines().find(|l| !l.trim().is_empty()).unwrap_or(err);
+    let first: String = first.chars().take(400).collect();
+    let failed = ctx
+        .results()
+        .subtests
+        .iter()
+        .rev()
+        .find(|s| !s.passed)
+        .map(|s| s.name.clone());
+    match failed {
+        Some(name) => format!("vm-test {test} FAILED in subtest \"{name}\": {first}"),
+        None => format!("vm-test {test} FAILED: {first}"),
+    }
 }
 
 fn prepare_out_dir(out: &Path) -> Result<(), String> {
