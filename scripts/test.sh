@@ -100,7 +100,16 @@ part build cargo test --release --locked --no-run
 # waiting on the mirror and the disk: two at a time); last, the "alone" lane with nothing
 # beside it, as its load and fault figures are measured.
 suite=$(suite_binary)
+# The image tests' shared Debian bases persist between runs, as the VM tests'
+# do in ~/.cache/hardroot (each is still checked against the archive and
+# refreshed when it serves newer packages); a cold bootstrap is for the
+# tests that must be cold, which keep caches of their own.
+export HARDROOT_TEST_CACHE=${HARDROOT_TEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hardroot-tests}
 side_by_side fast_then_vm image_lane
+# The alone lane's figures assume a quiet machine: the log shows what else
+# still runs (a test that left a daemon or a guest behind shows up here).
+echo "test.sh: before the alone lane:$(uptime)"
+ps -eo pcpu,etimes,args --sort=-pcpu | head -n 6 | cut -c1-160 | sed 's/^/test.sh:   /'
 part ignored-alone ignored alone
 part flake-parse bash -c 'nix-instantiate --parse flake.nix >/dev/null'
 echo "all tests passed"
