@@ -2,16 +2,20 @@
 //! newer version of a package in the base (a security update), the next
 //! `hardroot image` bootstraps the base anew by itself, with no
 //! `--rebuild-base`, and says what changed; a rebuild pinned to the first
-//! image's manifest still gives the first image's bytes.
+//! image's manifest still gives the first image's bytes. With `--cache-to`,
+//! the refreshed base replaces the shared cache's stale copy: another
+//! builder pulls the update instead of bootstrapping it again.
 //!
 //! Offline: the archive that changes is a local apt repository this test
 //! makes (`apt-ftparchive`, a `copy:` source beside the host's sources), with
-//! one package at version 1, then at versions 1 and 2. Needs root, mmdebstrap
-//! and the host's apt sources for the rest of the base: `#[ignore]`d;
-//! scripts/test.sh runs it in the image lane. Three cold bootstraps of the
-//! test package set (first, refreshed, pinned).
+//! one package at version 1, then at versions 1 and 2; the shared cache a
+//! docker-registry on 127.0.0.1 (tests/registry_support). Needs root,
+//! mmdebstrap, docker-registry and the host's apt sources for the rest of
+//! the base: `#[ignore]`d; scripts/test.sh runs it in the image lane. Three
+//! cold bootstraps of the test package set (first, refreshed, pinned).
 use crate::common;
 use crate::image_support::*;
+use crate::registry_support::{Registry, hardroot};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -73,13 +77,8 @@ fn sources(tmp: &Path, repo: &Path) -> Vec<PathBuf> {
 }
 
 fn image(args: &[&str], out: &Path, cache: &Path, sources: &[PathBuf]) -> Value {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hardroot"));
-    cmd.args(["image", "--quiet", "--json"])
-        .args(args)
-        .arg("-o")
-        .arg(out)
-        .arg("--cache")
-        .arg(cache);
+    let mut cmd = hardroot(&["image", "--quiet", "--json"]);
+    cmd.args(args).arg("-o").arg(out).arg("--cache").arg(cache);
     for s in sources {
         cmd.arg("--sources").arg(s);
     }
@@ -115,7 +114,7 @@ fn build_with_probe(dir: &Path) -> PathBuf {
 }
 
 #[test]
-#[ignore = "bootstraps Debian three times with a local apt repository: needs root, mmdebstrap, apt-utils and apt sources (scripts/test.sh)"]
+#[ignore = "bootstraps Debian three times with a local apt repository and a registry: needs root, mmdebstrap, apt-utils, docker-registry and apt sources (scripts/test.sh)"]
 fn a_cached_base_follows_the_archive_and_a_pinned_rebuild_does_not() {
     let tmp = tempfile::tempdir_in("/var/tmp").expect("tempdir");
     let (repo, cache) = (tmp.path().join("repo"), tmp.path().join("cache"));
@@ -123,25 +122,31 @@ fn a_cached_base_follows_the_archive_and_a_pinned_rebuild_does_not() {
     make_deb(&repo, "1");
     index(&repo);
     let sources = sources(tmp.path(), &repo);
+    let registry = Registry::start(&tmp.path().join("registry"), false);
+    let bases = registry.reference("fleet/bases");
     // The first image's output is its build folder: --from-manifest reads both there.
     let build = build_with_probe(&tmp.path().join("build"));
     let b = build.display().to_string();
-    let first = image(&["--from-build", &b], &build, &cache, &sources);
+    let shared = ["--from-build", &b, "--cache-to", &bases];
+    let first = image(&shared, &build, &cache, &sources);
     assert_eq!(first["base"]["cache"], "miss", "{first}");
     assert_eq!(probe_version(&build), "1");
+    assert!(first["base"]["pushed"].is_object(), "{first}");
 
-    // Nothing changed in the archive: the base is reused, after asking.
+    // Nothing changed in the archive: the base is reused, after asking,
+    // and the registry's copy is left as it is.
     let same = tmp.path().join("same");
-    let v = image(&["--from-build", &b], &same, &cache, &sources);
+    let v = image(&shared, &same, &cache, &sources);
     assert_eq!(v["base"]["cache"], "hit", "{v}");
     assert!(v["steps"].to_string().contains("check_archive"), "{v}");
+    assert!(v["base"]["pushed"].is_null(), "{v}");
 
     // The archive publishes version 2 (and still serves 1, as a point
     // release's archive does): the next build, with no flag, has 2.
     make_deb(&repo, "2");
     index(&repo);
     let second = tmp.path().join("second");
-    let v = image(&["--from-build", &b], &second, &cache, &sources);
+    let v = image(&shared, &second, &cache, &sources);
     assert_eq!(v["base"]["cache"], "refreshed", "{v}");
     assert_eq!(
         v["base"]["refreshed"],
@@ -151,6 +156,31 @@ fn a_cached_base_follows_the_archive_and_a_pinned_rebuild_does_not() {
     assert_eq!(v["base"]["cache_key"], first["base"]["cache_key"], "{v}");
     assert_eq!(probe_version(&second), "2");
     assert_ne!(v["disk"]["sha256"], first["disk"]["sha256"]);
+    // The refreshed base replaced the registry's stale copy under the same key.
+    assert_eq!(
+        v["base"]["pushed"]["reference"], first["base"]["pushed"]["reference"],
+        "{v}"
+    );
+    assert_ne!(
+        v["base"]["pushed"]["digest"], first["base"]["pushed"]["digest"],
+        "{v}"
+    );
+
+    // Another builder, its cache empty: it pulls version 2 and finds it current.
+    let other = tmp.path().join("other");
+    let pulled = image(
+        &["--from-build", &b, "--cache-from", &bases],
+        &other,
+        &tmp.path().join("other-cache"),
+        &sources,
+    );
+    assert_eq!(pulled["base"]["cache"], "pulled", "{pulled}");
+    assert_eq!(
+        pulled["base"]["pulled"]["digest"],
+        v["base"]["pushed"]["digest"]
+    );
+    assert_eq!(probe_version(&other), "2");
+    assert_eq!(pulled["disk"]["sha256"], v["disk"]["sha256"], "{pulled}");
 
     // A rebuild pinned to the first image's manifest: version 1 again, and
     // the first image's bytes, though the archive's newest is 2.

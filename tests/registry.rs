@@ -532,7 +532,7 @@ fn a_shared_base_comes_back_whole_and_a_wrong_or_damaged_one_is_refused() {
     let key = inputs.key();
     fake_base(&builder_a, &key, &key, &inputs);
 
-    let sent = shared::store(&builder_a, &store, &key, true)
+    let sent = shared::store(&builder_a, &store, &key, false, true)
         .expect("pushed")
         .expect("the registry lacked it");
     assert!(
@@ -540,11 +540,16 @@ fn a_shared_base_comes_back_whole_and_a_wrong_or_damaged_one_is_refused() {
         "{sent:?}: holes are not sent"
     );
     assert!(
-        shared::store(&builder_a, &store, &key, true)
+        shared::store(&builder_a, &store, &key, false, true)
             .expect("second push")
             .is_none(),
         "a base the registry has is sent again"
     );
+    // A refreshed base replaces what the registry holds under its key.
+    let replaced = shared::store(&builder_a, &store, &key, true, true)
+        .expect("replacing push")
+        .expect("a refreshed base is sent though the registry has the key");
+    assert_eq!(replaced.reference, sent.reference);
     let manifest = served_manifest(&reg, "fleet/base", &key, None);
     assert_eq!(manifest["artifactType"], "application/vnd.hardroot.base.v1");
     assert_eq!(
@@ -580,7 +585,8 @@ fn a_shared_base_comes_back_whole_and_a_wrong_or_damaged_one_is_refused() {
     // Builder B had nothing: it gets the same entry, file for file.
     let builder_b = Cache::open(&tmp.path().join("b")).expect("cache b");
     match shared::fetch(&builder_b, &store, &key, true).expect("fetch") {
-        Fetched::Pulled(t) => assert_eq!(t.digest, sent.digest),
+        // What the registry holds now: the replacing push's artifact.
+        Fetched::Pulled(t) => assert_eq!(t.digest, replaced.digest),
         other => panic!("not pulled: {other:?}"),
     }
     let (a, b) = (builder_a.entry(&key), builder_b.entry(&key));
@@ -613,7 +619,7 @@ fn a_shared_base_comes_back_whole_and_a_wrong_or_damaged_one_is_refused() {
     let altered_key = "cd".repeat(16);
     fake_base(&builder_a, &altered_key, &altered_key, &inputs);
     for k in [&other_key, &altered_key] {
-        shared::store(&builder_a, &store, k, true).expect("pushed");
+        shared::store(&builder_a, &store, k, false, true).expect("pushed");
     }
     let archive_digest = manifest["layers"][1]["digest"]
         .as_str()

@@ -150,8 +150,9 @@ pub struct Request<'a> {
 /// Returns the cached base for the inputs; on a miss it is fetched from the
 /// shared cache (`--cache-from`) or else bootstrapped, and with `--cache-to`
 /// sent there when the shared cache lacks it. A base that is there but that
-/// the archive has moved past (fresh.rs) is bootstrapped anew. The returned
-/// lock (shared) must be held while the entry is read.
+/// the archive has moved past (fresh.rs) is bootstrapped anew, and replaces
+/// the shared cache's copy. The returned lock (shared) must be held while
+/// the entry is read.
 pub fn ensure(req: &Request) -> Result<(Base, std::fs::File)> {
     let key = req.inputs.key();
     let entry = req.cache.entry(&key);
@@ -179,7 +180,7 @@ pub fn ensure(req: &Request) -> Result<(Base, std::fs::File)> {
             pulled = None;
         }
         if let Some(to) = req.shared.to.as_deref() {
-            pushed = shared::store(req.cache, to, &key, req.quiet)?;
+            pushed = shared::store(req.cache, to, &key, !refreshed.is_empty(), req.quiet)?;
         }
     }
     // Entries are immutable once published, so a shared lock is enough to read one.

@@ -126,12 +126,16 @@ pub fn fetch(cache: &Cache, store: &dyn BaseStore, key: &str, quiet: bool) -> Re
     Ok(Fetched::Pulled(transfer))
 }
 
-/// Sends the cached base of `key` to the store unless it has it already
-/// (the caller holds the key's exclusive lock, so the entry is whole).
+/// Sends the cached base of `key` to the store unless it has it already, or
+/// in any case with `replace` (the base was refreshed: what the store holds
+/// under that key is the one the archive has moved past, and every builder
+/// that pulls it would refresh it again). The caller holds the key's
+/// exclusive lock, so the entry is whole.
 pub fn store(
     cache: &Cache,
     store: &dyn BaseStore,
     key: &str,
+    replace: bool,
     quiet: bool,
 ) -> Result<Option<Transfer>> {
     let where_ = store.location(key);
@@ -139,7 +143,7 @@ pub fn store(
         location: where_.clone(),
         message: format!("{e:?}"),
     };
-    if store.contains(key).map_err(registry_err)? {
+    if !replace && store.contains(key).map_err(registry_err)? {
         return Ok(None);
     }
     tools::require(tools::TAR)?;

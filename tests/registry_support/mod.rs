@@ -1,8 +1,8 @@
 //! A throw-away registry for the registry tests: Debian's docker-registry
 //! (the CNCF distribution registry) on 127.0.0.1 with its own storage
 //! folder, optionally with basic auth, and hardroot with no credentials of
-//! whoever runs the tests. Used by tests/registry.rs and
-//! tests/image_shared_cache.rs.
+//! whoever runs the tests. Used by tests/registry.rs,
+//! tests/image_shared_cache.rs and tests/image_fresh.rs.
 #![allow(dead_code)] // each test file uses part of it
 
 use std::net::TcpStream;
