@@ -1,5 +1,6 @@
 //! Image stage, end to end (needs root, mmdebstrap, e2fsprogs, qemu-utils and
-//! the host's apt sources). The base is cached under target/ between runs.
+//! the host's apt sources). The base is cached in the shared test cache
+//! (image_support::cache_dir(): HARDROOT_TEST_CACHE, else under target/).
 use crate::common;
 use crate::image_support;
 

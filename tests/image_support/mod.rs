@@ -309,7 +309,9 @@ pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// Shared between test runs so the base is bootstrapped once: under target/.
+/// Shared between the image tests so the base is bootstrapped once:
+/// HARDROOT_TEST_CACHE (scripts/test.sh: ~/.cache/hardroot-tests, kept
+/// between runs), else under target/.
 pub fn cache_dir() -> PathBuf {
     std::env::var_os("HARDROOT_TEST_CACHE")
         .map(PathBuf::from)
