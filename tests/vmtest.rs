@@ -204,6 +204,14 @@ fn a_failing_command_fails_the_test_with_output_and_serial_tail() {
     );
     assert!(err.contains("test.rhai line 2"), "{err}");
     assert!(err.contains("lines of server's serial console"), "{err}");
+    // Last, after the console: which subtest failed and why, for a log
+    // whose middle a CI cut out.
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("FAILED in subtest \"breaks\"")
+            && last.contains("server: command failed (exit code 9)"),
+        "last line: {last}"
+    );
     // The tail is the real console: the kernel and systemd wrote to it.
     assert!(err.contains("systemd") || err.contains("login"), "{err}");
     let r = results(&out);
