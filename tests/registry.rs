@@ -522,7 +522,7 @@ fn tree_listing(root: &Path) -> Vec<String> {
 #[test]
 fn a_shared_base_comes_back_whole_and_a_wrong_or_damaged_one_is_refused() {
     use hardroot::image::cache::Cache;
-    use hardroot::image::shared::{self, Fetched};
+    use hardroot::image::shared::{self, Fetched, Push};
     let tmp = tempfile::tempdir().expect("tmp");
     let reg = Registry::start(&tmp.path().join("reg"), false);
     let store = hardroot::oci::bases::RegistryBases::new(&reg.reference("fleet/base"))
@@ -532,7 +532,7 @@ fn a_shared_base_comes_back_whole_and_a_wrong_or_damaged_one_is_refused() {
     let key = inputs.key();
     fake_base(&builder_a, &key, &key, &inputs);
 
-    let sent = shared::store(&builder_a, &store, &key, false, true)
+    let sent = shared::store(&builder_a, &store, &key, Push::IfMissing, true)
         .expect("pushed")
         .expect("the registry lacked it");
     assert!(
@@ -540,13 +540,13 @@ fn a_shared_base_comes_back_whole_and_a_wrong_or_damaged_one_is_refused() {
         "{sent:?}: holes are not sent"
     );
     assert!(
-        shared::store(&builder_a, &store, &key, false, true)
+        shared::store(&builder_a, &store, &key, Push::IfMissing, true)
             .expect("second push")
             .is_none(),
         "a base the registry has is sent again"
     );
     // A refreshed base replaces what the registry holds under its key.
-    let replaced = shared::store(&builder_a, &store, &key, true, true)
+    let replaced = shared::store(&builder_a, &store, &key, Push::Replace, true)
         .expect("replacing push")
         .expect("a refreshed base is sent though the registry has the key");
     assert_eq!(replaced.reference, sent.reference);
@@ -619,7 +619,7 @@ fn a_shared_base_comes_back_whole_and_a_wrong_or_damaged_one_is_refused() {
     let altered_key = "cd".repeat(16);
     fake_base(&builder_a, &altered_key, &altered_key, &inputs);
     for k in [&other_key, &altered_key] {
-        shared::store(&builder_a, &store, k, false, true).expect("pushed");
+        shared::store(&builder_a, &store, k, Push::IfMissing, true).expect("pushed");
     }
     let archive_digest = manifest["layers"][1]["digest"]
         .as_str()

@@ -180,7 +180,12 @@ pub fn ensure(req: &Request) -> Result<(Base, std::fs::File)> {
             pulled = None;
         }
         if let Some(to) = req.shared.to.as_deref() {
-            pushed = shared::store(req.cache, to, &key, !refreshed.is_empty(), req.quiet)?;
+            let push = if refreshed.is_empty() {
+                shared::Push::IfMissing
+            } else {
+                shared::Push::Replace
+            };
+            pushed = shared::store(req.cache, to, &key, push, req.quiet)?;
         }
     }
     // Entries are immutable once published, so a shared lock is enough to read one.

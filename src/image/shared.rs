@@ -126,16 +126,24 @@ pub fn fetch(cache: &Cache, store: &dyn BaseStore, key: &str, quiet: bool) -> Re
     Ok(Fetched::Pulled(transfer))
 }
 
-/// Sends the cached base of `key` to the store unless it has it already, or
-/// in any case with `replace` (the base was refreshed: what the store holds
-/// under that key is the one the archive has moved past, and every builder
-/// that pulls it would refresh it again). The caller holds the key's
-/// exclusive lock, so the entry is whole.
+/// When `store` sends a base whose key the store already has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Push {
+    /// Only when the store lacks the key.
+    IfMissing,
+    /// In any case: the base was refreshed, and what the store holds under
+    /// that key is the one the archive has moved past (every builder that
+    /// pulled it would refresh it again).
+    Replace,
+}
+
+/// Sends the cached base of `key` to the store as `push` says. The caller
+/// holds the key's exclusive lock, so the entry is whole.
 pub fn store(
     cache: &Cache,
     store: &dyn BaseStore,
     key: &str,
-    replace: bool,
+    push: Push,
     quiet: bool,
 ) -> Result<Option<Transfer>> {
     let where_ = store.location(key);
@@ -143,7 +151,7 @@ pub fn store(
         location: where_.clone(),
         message: format!("{e:?}"),
     };
-    if !replace && store.contains(key).map_err(registry_err)? {
+    if push == Push::IfMissing && store.contains(key).map_err(registry_err)? {
         return Ok(None);
     }
     tools::require(tools::TAR)?;
